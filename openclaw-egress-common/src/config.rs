@@ -1,0 +1,32 @@
+//! Per-policy settings the programs read from the `CONFIG` array.
+
+/// What the datapath does with a packet that no rule allows.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Drop it (and count and report the drop).
+    Enforce = 0,
+    /// Let it through, but count and report it as a drop that would have happened.
+    Audit = 1,
+}
+
+/// The single entry of the `CONFIG` array map.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PolicyConfig {
+    /// A [`Mode`] as `u32`.
+    pub mode: u32,
+    /// Non-zero once userspace has filled every map. Until then every packet is
+    /// dropped, so a half-loaded policy can never be more open than intended.
+    pub ready: u32,
+}
+
+impl PolicyConfig {
+    pub const fn mode(&self) -> Mode {
+        if self.mode == Mode::Audit as u32 {
+            Mode::Audit
+        } else {
+            Mode::Enforce
+        }
+    }
+}

@@ -1,0 +1,80 @@
+//! Ring buffer records describing dropped (or, in audit mode, would-be dropped) flows.
+
+use crate::addr::Addr;
+
+/// Longest DNS name carried in an event, in dotted form, without a trailing NUL.
+pub const DNS_NAME_MAX: usize = 255;
+
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Direction {
+    Egress = 0,
+    Ingress = 1,
+}
+
+impl Direction {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Egress => "egress",
+            Self::Ingress => "ingress",
+        }
+    }
+
+    pub const fn from_u8(value: u8) -> Option<Self> {
+        match value {
+            0 => Some(Self::Egress),
+            1 => Some(Self::Ingress),
+            _ => None,
+        }
+    }
+}
+
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Verdict {
+    Dropped = 0,
+    /// Audit mode: the packet went through but would have been dropped.
+    Audited = 1,
+}
+
+/// One dropped flow, as pushed on the `EVENTS` ring buffer.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct DropEvent {
+    /// `bpf_ktime_get_ns` (CLOCK_MONOTONIC) when the packet was seen.
+    pub timestamp_ns: u64,
+    /// The cgroup v2 id of the sending socket (0 when unknown, e.g. TC).
+    pub cgroup_id: u64,
+    pub src_addr: Addr,
+    pub dst_addr: Addr,
+    /// Host byte order; 0 for protocols without ports.
+    pub src_port: u16,
+    pub dst_port: u16,
+    pub proto: u8,
+    /// 4 or 6.
+    pub family: u8,
+    /// A [`crate::DropReason`].
+    pub reason: u8,
+    /// A [`Direction`].
+    pub direction: u8,
+    /// A [`Verdict`].
+    pub verdict: u8,
+    pub _pad: u8,
+    /// Bytes of `dns_name` in use (0 when the drop is not about DNS).
+    pub dns_name_len: u16,
+    pub dns_name: [u8; DNS_NAME_MAX],
+    pub _pad2: u8,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_has_no_hidden_padding() {
+        assert_eq!(
+            core::mem::size_of::<DropEvent>(),
+            8 + 8 + 16 + 16 + 2 + 2 + 1 + 1 + 1 + 1 + 1 + 1 + 2 + DNS_NAME_MAX + 1
+        );
+    }
+}

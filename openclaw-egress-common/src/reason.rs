@@ -1,0 +1,62 @@
+//! Why a packet was dropped. Indexes the drop counters and labels metrics.
+
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DropReason {
+    /// The destination (address, protocol, port) is in no allow map.
+    NoRule = 0,
+    /// The destination was allowed by a resolved name whose TTL has run out.
+    Expired = 1,
+    /// DNS (port 53) to a server that is not one of the policy's resolvers.
+    DnsResolver = 2,
+    /// A DNS query for a name no rule allows.
+    DnsDenied = 3,
+    /// A DNS query the program could not parse.
+    DnsMalformed = 4,
+    /// Neither TCP nor UDP (ICMP echo, raw IP, SCTP, ...).
+    Protocol = 5,
+    /// An IP fragment without a transport header to check.
+    Fragment = 6,
+    /// A packet too short or inconsistent to parse.
+    Malformed = 7,
+    /// The policy is still being loaded; nothing passes until it is complete.
+    NotReady = 8,
+}
+
+impl DropReason {
+    pub const COUNT: usize = 9;
+    pub const ALL: [DropReason; Self::COUNT] = [
+        Self::NoRule,
+        Self::Expired,
+        Self::DnsResolver,
+        Self::DnsDenied,
+        Self::DnsMalformed,
+        Self::Protocol,
+        Self::Fragment,
+        Self::Malformed,
+        Self::NotReady,
+    ];
+
+    pub const fn from_u8(value: u8) -> Option<Self> {
+        if (value as usize) < Self::COUNT {
+            Some(Self::ALL[value as usize])
+        } else {
+            None
+        }
+    }
+
+    /// The `reason` label of metrics and events.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::NoRule => "no_rule",
+            Self::Expired => "expired",
+            Self::DnsResolver => "dns_resolver",
+            Self::DnsDenied => "dns_denied",
+            Self::DnsMalformed => "dns_malformed",
+            Self::Protocol => "protocol",
+            Self::Fragment => "fragment",
+            Self::Malformed => "malformed",
+            Self::NotReady => "not_ready",
+        }
+    }
+}

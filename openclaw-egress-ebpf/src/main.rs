@@ -1,0 +1,26 @@
+//! The kernel half of openclaw-egress.
+//!
+//! Userspace fills the maps in `maps.rs` from a policy; the programs here make
+//! every per-packet decision and report each drop on a ring buffer.
+//! One program type per file:
+//! - `cgroup_skb_egress.rs`: egress of every socket in the workload's cgroup.
+#![no_std]
+#![no_main]
+
+mod cgroup_skb_egress;
+mod egress_policy;
+mod flow;
+mod maps;
+mod report;
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    // The verifier rejects any path that could reach this; it only exists to
+    // satisfy `no_std`.
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";
