@@ -1,0 +1,175 @@
+//! A validated policy. Values of these types only exist once every check in
+//! `policy::parse` has passed, so the datapath never sees a half-valid policy.
+
+use std::{
+    collections::BTreeMap,
+    fmt,
+    net::IpAddr,
+    path::PathBuf,
+    time::Duration,
+};
+
+pub use openclaw_egress_common::Mode;
+
+/// `kind: EgressPolicy`, `apiVersion: openclaw.io/v1`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Policy {
+    /// `metadata.name`: a DNS label (lowercase alphanumerics and '-', at most
+    /// 63 characters), because it names bpffs pins and metric labels.
+    pub name: String,
+    pub mode: Mode,
+    pub selector: Selector,
+    pub dns: DnsConfig,
+    /// Allow rules; anything they do not allow is denied.
+    pub egress: Vec<EgressRule>,
+}
+
+/// `spec.selector`: which workloads the policy applies to (any of).
+/// At least one of the three is set.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Selector {
+    /// A cgroup v2 directory. Absolute, or relative to the cgroup2 mount
+    /// (resolved when the policy is applied, not when it is parsed).
+    pub cgroup_path: Option<PathBuf>,
+    /// Host-side interfaces (e.g. a pod's veth) to attach TC programs to.
+    pub interfaces: Vec<String>,
+    /// Kubernetes pod labels (DaemonSet mode).
+    pub pod_labels: BTreeMap<String, String>,
+}
+
+/// `spec.dns`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DnsConfig {
+    /// The only servers the workload may send DNS (UDP and TCP port 53) to,
+    /// and the servers the daemon resolves `fqdn` rules against.
+    pub resolvers: Vec<IpAddr>,
+    /// `minTTL` (seconds): addresses learned from DNS stay allowed at least this long.
+    pub min_ttl: Duration,
+    /// `maxIPsPerName`: at most this many addresses are allowed per name.
+    pub max_ips_per_name: u32,
+}
+
+impl DnsConfig {
+    pub const DEFAULT_MIN_TTL: Duration = Duration::from_secs(60);
+    pub const DEFAULT_MAX_IPS_PER_NAME: u32 = 64;
+}
+
+/// One item of `spec.egress`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EgressRule {
+    pub target: Target,
+    /// Never empty.
+    pub ports: Vec<PortSpec>,
+}
+
+/// What a rule allows traffic to: exactly one of `fqdn`, `fqdnPattern`, `cidr`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Target {
+    Fqdn(Fqdn),
+    Pattern(FqdnPattern),
+    Cidr(Cidr),
+}
+
+/// A fully qualified DNS name, lowercased, without the trailing dot.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Fqdn(pub String);
+
+impl fmt::Display for Fqdn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A name pattern with Cilium semantics: a leading `*.` stands for exactly one
+/// label, a leading `**.` for one or more labels; the rest is matched exactly
+/// (case-insensitively).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct FqdnPattern {
+    pub depth: WildcardDepth,
+    /// The fixed suffix after the wildcard, lowercased, e.g. `github.com`.
+    pub suffix: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum WildcardDepth {
+    /// `*.suffix`
+    OneLabel,
+    /// `**.suffix`
+    AnyDepth,
+}
+
+impl fmt::Display for FqdnPattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.depth {
+            WildcardDepth::OneLabel => write!(f, "*.{}", self.suffix),
+            WildcardDepth::AnyDepth => write!(f, "**.{}", self.suffix),
+        }
+    }
+}
+
+/// An address prefix with no host bits set (`10.0.1.0/24`, not `10.0.1.5/24`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Cidr {
+    pub addr: IpAddr,
+    pub prefix_len: u8,
+}
+
+impl Cidr {
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.addr, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix_len)).unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX.checked_shl(128 - u32::from(self.prefix_len)).unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+impl fmt::Display for Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix_len)
+    }
+}
+
+/// One entry of `ports`: `443`, `443/tcp` or `53/udp`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PortSpec {
+    /// 1..=65535.
+    pub port: u16,
+    pub protocol: Protocol,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Protocol {
+    Tcp,
+    Udp,
+    /// A bare port number: TCP and UDP.
+    Any,
+}
+
+impl Protocol {
+    /// IP protocol numbers this stands for.
+    pub fn ip_protocols(self) -> &'static [u8] {
+        use openclaw_egress_common::proto::{TCP, UDP};
+        match self {
+            Self::Tcp => &[TCP],
+            Self::Udp => &[UDP],
+            Self::Any => &[TCP, UDP],
+        }
+    }
+}
+
+impl fmt::Display for PortSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.protocol {
+            Protocol::Tcp => write!(f, "{}/tcp", self.port),
+            Protocol::Udp => write!(f, "{}/udp", self.port),
+            Protocol::Any => write!(f, "{}", self.port),
+        }
+    }
+}
