@@ -13,6 +13,8 @@ pub enum Direction {
 }
 
 impl Direction {
+    pub const ALL: [Direction; 2] = [Self::Egress, Self::Ingress];
+
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::Egress => "egress",
@@ -35,6 +37,25 @@ pub enum Verdict {
     Dropped = 0,
     /// Audit mode: the packet went through but would have been dropped.
     Audited = 1,
+}
+
+impl Verdict {
+    pub const ALL: [Verdict; 2] = [Self::Dropped, Self::Audited];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Dropped => "dropped",
+            Self::Audited => "audited",
+        }
+    }
+
+    pub const fn from_u8(value: u8) -> Option<Self> {
+        match value {
+            0 => Some(Self::Dropped),
+            1 => Some(Self::Audited),
+            _ => None,
+        }
+    }
 }
 
 /// One dropped flow, as pushed on the `EVENTS` ring buffer.
@@ -63,7 +84,7 @@ pub struct DropEvent {
     /// Bytes of `dns_name` in use (0 when the drop is not about DNS).
     pub dns_name_len: u16,
     pub dns_name: [u8; DNS_NAME_MAX],
-    pub _pad2: u8,
+    pub _pad2: [u8; 5],
 }
 
 #[cfg(test)]
@@ -74,7 +95,7 @@ mod tests {
     fn event_has_no_hidden_padding() {
         assert_eq!(
             core::mem::size_of::<DropEvent>(),
-            8 + 8 + 16 + 16 + 2 + 2 + 1 + 1 + 1 + 1 + 1 + 1 + 2 + DNS_NAME_MAX + 1
+            8 + 8 + 16 + 16 + 2 + 2 + 1 + 1 + 1 + 1 + 1 + 1 + 2 + DNS_NAME_MAX + 5
         );
     }
 }

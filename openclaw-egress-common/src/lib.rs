@@ -13,7 +13,7 @@ pub mod reason;
 
 pub use addr::{Addr, ipv4_mapped};
 pub use config::{Mode, PolicyConfig};
-pub use event::{Direction, DropEvent, DNS_NAME_MAX, Verdict};
+pub use event::{DNS_NAME_MAX, Direction, DropEvent, Verdict};
 pub use maps::{AllowKey, AllowValue, CidrKey, CidrValue};
 pub use reason::DropReason;
 

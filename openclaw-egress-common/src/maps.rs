@@ -10,7 +10,7 @@ pub const CIDR: &str = "CIDR";
 pub const RESOLVERS: &str = "RESOLVERS";
 /// One `PolicyConfig`.
 pub const CONFIG: &str = "CONFIG";
-/// Per-CPU drop counters, indexed by `counter_index(direction, reason)`.
+/// Per-CPU drop counters, indexed by `counter_index(verdict, direction, reason)`.
 pub const DROP_COUNTERS: &str = "DROP_COUNTERS";
 /// Ring buffer of `DropEvent`s.
 pub const EVENTS: &str = "EVENTS";
@@ -96,13 +96,17 @@ pub struct CidrValue {
     pub rule: u32,
 }
 
-/// Index into `DROP_COUNTERS`.
+/// Index into `DROP_COUNTERS`: one counter per (verdict, direction, reason).
 #[inline(always)]
-pub const fn counter_index(direction: crate::Direction, reason: crate::DropReason) -> u32 {
-    (direction as u32) * (crate::DropReason::COUNT as u32) + reason as u32
+pub const fn counter_index(
+    verdict: crate::Verdict,
+    direction: crate::Direction,
+    reason: crate::DropReason,
+) -> u32 {
+    ((verdict as u32) * 2 + direction as u32) * (crate::DropReason::COUNT as u32) + reason as u32
 }
 
-pub const DROP_COUNTERS_LEN: u32 = 2 * crate::DropReason::COUNT as u32;
+pub const DROP_COUNTERS_LEN: u32 = 2 * 2 * crate::DropReason::COUNT as u32;
 
 #[cfg(test)]
 mod tests {

@@ -20,7 +20,13 @@ pub fn enforce(skb: &SkBuff, l3: usize, cgroup_id: u64) -> bool {
     let mode = match CONFIG.get(0) {
         Some(config) if config.ready != 0 => config.mode(),
         _ => {
-            report::drop(None, DropReason::NotReady, Direction::Egress, Verdict::Dropped, cgroup_id);
+            report::drop(
+                None,
+                DropReason::NotReady,
+                Direction::Egress,
+                Verdict::Dropped,
+                cgroup_id,
+            );
             return false;
         }
     };

@@ -8,8 +8,7 @@ use aya_ebpf::{
 use openclaw_egress_common::{
     Addr, AllowKey, AllowValue, CidrKey, CidrValue, PolicyConfig,
     maps::{
-        ALLOW_MAX_ENTRIES, CIDR_MAX_ENTRIES, DROP_COUNTERS_LEN, EVENTS_BYTES,
-        RESOLVERS_MAX_ENTRIES,
+        ALLOW_MAX_ENTRIES, CIDR_MAX_ENTRIES, DROP_COUNTERS_LEN, EVENTS_BYTES, RESOLVERS_MAX_ENTRIES,
     },
 };
 

@@ -20,7 +20,7 @@ pub fn drop(
     verdict: Verdict,
     cgroup_id: u64,
 ) {
-    increment(&DROP_COUNTERS, counter_index(direction, reason));
+    increment(&DROP_COUNTERS, counter_index(verdict, direction, reason));
     let Some(mut entry) = EVENTS.reserve::<DropEvent>(0) else {
         increment(&EVENTS_LOST, 0);
         return;

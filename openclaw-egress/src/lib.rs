@@ -3,4 +3,14 @@
 //! The crate is both the daemon and the CLI that talks to it; `main.rs` only
 //! parses arguments and calls into these modules.
 
+pub mod api;
+pub mod cgroup;
+pub mod cli;
+pub mod clock;
+pub mod commands;
+pub mod daemon;
+pub mod datapath;
+pub mod events;
 pub mod policy;
+pub mod rebinding;
+pub mod resolve;

@@ -1,7 +1,13 @@
-fn main() -> anyhow::Result<()> {
-    let mut ebpf = aya::Ebpf::load(aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/openclaw-egress")))?;
-    let prog: &mut aya::programs::CgroupSkb = ebpf.program_mut("egress").unwrap().try_into()?;
-    prog.load()?;
-    println!("loaded");
-    Ok(())
+use clap::Parser as _;
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let cli = openclaw_egress::cli::Cli::parse();
+    match openclaw_egress::commands::run(cli).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }

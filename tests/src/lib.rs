@@ -1,1 +1,51 @@
+//! End-to-end harness for openclaw-egress.
+//!
+//! A [`Sandbox`] is a throw-away piece of network: an "agent" network
+//! namespace (where the workload under policy runs) wired by a veth pair to a
+//! "world" network namespace (a fake internet served by `oce-world`), plus a
+//! fresh cgroup v2 directory for the workload. Nothing in it can reach the
+//! real network, and everything is torn down on drop, also when a test
+//! panics.
+//!
+//! ```text
+//!   agent netns  <sandbox>-a              world netns  <sandbox>-w
+//!   eth0 10.77.0.2/24  fd77::2/64  <--->  eth0 10.77.0.1/24  fd77::1/64
+//!   default via 10.77.0.1 / fd77::1       lo: world hosts (203.0.113.10/32, ...)
+//!   cgroup <cgroup2>/<sandbox>            oce-world: DNS, TCP, UDP, HTTP
+//! ```
+//!
+//! Processes are placed with setns(2) and a write to `cgroup.procs` between
+//! fork and exec, so every socket a probe creates belongs to the sandbox
+//! cgroup from the start. Names are `oce-<pid>-<counter>` (`-a`/`-w` for the
+//! namespaces), so tests can run in parallel, within one test binary and
+//! across binaries; leftovers of killed processes are removed by the next
+//! process's first [`Sandbox::new`].
+//!
+//! Running: root only. `cargo build -p openclaw-egress-e2e --bins` (and
+//! `-p openclaw-egress` for the daemon) puts the binaries in
+//! `target/<profile>/`, where [`binary_path`] finds them; set
+//! `OPENCLAW_EGRESS_BIN_DIR` to use others.
+//!
+//! The library does not depend on the `openclaw-egress` crate (its build
+//! needs the BPF toolchain); it drives the `openclaw-egress` binary as a
+//! subprocess ([`Daemon`]), so `xtask` can use it too.
 
+mod bins;
+mod cgroup;
+mod daemon;
+mod netns;
+mod placement;
+mod probe;
+mod process;
+mod sandbox;
+mod world;
+
+pub use bins::binary_path;
+pub use cgroup::cgroup2_mount;
+pub use daemon::Daemon;
+pub use probe::{ProbeOutcome, probe_error};
+pub use process::{LogLine, Stream};
+pub use sandbox::{
+    AGENT_IPV4, AGENT_IPV6, Sandbox, WORLD_IPV4, WORLD_IPV6, is_root, remove_stale_sandboxes,
+};
+pub use world::{DnsQueryLog, World, WorldConfig};

@@ -1,13 +1,7 @@
 //! A validated policy. Values of these types only exist once every check in
 //! `policy::parse` has passed, so the datapath never sees a half-valid policy.
 
-use std::{
-    collections::BTreeMap,
-    fmt,
-    net::IpAddr,
-    path::PathBuf,
-    time::Duration,
-};
+use std::{collections::BTreeMap, fmt, net::IpAddr, path::PathBuf, time::Duration};
 
 pub use openclaw_egress_common::Mode;
 
@@ -118,11 +112,15 @@ impl Cidr {
     pub fn contains(&self, ip: IpAddr) -> bool {
         match (self.addr, ip) {
             (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix_len)).unwrap_or(0);
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix_len))
+                    .unwrap_or(0);
                 u32::from(net) & mask == u32::from(ip) & mask
             }
             (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                let mask = u128::MAX.checked_shl(128 - u32::from(self.prefix_len)).unwrap_or(0);
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix_len))
+                    .unwrap_or(0);
                 u128::from(net) & mask == u128::from(ip) & mask
             }
             _ => false,
@@ -172,4 +170,58 @@ impl fmt::Display for PortSpec {
             Protocol::Any => write!(f, "{}", self.port),
         }
     }
+}
+
+impl EgressRule {
+    /// The most entries a rule's `ports` may list.
+    pub const MAX_PORTS: usize = 16;
+}
+
+impl Target {
+    /// Whether a DNS name is allowed by this target; a CIDR allows addresses,
+    /// never names.
+    pub fn matches_name(&self, name: &str) -> bool {
+        match self {
+            Self::Fqdn(fqdn) => fqdn.matches(name),
+            Self::Pattern(pattern) => pattern.matches(name),
+            Self::Cidr(_) => false,
+        }
+    }
+}
+
+impl Fqdn {
+    /// Whether `name` (e.g. a DNS query name: any case, with or without the
+    /// trailing dot) is this name.
+    pub fn matches(&self, name: &str) -> bool {
+        without_root(name).eq_ignore_ascii_case(&self.0)
+    }
+}
+
+impl FqdnPattern {
+    /// Whether `name` (any case, with or without the trailing dot) is the
+    /// suffix preceded by one label (`*.`) or by one or more labels (`**.`).
+    pub fn matches(&self, name: &str) -> bool {
+        let name = without_root(name);
+        // Split `name` into the part the wildcard stands for and `.suffix`.
+        let Some(wild_len) = name.len().checked_sub(self.suffix.len() + 1) else {
+            return false;
+        };
+        let (Some(wild), Some(rest)) = (name.get(..wild_len), name.get(wild_len..)) else {
+            return false;
+        };
+        let dot_suffix = rest.strip_prefix('.');
+        if !dot_suffix.is_some_and(|suffix| suffix.eq_ignore_ascii_case(&self.suffix)) {
+            return false;
+        }
+        match self.depth {
+            WildcardDepth::OneLabel => !wild.is_empty() && !wild.contains('.'),
+            WildcardDepth::AnyDepth => wild.split('.').all(|label| !label.is_empty()),
+        }
+    }
+}
+
+/// DNS names may end in the root's dot (`example.com.`); names in a policy
+/// are stored without it.
+fn without_root(name: &str) -> &str {
+    name.strip_suffix('.').unwrap_or(name)
 }

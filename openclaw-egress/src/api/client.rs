@@ -1,0 +1,70 @@
+//! The CLI side of the API.
+
+use std::path::Path;
+
+use tokio::{
+    io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines},
+    net::{UnixStream, unix::OwnedReadHalf},
+};
+
+use super::{Request, Response};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error(
+        "cannot reach the daemon at {socket}: {source} (is `openclaw-egress daemon` running? \
+         set --socket or OPENCLAW_EGRESS_SOCKET if it listens elsewhere)"
+    )]
+    Connect {
+        socket: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("talking to the daemon: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("the daemon sent something unreadable: {0}")]
+    Decode(#[from] serde_json::Error),
+    #[error("the daemon closed the connection without answering")]
+    NoAnswer,
+}
+
+/// An open request whose response lines can be read one by one.
+pub struct Exchange {
+    lines: Lines<BufReader<OwnedReadHalf>>,
+}
+
+impl Exchange {
+    pub async fn next(&mut self) -> Result<Option<Response>, ClientError> {
+        match self.lines.next_line().await? {
+            Some(line) => Ok(Some(serde_json::from_str(&line)?)),
+            None => Ok(None),
+        }
+    }
+}
+
+/// Sends `request` and returns the stream of responses.
+pub async fn open(socket: &Path, request: &Request) -> Result<Exchange, ClientError> {
+    let stream = UnixStream::connect(socket)
+        .await
+        .map_err(|source| ClientError::Connect {
+            socket: socket.display().to_string(),
+            source,
+        })?;
+    let (read, mut write) = stream.into_split();
+    let mut line = serde_json::to_vec(request)?;
+    line.push(b'\n');
+    write.write_all(&line).await?;
+    write.shutdown().await?;
+    Ok(Exchange {
+        lines: BufReader::new(read).lines(),
+    })
+}
+
+/// Sends `request` and returns its single response.
+pub async fn call(socket: &Path, request: &Request) -> Result<Response, ClientError> {
+    open(socket, request)
+        .await?
+        .next()
+        .await?
+        .ok_or(ClientError::NoAnswer)
+}

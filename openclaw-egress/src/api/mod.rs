@@ -1,0 +1,160 @@
+//! The daemon's local API: newline-delimited JSON over a unix socket.
+//!
+//! One request per connection. Every request gets one response line, except
+//! `monitor`, which gets a stream of `event` lines until the client hangs up.
+//! The socket is created mode 0600: only root may change policies.
+
+pub mod client;
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// Where the daemon listens unless told otherwise.
+pub const DEFAULT_SOCKET: &str = "/run/openclaw-egress/api.sock";
+/// Environment variable overriding [`DEFAULT_SOCKET`] for every subcommand.
+pub const SOCKET_ENV: &str = "OPENCLAW_EGRESS_SOCKET";
+
+pub fn default_socket() -> PathBuf {
+    std::env::var_os(SOCKET_ENV).map_or_else(|| PathBuf::from(DEFAULT_SOCKET), PathBuf::from)
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(tag = "request", rename_all = "snake_case")]
+pub enum Request {
+    /// Validate a policy and swap it in (replacing a policy of the same name).
+    Apply {
+        /// File name, for error messages.
+        source: String,
+        yaml: String,
+    },
+    /// Remove a policy: its workload is no longer filtered.
+    Remove {
+        name: String,
+    },
+    Status,
+    /// The Prometheus text exposition, as served on /metrics.
+    Metrics,
+    /// Stream drop events.
+    Monitor,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(tag = "response", rename_all = "snake_case")]
+pub enum Response {
+    Applied(ApplyReport),
+    Removed { name: String },
+    Status(StatusReport),
+    Metrics { text: String },
+    Event(DropRecord),
+    Error { message: String },
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ApplyReport {
+    pub name: String,
+    /// True when an older version of the policy was replaced.
+    pub replaced: bool,
+    pub cgroup: PathBuf,
+    /// Names and the addresses they resolved to at apply time.
+    pub names: Vec<NameStatus>,
+    /// Things that did not stop the apply but deserve attention (e.g. a name
+    /// that did not resolve yet: it stays closed and is retried).
+    pub warnings: Vec<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct StatusReport {
+    pub version: String,
+    pub metrics_addr: Option<String>,
+    pub policies: Vec<PolicyStatus>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PolicyStatus {
+    pub name: String,
+    pub mode: String,
+    pub source: String,
+    pub cgroup: PathBuf,
+    /// RFC 3339.
+    pub applied_at: String,
+    pub rules: usize,
+    pub drops: Vec<DropCount>,
+    pub events_lost: u64,
+    pub names: Vec<NameStatus>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct DropCount {
+    pub verdict: String,
+    pub direction: String,
+    pub reason: String,
+    pub count: u64,
+}
+
+/// One `fqdn` rule's current resolution.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct NameStatus {
+    pub name: String,
+    pub addresses: Vec<LearnedAddress>,
+    /// Seconds until the next re-resolution.
+    pub next_refresh_secs: u64,
+    pub last_error: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LearnedAddress {
+    pub ip: std::net::IpAddr,
+    /// Seconds until the address stops allowing new connections (0: expired).
+    pub expires_in_secs: u64,
+}
+
+/// A dropped (or, in audit mode, would-be dropped) flow, as shown to people
+/// and SIEMs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DropRecord {
+    /// RFC 3339 with milliseconds.
+    pub time: String,
+    pub policy: String,
+    /// `dropped` or `audited`.
+    pub verdict: String,
+    pub reason: String,
+    pub direction: String,
+    /// `tcp`, `udp`, `icmp`, `icmpv6` or the protocol number.
+    pub proto: String,
+    pub src: Option<std::net::IpAddr>,
+    pub src_port: u16,
+    pub dst: Option<std::net::IpAddr>,
+    pub dst_port: u16,
+    pub cgroup_id: u64,
+    pub dns_name: Option<String>,
+}
+
+impl std::fmt::Display for DropRecord {
+    /// One human-readable line, e.g.
+    /// `2026-11-25T03:19:10.123Z dropped egress tcp 10.77.0.2:40000 -> 203.0.113.20:443 no_rule policy=openclaw-agent`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let endpoint = |ip: Option<std::net::IpAddr>, port: u16| match (ip, port) {
+            (None, _) => "?".to_string(),
+            (Some(ip), 0) => ip.to_string(),
+            (Some(std::net::IpAddr::V6(ip)), port) => format!("[{ip}]:{port}"),
+            (Some(ip), port) => format!("{ip}:{port}"),
+        };
+        write!(
+            f,
+            "{} {} {} {} {} -> {} {} policy={}",
+            self.time,
+            self.verdict,
+            self.direction,
+            self.proto,
+            endpoint(self.src, self.src_port),
+            endpoint(self.dst, self.dst_port),
+            self.reason,
+            self.policy,
+        )?;
+        if let Some(name) = &self.dns_name {
+            write!(f, " name={name}")?;
+        }
+        Ok(())
+    }
+}

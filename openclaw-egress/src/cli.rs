@@ -1,0 +1,76 @@
+//! Command-line interface definition.
+
+use std::{net::SocketAddr, path::PathBuf};
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "openclaw-egress",
+    version,
+    about = "Egress enforcer for AI agents: only allowed DNS names and ports, enforced in the kernel"
+)]
+pub struct Cli {
+    /// The daemon's API socket.
+    #[arg(long, global = true, env = crate::api::SOCKET_ENV, default_value = crate::api::DEFAULT_SOCKET)]
+    pub socket: PathBuf,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon: load programs, enforce applied policies, serve the API and /metrics.
+    Daemon {
+        /// Where to serve Prometheus metrics; `none` to disable.
+        #[arg(long, default_value = "127.0.0.1:9464", value_parser = parse_metrics_addr)]
+        metrics_addr: MetricsAddr,
+        /// Log format on stdout (drop events included).
+        #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+        log_format: LogFormat,
+    },
+    /// Validate a policy and have the daemon swap it in atomically.
+    Apply {
+        /// Policy file (YAML).
+        file: PathBuf,
+    },
+    /// Check policy files without applying them.
+    Validate {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Remove an applied policy (its workload is no longer filtered).
+    Remove { name: String },
+    /// Show applied policies, counters and resolved names.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the Prometheus metrics.
+    Metrics,
+    /// Stream drop events as they happen.
+    Monitor {
+        /// One JSON object per line instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct MetricsAddr(pub Option<SocketAddr>);
+
+fn parse_metrics_addr(value: &str) -> Result<MetricsAddr, String> {
+    if value == "none" {
+        return Ok(MetricsAddr(None));
+    }
+    value
+        .parse()
+        .map(|addr| MetricsAddr(Some(addr)))
+        .map_err(|error| format!("{error} (expected ADDRESS:PORT or `none`)"))
+}

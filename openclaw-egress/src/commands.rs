@@ -1,0 +1,197 @@
+//! What each subcommand does. Errors are `anyhow` here: this is the edge.
+
+use std::path::Path;
+
+use anyhow::{Context as _, bail};
+
+use crate::{
+    api::{self, ApplyReport, Request, Response, StatusReport},
+    cli::{Cli, Command, LogFormat},
+    daemon::{self, DaemonConfig},
+    policy,
+};
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let socket = cli.socket.as_path();
+    match cli.command {
+        Command::Daemon {
+            metrics_addr,
+            log_format,
+        } => {
+            init_logging(log_format, "info");
+            daemon::run(DaemonConfig {
+                socket: socket.to_path_buf(),
+                metrics_addr: metrics_addr.0,
+            })
+            .await
+        }
+        Command::Apply { file } => apply(socket, &file).await,
+        Command::Validate { files } => validate(&files),
+        Command::Remove { name } => match call(socket, &Request::Remove { name }).await? {
+            Response::Removed { name } => {
+                println!("policy {name} removed");
+                Ok(())
+            }
+            other => unexpected(other),
+        },
+        Command::Status { json } => match call(socket, &Request::Status).await? {
+            Response::Status(report) if json => {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+                Ok(())
+            }
+            Response::Status(report) => {
+                print_status(&report);
+                Ok(())
+            }
+            other => unexpected(other),
+        },
+        Command::Metrics => match call(socket, &Request::Metrics).await? {
+            Response::Metrics { text } => {
+                print!("{text}");
+                Ok(())
+            }
+            other => unexpected(other),
+        },
+        Command::Monitor { json } => monitor(socket, json).await,
+    }
+}
+
+fn init_logging(format: LogFormat, default_level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
+
+async fn call(socket: &Path, request: &Request) -> anyhow::Result<Response> {
+    match api::client::call(socket, request).await? {
+        Response::Error { message } => bail!("{message}"),
+        response => Ok(response),
+    }
+}
+
+fn unexpected(response: Response) -> anyhow::Result<()> {
+    bail!("unexpected answer from the daemon: {response:?}")
+}
+
+async fn apply(socket: &Path, file: &Path) -> anyhow::Result<()> {
+    let yaml = std::fs::read_to_string(file)
+        .with_context(|| format!("{}: cannot read", file.display()))?;
+    let source = file.display().to_string();
+    // Validate here first: the daemon does too, but this works without one.
+    policy::parse_str(&source, &yaml)?;
+    match call(socket, &Request::Apply { source, yaml }).await? {
+        Response::Applied(report) => {
+            print_applied(&report);
+            Ok(())
+        }
+        other => unexpected(other),
+    }
+}
+
+fn print_applied(report: &ApplyReport) {
+    println!(
+        "policy {} {} on cgroup {}",
+        report.name,
+        if report.replaced {
+            "replaced"
+        } else {
+            "applied"
+        },
+        report.cgroup.display()
+    );
+    for name in &report.names {
+        let ips: Vec<String> = name.addresses.iter().map(|a| a.ip.to_string()).collect();
+        println!(
+            "  {} -> {}",
+            name.name,
+            if ips.is_empty() {
+                "(nothing yet)".into()
+            } else {
+                ips.join(", ")
+            }
+        );
+    }
+    for warning in &report.warnings {
+        eprintln!("warning: {warning}");
+    }
+}
+
+fn validate(files: &[std::path::PathBuf]) -> anyhow::Result<()> {
+    let mut failed = 0;
+    for file in files {
+        match policy::load_file(file) {
+            Ok(policy) => println!(
+                "{}: ok (policy {}, {} rule{})",
+                file.display(),
+                policy.name,
+                policy.egress.len(),
+                if policy.egress.len() == 1 { "" } else { "s" }
+            ),
+            Err(error) => {
+                eprintln!("{error}");
+                failed += 1;
+            }
+        }
+    }
+    if failed > 0 {
+        bail!("{failed} of {} policy files are invalid", files.len());
+    }
+    Ok(())
+}
+
+fn print_status(report: &StatusReport) {
+    println!(
+        "openclaw-egress {} — metrics: {}",
+        report.version,
+        report.metrics_addr.as_deref().unwrap_or("disabled")
+    );
+    if report.policies.is_empty() {
+        println!("no policies applied");
+    }
+    for policy in &report.policies {
+        println!(
+            "\npolicy {} ({}) from {} since {}",
+            policy.name, policy.mode, policy.source, policy.applied_at
+        );
+        println!("  cgroup: {}", policy.cgroup.display());
+        println!("  rules: {}", policy.rules);
+        if policy.drops.is_empty() {
+            println!("  drops: none");
+        }
+        for drop in &policy.drops {
+            println!(
+                "  {} {} {}: {}",
+                drop.verdict, drop.direction, drop.reason, drop.count
+            );
+        }
+        if policy.events_lost > 0 {
+            println!("  events lost: {}", policy.events_lost);
+        }
+        for name in &policy.names {
+            println!("  {} (refresh in {}s)", name.name, name.next_refresh_secs);
+            for address in &name.addresses {
+                println!("    {} expires in {}s", address.ip, address.expires_in_secs);
+            }
+            if let Some(error) = &name.last_error {
+                println!("    last error: {error}");
+            }
+        }
+    }
+}
+
+async fn monitor(socket: &Path, json: bool) -> anyhow::Result<()> {
+    let mut exchange = api::client::open(socket, &Request::Monitor).await?;
+    while let Some(response) = exchange.next().await? {
+        match response {
+            Response::Event(record) if json => println!("{}", serde_json::to_string(&record)?),
+            Response::Event(record) => println!("{record}"),
+            Response::Error { message } => eprintln!("warning: {message}"),
+            other => return unexpected(other),
+        }
+    }
+    bail!("the daemon closed the event stream")
+}

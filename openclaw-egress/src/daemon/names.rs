@@ -1,0 +1,223 @@
+//! Keeping `fqdn` rules resolved: the first resolution happens before a policy
+//! is attached (so the first connection is never dropped), then each name is
+//! re-resolved before its answer expires, and expired addresses are removed.
+
+use std::{
+    collections::BTreeMap,
+    net::IpAddr,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use crate::{
+    api::{LearnedAddress, NameStatus},
+    clock,
+    datapath::{PolicyDatapath, encode},
+    policy::{Fqdn, Policy, Target},
+    rebinding,
+    resolve::NameResolver,
+};
+
+/// Re-resolve when this fraction of the effective TTL has passed, so fresh
+/// addresses are in the map before the old answer expires.
+const REFRESH_AT_TTL_FRACTION: f64 = 0.75;
+/// Retry a failed resolution after this long (doubling up to the max).
+const RETRY_MIN: Duration = Duration::from_secs(2);
+const RETRY_MAX: Duration = Duration::from_secs(60);
+/// Expired entries linger this long before garbage collection, so drops to a
+/// recently expired address are reported as `expired` rather than `no_rule`.
+pub const GC_GRACE: Duration = Duration::from_secs(300);
+/// The refresher never sleeps longer than this (garbage collection cadence).
+const MAX_SLEEP: Duration = Duration::from_secs(10);
+
+/// What we know about one name of a policy.
+#[derive(Clone, Debug, Default)]
+pub struct NameState {
+    /// Indices of the rules that name it (several rules may, with different ports).
+    pub rules: Vec<u32>,
+    /// Address -> `CLOCK_MONOTONIC` expiry in ns.
+    pub addresses: BTreeMap<IpAddr, u64>,
+    pub next_refresh_ns: u64,
+    pub failures: u32,
+    pub last_error: Option<String>,
+    pub resolutions_ok: u64,
+    pub resolutions_failed: u64,
+    /// Addresses refused by rebinding protection or the per-name cap.
+    pub refused_addresses: u64,
+}
+
+pub type Names = Arc<Mutex<BTreeMap<Fqdn, NameState>>>;
+
+/// The names of a policy's `fqdn` rules, none resolved yet.
+pub fn names_of(policy: &Policy) -> BTreeMap<Fqdn, NameState> {
+    let mut names: BTreeMap<Fqdn, NameState> = BTreeMap::new();
+    for (index, rule) in policy.egress.iter().enumerate() {
+        if let Target::Fqdn(name) = &rule.target {
+            names
+                .entry(name.clone())
+                .or_default()
+                .rules
+                .push(encode::rule_id(index));
+        }
+    }
+    names
+}
+
+/// Resolves `name` once and installs the result. Returns a warning for the
+/// person applying the policy when something is off.
+pub async fn refresh(
+    resolver: &NameResolver,
+    policy: &Policy,
+    name: &Fqdn,
+    names: &Names,
+    datapath: &Mutex<Option<PolicyDatapath>>,
+) -> Option<String> {
+    let result = resolver.resolve(name).await;
+    let mut names = names.lock().expect("names lock");
+    let state = names.get_mut(name)?;
+    match result {
+        Ok(resolution) => {
+            let mut warnings = Vec::new();
+            let mut ips: Vec<IpAddr> = Vec::new();
+            for ip in resolution.ips {
+                if let Some(kind) = rebinding::refusal(ip, policy) {
+                    warnings.push(format!("{name} resolved to {ip} ({kind}): refused"));
+                } else if ips.len() >= policy.dns.max_ips_per_name as usize {
+                    warnings.push(format!(
+                        "{name}: more than maxIPsPerName={} addresses; {ip} refused",
+                        policy.dns.max_ips_per_name
+                    ));
+                } else {
+                    ips.push(ip);
+                }
+            }
+            state.refused_addresses += warnings.len() as u64;
+            let ttl = resolution.ttl.max(policy.dns.min_ttl);
+            let expires_at_ns = clock::monotonic_ns_after(ttl);
+            let entries: Vec<_> = state
+                .rules
+                .iter()
+                .flat_map(|&rule| {
+                    encode::allow_entries(
+                        rule,
+                        &policy.egress[rule as usize].ports,
+                        &ips,
+                        expires_at_ns,
+                    )
+                })
+                .collect();
+            if let Some(datapath) = datapath.lock().expect("datapath lock").as_mut()
+                && let Err(error) = datapath.upsert_allow(&entries)
+            {
+                warnings.push(format!("{name}: cannot allow its addresses: {error}"));
+            }
+            for ip in ips {
+                state.addresses.insert(ip, expires_at_ns);
+            }
+            state.next_refresh_ns = clock::monotonic_ns_after(
+                ttl.mul_f64(REFRESH_AT_TTL_FRACTION)
+                    .max(Duration::from_secs(1)),
+            );
+            state.failures = 0;
+            state.last_error = None;
+            state.resolutions_ok += 1;
+            if state.addresses.is_empty() && warnings.is_empty() {
+                warnings.push(format!("{name} has no A/AAAA records yet; retrying"));
+            }
+            (!warnings.is_empty()).then(|| warnings.join("; "))
+        }
+        Err(error) => {
+            let retry = RETRY_MIN
+                .saturating_mul(1 << state.failures.min(5))
+                .min(RETRY_MAX);
+            state.failures += 1;
+            state.resolutions_failed += 1;
+            state.next_refresh_ns = clock::monotonic_ns_after(retry);
+            state.last_error = Some(error.to_string());
+            Some(format!(
+                "{error} (its addresses stay blocked; retrying in {}s)",
+                retry.as_secs()
+            ))
+        }
+    }
+}
+
+/// Runs for the life of a policy instance: re-resolves names when due and
+/// garbage-collects expired entries.
+pub async fn keep_resolved(
+    resolver: NameResolver,
+    policy: Arc<Policy>,
+    names: Names,
+    datapath: Arc<Mutex<Option<PolicyDatapath>>>,
+) {
+    loop {
+        let now = clock::monotonic_ns();
+        let due: Vec<Fqdn> = names
+            .lock()
+            .expect("names lock")
+            .iter()
+            .filter(|(_, state)| state.next_refresh_ns <= now)
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in due {
+            if let Some(warning) = refresh(&resolver, &policy, &name, &names, &datapath).await {
+                tracing::warn!(policy = %policy.name, "{warning}");
+            }
+        }
+        if !collect_garbage(&names, &datapath) {
+            return; // The instance was retired.
+        }
+        let next = names
+            .lock()
+            .expect("names lock")
+            .values()
+            .map(|state| clock::until(state.next_refresh_ns))
+            .min()
+            .unwrap_or(MAX_SLEEP)
+            .min(MAX_SLEEP);
+        tokio::time::sleep(next).await;
+    }
+}
+
+/// Removes entries expired for longer than [`GC_GRACE`]. Returns false once
+/// the datapath is gone.
+fn collect_garbage(names: &Names, datapath: &Mutex<Option<PolicyDatapath>>) -> bool {
+    let cutoff = clock::monotonic_ns().saturating_sub(GC_GRACE.as_nanos() as u64);
+    let mut datapath = datapath.lock().expect("datapath lock");
+    let Some(datapath) = datapath.as_mut() else {
+        return false;
+    };
+    for (key, value) in datapath.allow_entries() {
+        if value.expires_at_ns < cutoff
+            && let Err(error) = datapath.remove_allow(&key)
+        {
+            tracing::error!("garbage collection: {error}");
+        }
+    }
+    for state in names.lock().expect("names lock").values_mut() {
+        state.addresses.retain(|_, expires| *expires >= cutoff);
+    }
+    true
+}
+
+/// Status view of the names.
+pub fn status(names: &Names) -> Vec<NameStatus> {
+    names
+        .lock()
+        .expect("names lock")
+        .iter()
+        .map(|(name, state)| NameStatus {
+            name: name.to_string(),
+            addresses: state
+                .addresses
+                .iter()
+                .map(|(ip, expires)| LearnedAddress {
+                    ip: *ip,
+                    expires_in_secs: clock::until(*expires).as_secs(),
+                })
+                .collect(),
+            next_refresh_secs: clock::until(state.next_refresh_ns).as_secs(),
+            last_error: state.last_error.clone(),
+        })
+        .collect()
+}

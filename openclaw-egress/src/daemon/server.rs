@@ -1,0 +1,127 @@
+//! The unix-socket API (see `crate::api` for the protocol).
+
+use std::{
+    io,
+    os::unix::fs::{DirBuilderExt as _, PermissionsExt as _},
+    path::Path,
+    sync::Arc,
+};
+
+use anyhow::{Context as _, bail};
+use tokio::{
+    io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader},
+    net::{UnixListener, UnixStream},
+    sync::broadcast::error::RecvError,
+};
+
+use super::Daemon;
+use crate::api::{Request, Response};
+
+/// Requests larger than this are refused (a policy file is a few KiB).
+const MAX_REQUEST_BYTES: u64 = 4 << 20;
+
+/// Binds the API socket, refusing to steal it from a daemon that is alive.
+pub fn bind(socket: &Path) -> anyhow::Result<UnixListener> {
+    if let Some(dir) = socket.parent() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .with_context(|| format!("creating {}", dir.display()))?;
+    }
+    if socket.exists() {
+        if std::os::unix::net::UnixStream::connect(socket).is_ok() {
+            bail!(
+                "another daemon is already listening on {}; stop it first",
+                socket.display()
+            );
+        }
+        // A socket file left behind by a daemon that died.
+        std::fs::remove_file(socket)
+            .with_context(|| format!("removing stale socket {}", socket.display()))?;
+    }
+    let listener = UnixListener::bind(socket)
+        .with_context(|| format!("binding the API socket {}", socket.display()))?;
+    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("restricting {} to root", socket.display()))?;
+    Ok(listener)
+}
+
+pub async fn serve(listener: UnixListener, daemon: Arc<Daemon>) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                let daemon = Arc::clone(&daemon);
+                tokio::spawn(async move {
+                    if let Err(error) = handle(stream, &daemon).await {
+                        tracing::debug!("API connection: {error}");
+                    }
+                });
+            }
+            Err(error) => tracing::error!("accepting an API connection: {error}"),
+        }
+    }
+}
+
+async fn handle(stream: UnixStream, daemon: &Daemon) -> io::Result<()> {
+    let (read, mut write) = stream.into_split();
+    let mut line = String::new();
+    BufReader::new(read)
+        .take(MAX_REQUEST_BYTES)
+        .read_line(&mut line)
+        .await?;
+    let request = match serde_json::from_str::<Request>(&line) {
+        Ok(request) => request,
+        Err(error) => {
+            let response = Response::Error {
+                message: format!("bad request: {error}"),
+            };
+            return send(&mut write, &response).await;
+        }
+    };
+    match request {
+        Request::Apply { source, yaml } => {
+            let response = match daemon.apply(&source, &yaml).await {
+                Ok(report) => Response::Applied(report),
+                Err(error) => {
+                    tracing::warn!(source, "policy refused: {error}");
+                    Response::Error {
+                        message: error.to_string(),
+                    }
+                }
+            };
+            send(&mut write, &response).await
+        }
+        Request::Remove { name } => {
+            let response = match daemon.remove(&name).await {
+                Ok(()) => Response::Removed { name },
+                Err(message) => Response::Error { message },
+            };
+            send(&mut write, &response).await
+        }
+        Request::Status => send(&mut write, &Response::Status(daemon.status())).await,
+        Request::Metrics => {
+            let text = daemon.metrics_text();
+            send(&mut write, &Response::Metrics { text }).await
+        }
+        Request::Monitor => {
+            let mut events = daemon.subscribe();
+            loop {
+                match events.recv().await {
+                    Ok(record) => send(&mut write, &Response::Event(record)).await?,
+                    Err(RecvError::Lagged(missed)) => {
+                        let message = format!("monitor fell behind: {missed} events skipped");
+                        send(&mut write, &Response::Error { message }).await?;
+                    }
+                    Err(RecvError::Closed) => return Ok(()),
+                }
+            }
+        }
+    }
+}
+
+async fn send(write: &mut tokio::net::unix::OwnedWriteHalf, response: &Response) -> io::Result<()> {
+    let mut line = serde_json::to_vec(response).map_err(io::Error::other)?;
+    line.push(b'\n');
+    write.write_all(&line).await
+}

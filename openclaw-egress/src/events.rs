@@ -1,0 +1,178 @@
+//! Reading drop events from a policy's ring buffer.
+
+use std::{net::IpAddr, time::SystemTime};
+
+use aya::maps::{MapData, RingBuf};
+use openclaw_egress_common::{Direction, DropEvent, DropReason, Verdict, addr::as_ipv4, proto};
+use tokio::{io::unix::AsyncFd, sync::broadcast};
+
+use crate::{api::DropRecord, clock};
+
+/// Turns a kernel record into what people and SIEMs see.
+pub fn record(event: &DropEvent, policy: &str) -> DropRecord {
+    let ip = |addr: &[u8; 16]| match event.family {
+        4 => as_ipv4(addr).map(IpAddr::from),
+        6 => Some(IpAddr::from(*addr)),
+        _ => None,
+    };
+    let name_len = usize::from(event.dns_name_len).min(event.dns_name.len());
+    DropRecord {
+        time: rfc3339(clock::wall_time_of(event.timestamp_ns)),
+        policy: policy.to_string(),
+        verdict: Verdict::from_u8(event.verdict)
+            .map_or("unknown", Verdict::as_str)
+            .to_string(),
+        reason: DropReason::from_u8(event.reason)
+            .map_or("unknown", DropReason::as_str)
+            .to_string(),
+        direction: Direction::from_u8(event.direction)
+            .map_or("unknown", Direction::as_str)
+            .to_string(),
+        proto: protocol_name(event.proto),
+        src: ip(&event.src_addr),
+        src_port: event.src_port,
+        dst: ip(&event.dst_addr),
+        dst_port: event.dst_port,
+        cgroup_id: event.cgroup_id,
+        dns_name: (name_len > 0)
+            .then(|| String::from_utf8_lossy(&event.dns_name[..name_len]).into_owned()),
+    }
+}
+
+pub fn rfc3339(time: SystemTime) -> String {
+    humantime::format_rfc3339_millis(time).to_string()
+}
+
+fn protocol_name(number: u8) -> String {
+    match number {
+        proto::TCP => "tcp".into(),
+        proto::UDP => "udp".into(),
+        proto::ICMP => "icmp".into(),
+        proto::ICMPV6 => "icmpv6".into(),
+        other => other.to_string(),
+    }
+}
+
+/// Forwards every event of `ring` to the log and to `subscribers` until the
+/// task is aborted (when the policy instance is retired).
+pub async fn forward(
+    ring: RingBuf<MapData>,
+    policy: String,
+    subscribers: broadcast::Sender<DropRecord>,
+) -> std::io::Result<()> {
+    // SAFETY: the ring buffer owns its map fd, which stays open and unchanged
+    // for as long as the RingBuf lives, i.e. as long as the AsyncFd owning it.
+    let mut ring = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
+        .map_err(|error| error.into_parts().1)?;
+    loop {
+        let mut guard = ring.readable_mut().await?;
+        let ring = guard.get_inner_mut();
+        while let Some(item) = ring.next() {
+            if item.len() < size_of::<DropEvent>() {
+                tracing::error!(len = item.len(), "short drop event on the ring buffer");
+                continue;
+            }
+            // SAFETY: the kernel wrote a whole DropEvent (length checked
+            // above); read_unaligned because ring buffer records are only
+            // 8-byte aligned.
+            let event = unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<DropEvent>()) };
+            publish(record(&event, &policy), &subscribers);
+        }
+        guard.clear_ready();
+    }
+}
+
+fn publish(record: DropRecord, subscribers: &broadcast::Sender<DropRecord>) {
+    tracing::warn!(
+        target: "openclaw_egress::drop",
+        policy = %record.policy,
+        verdict = %record.verdict,
+        reason = %record.reason,
+        direction = %record.direction,
+        proto = %record.proto,
+        src = %record.src.map(|ip| ip.to_string()).unwrap_or_default(),
+        src_port = record.src_port,
+        dst = %record.dst.map(|ip| ip.to_string()).unwrap_or_default(),
+        dst_port = record.dst_port,
+        cgroup_id = record.cgroup_id,
+        dns_name = record.dns_name.as_deref().unwrap_or(""),
+        event_time = %record.time,
+        "{}",
+        if record.verdict == "audited" { "would drop (audit)" } else { "packet dropped" },
+    );
+    // No subscribers is the normal case; nothing to do then.
+    let _ = subscribers.send(record);
+}
+
+#[cfg(test)]
+mod tests {
+    use openclaw_egress_common::{DNS_NAME_MAX, ipv4_mapped};
+
+    use super::*;
+
+    fn event() -> DropEvent {
+        DropEvent {
+            timestamp_ns: clock::monotonic_ns(),
+            cgroup_id: 42,
+            src_addr: ipv4_mapped([10, 77, 0, 2]),
+            dst_addr: ipv4_mapped([203, 0, 113, 20]),
+            src_port: 40000,
+            dst_port: 443,
+            proto: proto::TCP,
+            family: 4,
+            reason: DropReason::NoRule as u8,
+            direction: Direction::Egress as u8,
+            verdict: Verdict::Dropped as u8,
+            _pad: 0,
+            dns_name_len: 0,
+            dns_name: [0; DNS_NAME_MAX],
+            _pad2: [0; 5],
+        }
+    }
+
+    #[test]
+    fn ipv4_event_becomes_a_record() {
+        let record = record(&event(), "agent");
+        assert_eq!(record.policy, "agent");
+        assert_eq!(record.verdict, "dropped");
+        assert_eq!(record.reason, "no_rule");
+        assert_eq!(record.direction, "egress");
+        assert_eq!(record.proto, "tcp");
+        assert_eq!(record.src, Some("10.77.0.2".parse().unwrap()));
+        assert_eq!(record.src_port, 40000);
+        assert_eq!(record.dst, Some("203.0.113.20".parse().unwrap()));
+        assert_eq!(record.dst_port, 443);
+        assert_eq!(record.cgroup_id, 42);
+        assert_eq!(record.dns_name, None);
+        assert_eq!(
+            record.to_string(),
+            format!(
+                "{} dropped egress tcp 10.77.0.2:40000 -> 203.0.113.20:443 no_rule policy=agent",
+                record.time
+            )
+        );
+    }
+
+    #[test]
+    fn ipv6_event_with_dns_name() {
+        let mut event = event();
+        event.family = 6;
+        event.proto = proto::UDP;
+        event.src_addr = "fd77::2".parse::<std::net::Ipv6Addr>().unwrap().octets();
+        event.dst_addr = "fd77::1".parse::<std::net::Ipv6Addr>().unwrap().octets();
+        event.dst_port = 53;
+        event.reason = DropReason::DnsDenied as u8;
+        event.verdict = Verdict::Audited as u8;
+        event.dns_name[..9].copy_from_slice(b"evil.test");
+        event.dns_name_len = 9;
+        let record = record(&event, "agent");
+        assert_eq!(record.dst, Some("fd77::1".parse().unwrap()));
+        assert_eq!(record.dns_name.as_deref(), Some("evil.test"));
+        assert!(
+            record
+                .to_string()
+                .ends_with("audited egress udp [fd77::2]:40000 -> [fd77::1]:53 dns_denied policy=agent name=evil.test"),
+            "{record}"
+        );
+    }
+}

@@ -1,0 +1,79 @@
+//! `spec.egress`: the allow rules.
+
+use super::{
+    cidr,
+    error::Issue,
+    model::{EgressRule, Target},
+    names,
+    path::FieldPath,
+    ports,
+    raw::RawRule,
+};
+
+pub(super) fn rules(raw: Vec<RawRule>, path: &FieldPath) -> Result<Vec<EgressRule>, Issue> {
+    raw.into_iter()
+        .enumerate()
+        .map(|(i, rule)| self::rule(rule, &path.index(i)))
+        .collect()
+}
+
+fn rule(raw: RawRule, path: &FieldPath) -> Result<EgressRule, Issue> {
+    let at = |key: &'static str| move |message| Issue::at_value(path.key(key), message);
+    let several = |given: &str| {
+        let message = format!(
+            "the rule sets {given}, but a rule has exactly one target; split it into one rule per target"
+        );
+        Err(Issue::at_value(path.clone(), message))
+    };
+    let target = match (&raw.fqdn, &raw.fqdn_pattern, &raw.cidr) {
+        (Some(name), None, None) => names::fqdn(name).map(Target::Fqdn).map_err(at("fqdn"))?,
+        (None, Some(pattern), None) => names::pattern(pattern)
+            .map(Target::Pattern)
+            .map_err(at("fqdnPattern"))?,
+        (None, None, Some(cidr)) => cidr::cidr(cidr).map(Target::Cidr).map_err(at("cidr"))?,
+        (None, None, None) => {
+            let message = "the rule has no target; set one of fqdn, fqdnPattern or cidr";
+            return Err(Issue::at_value(path.clone(), message));
+        }
+        (Some(_), Some(_), None) => return several("`fqdn` and `fqdnPattern`"),
+        (Some(_), None, Some(_)) => return several("`fqdn` and `cidr`"),
+        (None, Some(_), Some(_)) => return several("`fqdnPattern` and `cidr`"),
+        (Some(_), Some(_), Some(_)) => return several("`fqdn`, `fqdnPattern` and `cidr`"),
+    };
+
+    let ports_path = path.key("ports");
+    if raw.ports.is_empty() {
+        return Err(Issue::at_key(
+            ports_path,
+            "ports must not be empty; list the ports to allow, e.g. [443/tcp]",
+        ));
+    }
+    if raw.ports.len() > EgressRule::MAX_PORTS {
+        return Err(Issue::at_key(
+            ports_path,
+            format!(
+                "a rule allows at most {} ports, this one lists {}; split it into several rules",
+                EgressRule::MAX_PORTS,
+                raw.ports.len()
+            ),
+        ));
+    }
+    let ports = raw
+        .ports
+        .iter()
+        .enumerate()
+        .map(|(i, port)| {
+            ports::port_spec(port).map_err(|message| Issue::at_value(ports_path.index(i), message))
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(EgressRule { target, ports })
+}
+
+/// The key a rule's target was written under, for pointing at it.
+pub(super) fn target_key(target: &Target) -> &'static str {
+    match target {
+        Target::Fqdn(_) => "fqdn",
+        Target::Pattern(_) => "fqdnPattern",
+        Target::Cidr(_) => "cidr",
+    }
+}

@@ -1,0 +1,419 @@
+//! The sandbox: agent netns + world netns + veth + cgroup, all torn down on
+//! drop.
+
+use std::{
+    ffi::OsStr,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    path::{Path, PathBuf},
+    process::Command,
+    sync::{
+        Once,
+        atomic::{AtomicU32, Ordering},
+    },
+    time::Duration,
+};
+
+use anyhow::{Context as _, Result, bail};
+
+use crate::{
+    bins::binary_path,
+    cgroup::{self, CgroupGuard},
+    daemon::Daemon,
+    netns::{self, NetnsGuard, ip},
+    placement::Placement,
+    probe::ProbeOutcome,
+    process::{ChildGuard, run_with_deadline},
+    world::{World, WorldConfig},
+};
+
+/// The agent's address on its `eth0`.
+pub const AGENT_IPV4: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 2);
+pub const AGENT_IPV6: Ipv6Addr = Ipv6Addr::new(0xfd77, 0, 0, 0, 0, 0, 0, 2);
+/// The world's address on its `eth0`: the agent's gateway and DNS server.
+pub const WORLD_IPV4: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 1);
+pub const WORLD_IPV6: Ipv6Addr = Ipv6Addr::new(0xfd77, 0, 0, 0, 0, 0, 0, 1);
+
+/// Prefix of every name a sandbox creates; names are
+/// `oce-<pid>-<counter>[-a|-w]`, unique per process and across processes.
+const NAME_PREFIX: &str = "oce-";
+
+/// Longest a probe may run; its own timeouts are much shorter.
+const PROBE_DEADLINE: Duration = Duration::from_secs(30);
+
+/// True if running as root, which every sandbox needs.
+pub fn is_root() -> bool {
+    // SAFETY: geteuid(2) cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// A directory removed on drop.
+#[derive(Debug)]
+struct DirGuard(PathBuf);
+
+impl Drop for DirGuard {
+    fn drop(&mut self) {
+        if let Err(err) = std::fs::remove_dir_all(&self.0)
+            && err.kind() != std::io::ErrorKind::NotFound
+        {
+            eprintln!(
+                "openclaw-egress-e2e: cleanup: removing {}: {err}",
+                self.0.display()
+            );
+        }
+    }
+}
+
+/// An agent netns and a world netns joined by a veth pair, and a cgroup for
+/// the workload. See the crate docs for the topology.
+///
+/// Dropping it kills everything left in the cgroup and in both namespaces
+/// and removes them, the resolv.conf and the scratch directory.
+#[derive(Debug)]
+pub struct Sandbox {
+    // Fields drop in declaration order: the cgroup first (killing probes and
+    // curls), then the namespaces (killing world servers and daemons that
+    // outlived their guards), then files.
+    cgroup: CgroupGuard,
+    agent: NetnsGuard,
+    world: NetnsGuard,
+    _resolv_conf: DirGuard,
+    scratch: DirGuard,
+    id: String,
+}
+
+impl Sandbox {
+    /// Builds a new sandbox. Needs root.
+    pub fn new() -> Result<Self> {
+        if !is_root() {
+            bail!("a sandbox needs root (network namespaces, cgroups)");
+        }
+        // A test binary killed by SIGKILL (a CI timeout) cannot clean up;
+        // its leftovers are recognised by their dead pid.
+        static SWEEP: Once = Once::new();
+        SWEEP.call_once(|| {
+            if let Err(err) = remove_stale_sandboxes() {
+                eprintln!("openclaw-egress-e2e: removing stale sandboxes: {err:#}");
+            }
+        });
+
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        let id = format!(
+            "{NAME_PREFIX}{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
+
+        let scratch = DirGuard(std::env::temp_dir().join(&id));
+        std::fs::create_dir(&scratch.0)
+            .with_context(|| format!("creating {}", scratch.0.display()))?;
+        let cgroup = CgroupGuard::create(&id)?;
+        let agent = NetnsGuard::create(&format!("{id}-a"))?;
+        let world = NetnsGuard::create(&format!("{id}-w"))?;
+        let resolv_conf = DirGuard(Path::new("/etc/netns").join(agent.name()));
+
+        let sandbox = Self {
+            cgroup,
+            agent,
+            world,
+            _resolv_conf: resolv_conf,
+            scratch,
+            id,
+        };
+        sandbox.wire()?;
+        sandbox.write_resolv_conf()?;
+        Ok(sandbox)
+    }
+
+    /// Creates the veth pair and addresses the two ends.
+    fn wire(&self) -> Result<()> {
+        let (a, w) = (self.agent.name(), self.world.name());
+        // Both ends are created directly inside their namespaces, so no
+        // interface ever appears in the root netns (iproute2 6.1 accepts
+        // `netns` on both sides of a veth).
+        ip(&[
+            "link", "add", "eth0", "netns", a, "type", "veth", "peer", "name", "eth0", "netns", w,
+        ])?;
+        let v4 = |ip: Ipv4Addr| format!("{ip}/24");
+        let v6 = |ip: Ipv6Addr| format!("{ip}/64");
+        for (ns, my4, my6) in [
+            (w, v4(WORLD_IPV4), v6(WORLD_IPV6)),
+            (a, v4(AGENT_IPV4), v6(AGENT_IPV6)),
+        ] {
+            ip(&["-n", ns, "link", "set", "lo", "up"])?;
+            ip(&["-n", ns, "addr", "add", &my4, "dev", "eth0"])?;
+            // nodad: without it the address is "tentative" for about a
+            // second and neither bind() nor connect() can use it.
+            ip(&["-n", ns, "addr", "add", &my6, "dev", "eth0", "nodad"])?;
+            ip(&["-n", ns, "link", "set", "eth0", "up"])?;
+        }
+        // The agent's only way out is the world.
+        let (gw4, gw6) = (WORLD_IPV4.to_string(), WORLD_IPV6.to_string());
+        ip(&["-n", a, "route", "add", "default", "via", &gw4])?;
+        ip(&["-n", a, "-6", "route", "add", "default", "via", &gw6])?;
+        Ok(())
+    }
+
+    /// `ip netns exec` bind-mounts /etc/netns/<name>/resolv.conf over
+    /// /etc/resolv.conf, so programs run with [`Sandbox::command_in_agent`]
+    /// resolve through the world's DNS server.
+    fn write_resolv_conf(&self) -> Result<()> {
+        let dir = Path::new("/etc/netns").join(self.agent.name());
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let file = dir.join("resolv.conf");
+        std::fs::write(&file, format!("nameserver {WORLD_IPV4}\n"))
+            .with_context(|| format!("writing {}", file.display()))
+    }
+
+    /// The unique name of this sandbox (`oce-<pid>-<counter>`).
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    pub fn agent_netns(&self) -> &str {
+        self.agent.name()
+    }
+
+    pub fn world_netns(&self) -> &str {
+        self.world.name()
+    }
+
+    /// The sandbox cgroup, absolute.
+    pub fn cgroup_path(&self) -> &Path {
+        self.cgroup.path()
+    }
+
+    /// The sandbox cgroup relative to the cgroup2 mount (no leading `/`).
+    pub fn cgroup_relative(&self) -> &str {
+        self.cgroup.relative()
+    }
+
+    /// A private directory (under $TMPDIR) for policies, sockets, logs;
+    /// removed on drop.
+    pub fn scratch_dir(&self) -> &Path {
+        &self.scratch.0
+    }
+
+    /// Adds `ip` to the world's `lo` (as /32 or /128), so that the agent can
+    /// reach it through its default route. Adding it twice is fine.
+    pub fn add_world_host(&self, ip: IpAddr) -> Result<()> {
+        let (cidr, nodad) = match ip {
+            IpAddr::V4(v4) => (format!("{v4}/32"), None),
+            IpAddr::V6(v6) => (format!("{v6}/128"), Some("nodad")),
+        };
+        let mut args = vec!["-n", self.world.name(), "addr", "add", &cidr, "dev", "lo"];
+        args.extend(nodad);
+        match ip_tolerating_exists(&args) {
+            Ok(()) => Ok(()),
+            Err(err) => Err(err).context(format!("adding world host {ip}")),
+        }
+    }
+
+    /// Starts `oce-world` in the world netns and waits until it serves.
+    ///
+    /// Every address a server listens on (other than the veth subnets,
+    /// loopback and wildcards) is added as a world host first.
+    pub fn start_world(&self, config: &WorldConfig) -> Result<World> {
+        for ip in config.listen_ips() {
+            if !on_veth_subnet(ip) && !ip.is_loopback() && !ip.is_unspecified() {
+                self.add_world_host(ip)?;
+            }
+        }
+        let mut command = Command::new(binary_path("oce-world"));
+        command.args(config.to_args());
+        Placement {
+            cgroup_procs: None,
+            netns: Some(self.world.open()?),
+        }
+        .apply(&mut command);
+        let child = ChildGuard::spawn("oce-world", &mut command, Duration::from_secs(2))?;
+        World::wait_ready(child)
+    }
+
+    /// Runs `oce-probe <args>` in the agent netns and inside the sandbox
+    /// cgroup (so the policy applies to it).
+    pub fn probe(&self, args: &[&str]) -> Result<ProbeOutcome> {
+        self.run_probe(args, true)
+    }
+
+    /// Runs `oce-probe <args>` in the agent netns but outside the cgroup: a
+    /// baseline that no cgroup policy applies to.
+    pub fn probe_outside_cgroup(&self, args: &[&str]) -> Result<ProbeOutcome> {
+        self.run_probe(args, false)
+    }
+
+    fn run_probe(&self, args: &[&str], in_cgroup: bool) -> Result<ProbeOutcome> {
+        let mut command = Command::new(binary_path("oce-probe"));
+        command.args(args);
+        Placement {
+            cgroup_procs: in_cgroup.then(|| self.cgroup.open_procs()).transpose()?,
+            netns: Some(self.agent.open()?),
+        }
+        .apply(&mut command);
+        let output = run_with_deadline(&mut command, PROBE_DEADLINE)
+            .with_context(|| format!("running oce-probe {}", args.join(" ")))?;
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        if !output.status.success() {
+            bail!(
+                "oce-probe {} failed ({}): {}{}",
+                args.join(" "),
+                output.status,
+                String::from_utf8_lossy(&output.stderr).trim(),
+                stdout.trim()
+            );
+        }
+        ProbeOutcome::parse(&stdout)
+    }
+
+    /// A command that runs `program args` as `ip netns exec <agent> program
+    /// args`, inside the sandbox cgroup (e.g. curl in the demo).
+    ///
+    /// `ip netns exec` also bind-mounts the sandbox's resolv.conf (names
+    /// resolve through the world's DNS) and a fresh /sys (so /sys/fs/cgroup
+    /// and /sys/fs/bpf are not visible to the program).
+    pub fn command_in_agent(
+        &self,
+        program: impl AsRef<OsStr>,
+        args: impl IntoIterator<Item = impl AsRef<OsStr>>,
+    ) -> Result<Command> {
+        let mut command = Command::new("ip");
+        command
+            .args(["netns", "exec", self.agent.name()])
+            .arg(program)
+            .args(args);
+        Placement {
+            cgroup_procs: Some(self.cgroup.open_procs()?),
+            netns: None,
+        }
+        .apply(&mut command);
+        Ok(command)
+    }
+
+    /// A command that runs `program args` in the world netns (not in the
+    /// cgroup), e.g. to inspect it with `ip`/`ss`.
+    pub fn command_in_world(
+        &self,
+        program: impl AsRef<OsStr>,
+        args: impl IntoIterator<Item = impl AsRef<OsStr>>,
+    ) -> Result<Command> {
+        let mut command = Command::new(program);
+        command.args(args);
+        Placement {
+            cgroup_procs: None,
+            netns: Some(self.world.open()?),
+        }
+        .apply(&mut command);
+        Ok(command)
+    }
+
+    /// Pids currently in the sandbox cgroup.
+    pub fn cgroup_pids(&self) -> Vec<i32> {
+        cgroup::pids(self.cgroup.path())
+    }
+
+    /// Starts `bin daemon` in the agent netns (not in the cgroup), with its
+    /// API socket in the scratch dir, and waits until it listens.
+    ///
+    /// The agent netns because the daemon resolves names through the
+    /// policy's resolvers (10.77.0.1), reachable only from there. Entered
+    /// with setns, not `ip netns exec`, which would hide /sys/fs/bpf and
+    /// /sys/fs/cgroup behind a fresh /sys.
+    pub fn spawn_daemon(&self, bin: &Path) -> Result<Daemon> {
+        self.spawn_daemon_with_args(bin, &[])
+    }
+
+    /// [`Sandbox::spawn_daemon`] with extra daemon arguments.
+    pub fn spawn_daemon_with_args(&self, bin: &Path, extra_args: &[&str]) -> Result<Daemon> {
+        let socket = self.scratch_dir().join("api.sock");
+        // A previous daemon of this sandbox may have left its socket behind.
+        let _ = std::fs::remove_file(&socket);
+        let mut command = Daemon::command(bin, &socket, extra_args);
+        Placement {
+            cgroup_procs: None,
+            netns: Some(self.agent.open()?),
+        }
+        .apply(&mut command);
+        let child = ChildGuard::spawn(
+            "openclaw-egress daemon",
+            &mut command,
+            Duration::from_secs(5),
+        )?;
+        Daemon::wait_ready(bin, &socket, child)
+    }
+}
+
+/// True for addresses of the veth link (10.77.0.0/24, fd77::/64): they are
+/// never world hosts.
+fn on_veth_subnet(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4.octets()[..3] == WORLD_IPV4.octets()[..3],
+        IpAddr::V6(v6) => v6.segments()[..4] == WORLD_IPV6.segments()[..4],
+    }
+}
+
+/// Runs `ip`, treating "address already there" as success. iproute2 6.1
+/// says "Error: ipv4: Address already assigned." for IPv4 and "RTNETLINK
+/// answers: File exists" for IPv6.
+fn ip_tolerating_exists(args: &[&str]) -> Result<()> {
+    match ip(args) {
+        Ok(_) => Ok(()),
+        Err(err) => {
+            let text = format!("{err:#}");
+            if text.contains("File exists") || text.contains("already assigned") {
+                Ok(())
+            } else {
+                Err(err)
+            }
+        }
+    }
+}
+
+/// Removes sandboxes left behind by processes that no longer exist
+/// (namespaces, cgroups, /etc/netns entries and scratch dirs named
+/// `oce-<pid>-...` whose pid is dead). Sandboxes of live processes, e.g. a
+/// test binary running in parallel, are left alone.
+///
+/// [`Sandbox::new`] calls it once per process, before its first sandbox;
+/// calling it while this process has sandboxes would remove them.
+pub fn remove_stale_sandboxes() -> Result<()> {
+    let is_stale = |name: &str| -> bool {
+        let Some(rest) = name.strip_prefix(NAME_PREFIX) else {
+            return false;
+        };
+        let mut parts = rest.split('-');
+        let (Some(pid), Some(counter)) = (parts.next(), parts.next()) else {
+            return false;
+        };
+        let (Ok(pid), Ok(_)) = (pid.parse::<u32>(), counter.parse::<u32>()) else {
+            return false;
+        };
+        // Our own pid counts as stale too: this runs before this process
+        // creates any sandbox, so such names come from an earlier process
+        // that had the same pid.
+        pid == std::process::id() || !Path::new("/proc").join(pid.to_string()).exists()
+    };
+    let names_in = |dir: &Path| -> Vec<String> {
+        std::fs::read_dir(dir)
+            .map(|entries| {
+                entries
+                    .filter_map(|e| e.ok()?.file_name().into_string().ok())
+                    .filter(|n| is_stale(n))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+
+    for name in netns::list()?.into_iter().filter(|n| is_stale(n)) {
+        netns::delete(&name)?;
+    }
+    let mount = cgroup::cgroup2_mount()?;
+    for name in names_in(&mount) {
+        cgroup::remove_cgroup(&mount.join(name))?;
+    }
+    for dir in [Path::new("/etc/netns"), &std::env::temp_dir()] {
+        for name in names_in(dir) {
+            std::fs::remove_dir_all(dir.join(&name))
+                .with_context(|| format!("removing {}", dir.join(name).display()))?;
+        }
+    }
+    Ok(())
+}

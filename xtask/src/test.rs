@@ -1,0 +1,85 @@
+//! `cargo xtask test`: everything CI checks, in the order that fails fastest,
+//! stopping at the first failing step.
+
+use std::{
+    env,
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use anyhow::{Context as _, Result, bail};
+
+use crate::{cmd, setup};
+
+/// Arguments of `cargo xtask test`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Passed to `cargo test` as is, e.g. a test name filter, or
+    /// `some_filter -- --nocapture`.
+    #[arg(last = true)]
+    pub cargo_test_args: Vec<String>,
+}
+
+/// Runs `setup`, then: format check, clippy, build of the binaries, tests.
+///
+/// The binaries are built before `cargo test` because the end-to-end tests
+/// (package `openclaw-egress-e2e`, part of the default members) drive the real
+/// `openclaw-egress`, `oce-world` and `oce-probe` binaries, found through
+/// `OPENCLAW_EGRESS_BIN_DIR`. One `cargo test` run then covers unit,
+/// integration and end-to-end tests.
+pub fn run(args: &Args) -> Result<()> {
+    if !setup::is_root() {
+        bail!(
+            "`cargo xtask test` must run as root: the end-to-end tests create network \
+             namespaces and cgroups and load eBPF programs (CI runs as root). Try \
+             `sudo -E env PATH=\"$PATH\" cargo xtask test`."
+        );
+    }
+    setup::run()?;
+
+    // `cargo run` sets CARGO_MANIFEST_DIR at run time too; prefer it to the
+    // compile-time value, which is stale when two checkouts share a target dir.
+    let manifest_dir = env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
+    let workspace = manifest_dir
+        .parent()
+        .context("xtask lives in a subdirectory of the workspace")?;
+    let bin_dir = target_dir(workspace).join("debug");
+
+    // No `--workspace`: it would take in the eBPF crate, which only builds
+    // for the BPF target (via openclaw-egress/build.rs). The default members
+    // are openclaw-egress, openclaw-egress-common, xtask and tests.
+    let mut tests = cargo(workspace, "test");
+    tests
+        .args(&args.cargo_test_args)
+        .env("OPENCLAW_EGRESS_BIN_DIR", &bin_dir);
+    let steps = [
+        ("format check", cargo(workspace, "fmt --all -- --check")),
+        (
+            "clippy",
+            cargo(workspace, "clippy --all-targets -- -D warnings"),
+        ),
+        ("build binaries", cargo(workspace, "build --bins")),
+        ("tests", tests),
+    ];
+    for (name, mut command) in steps {
+        println!("==> {}", cmd::display(&command));
+        cmd::run(&mut command).with_context(|| format!("test step \"{name}\" failed"))?;
+    }
+    println!("==> all test steps passed");
+    Ok(())
+}
+
+/// `cargo ARGS` (split at spaces) run in the workspace root.
+fn cargo(workspace: &Path, args: &str) -> Command {
+    let mut command = cmd::new("cargo");
+    command.args(args.split(' ')).current_dir(workspace);
+    command
+}
+
+/// Where cargo puts build output: `$CARGO_TARGET_DIR` (relative to the
+/// workspace, where we run cargo) or `<workspace>/target`.
+fn target_dir(workspace: &Path) -> PathBuf {
+    env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| workspace.join("target"), |dir| workspace.join(dir))
+}
