@@ -98,9 +98,7 @@ fn is_cgroup2(file: &File) -> bool {
     // SAFETY: statfs is plain data; fstatfs fills it for a valid fd.
     let mut stat: libc::statfs = unsafe { std::mem::zeroed() };
     let rc = unsafe { libc::fstatfs(file.as_raw_fd(), &mut stat) };
-    rc == 0
-        && stat.f_type == CGROUP2_SUPER_MAGIC
-        && file.metadata().is_ok_and(|m| m.is_dir())
+    rc == 0 && stat.f_type == CGROUP2_SUPER_MAGIC && file.metadata().is_ok_and(|m| m.is_dir())
 }
 
 #[cfg(test)]

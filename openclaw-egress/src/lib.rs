@@ -10,6 +10,7 @@ pub mod clock;
 pub mod commands;
 pub mod daemon;
 pub mod datapath;
+pub mod error_text;
 pub mod events;
 pub mod policy;
 pub mod rebinding;

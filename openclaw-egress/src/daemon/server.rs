@@ -15,7 +15,10 @@ use tokio::{
 };
 
 use super::Daemon;
-use crate::api::{Request, Response};
+use crate::{
+    api::{Request, Response},
+    error_text::full_message,
+};
 
 /// Requests larger than this are refused (a policy file is a few KiB).
 const MAX_REQUEST_BYTES: u64 = 4 << 20;
@@ -84,10 +87,9 @@ async fn handle(stream: UnixStream, daemon: &Daemon) -> io::Result<()> {
             let response = match daemon.apply(&source, &yaml).await {
                 Ok(report) => Response::Applied(report),
                 Err(error) => {
-                    tracing::warn!(source, "policy refused: {error}");
-                    Response::Error {
-                        message: error.to_string(),
-                    }
+                    let message = full_message(&error);
+                    tracing::warn!(source, "policy refused: {message}");
+                    Response::Error { message }
                 }
             };
             send(&mut write, &response).await

@@ -136,17 +136,18 @@ impl PolicyDatapath {
         self.allow.iter().filter_map(Result::ok).collect()
     }
 
-    /// Attaches the egress program to a cgroup v2 directory. Attaching in
-    /// multi mode lets a new instance join before the old one leaves; while
-    /// both are attached a packet must pass both, so a swap never opens
-    /// anything.
+    /// Attaches the egress program to a cgroup v2 directory. The attachments are BPF
+    /// links, and links on a cgroup always coexist (the kernel refuses attach
+    /// flags on them; `Single` means no flags): a new instance joins before
+    /// the old one leaves, and while both are attached a packet must pass
+    /// both, so a swap never opens anything.
     pub fn attach_cgroup(&mut self, cgroup: impl AsFd) -> Result<()> {
         let egress: &mut CgroupSkb = program(&mut self.ebpf, EGRESS_PROGRAM)?;
         egress
             .attach(
                 cgroup,
                 CgroupSkbAttachType::Egress,
-                CgroupAttachMode::AllowMultiple,
+                CgroupAttachMode::Single,
             )
             .map_err(|source| DatapathError::Program {
                 name: EGRESS_PROGRAM,
