@@ -19,6 +19,10 @@ pub struct PolicyConfig {
     /// Non-zero once userspace has filled every map. Until then every packet is
     /// dropped, so a half-loaded policy can never be more open than intended.
     pub ready: u32,
+    /// Addresses learned from DNS stay allowed at least this long.
+    pub min_ttl_secs: u32,
+    /// At most this many addresses are learned per name and TTL window.
+    pub max_ips_per_name: u32,
 }
 
 impl PolicyConfig {

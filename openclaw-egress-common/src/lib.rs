@@ -7,12 +7,14 @@
 
 pub mod addr;
 pub mod config;
+pub mod dns;
 pub mod event;
 pub mod maps;
 pub mod reason;
 
 pub use addr::{Addr, ipv4_mapped};
 pub use config::{Mode, PolicyConfig};
+pub use dns::{DnsName, DnsNameRules, DnsStat, NameBudget, PortProto, RulePorts};
 pub use event::{DNS_NAME_MAX, Direction, DropEvent, Verdict};
 pub use maps::{AllowKey, AllowValue, CidrKey, CidrValue};
 pub use reason::DropReason;
@@ -38,4 +40,8 @@ mod pod {
     unsafe impl aya::Pod for CidrValue {}
     unsafe impl aya::Pod for PolicyConfig {}
     unsafe impl aya::Pod for DropEvent {}
+    unsafe impl aya::Pod for DnsName {}
+    unsafe impl aya::Pod for DnsNameRules {}
+    unsafe impl aya::Pod for RulePorts {}
+    unsafe impl aya::Pod for NameBudget {}
 }

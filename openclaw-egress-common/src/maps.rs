@@ -16,11 +16,29 @@ pub const DROP_COUNTERS: &str = "DROP_COUNTERS";
 pub const EVENTS: &str = "EVENTS";
 /// Per-CPU count of events that did not fit in the ring buffer (index 0).
 pub const EVENTS_LOST: &str = "EVENTS_LOST";
+/// Allowed DNS names and suffixes: `DnsName` -> `DnsNameRules`.
+pub const DNS_NAMES: &str = "DNS_NAMES";
+/// Ports of each rule: array of `RulePorts`, index = rule id.
+pub const RULE_PORTS: &str = "RULE_PORTS";
+/// Address ranges never learned from DNS (rebinding protection): LPM trie of
+/// `Addr` -> `u32` (unused).
+pub const INTERNAL_RANGES: &str = "INTERNAL_RANGES";
+/// The policy's CIDR rules without their ports: LPM trie of `Addr` -> rule id.
+/// An internal address inside one of them may be learned.
+pub const CIDR_ADDRS: &str = "CIDR_ADDRS";
+/// Addresses learned per name: LRU of `DnsName` -> `NameBudget`.
+pub const NAME_BUDGETS: &str = "NAME_BUDGETS";
+/// Per-CPU DNS counters indexed by `DnsStat`.
+pub const DNS_STATS: &str = "DNS_STATS";
 
 pub const ALLOW_MAX_ENTRIES: u32 = 131_072;
 pub const CIDR_MAX_ENTRIES: u32 = 16_384;
 pub const RESOLVERS_MAX_ENTRIES: u32 = 64;
 pub const EVENTS_BYTES: u32 = 256 * 1024;
+pub const DNS_NAMES_MAX_ENTRIES: u32 = 4096;
+pub const RULES_MAX: u32 = 1024;
+pub const INTERNAL_RANGES_MAX_ENTRIES: u32 = 64;
+pub const NAME_BUDGETS_MAX_ENTRIES: u32 = 16_384;
 
 /// Key of the `ALLOW` hash map: one allowed (address, protocol, port).
 ///

@@ -3,7 +3,7 @@
 
 use aya_ebpf::{helpers::bpf_skb_cgroup_id, macros::cgroup_skb, programs::SkBuffContext};
 
-use crate::egress_policy;
+use crate::egress_policy::{self, Hook};
 
 const PASS: i32 = 1;
 const DROP: i32 = 0;
@@ -12,7 +12,7 @@ const DROP: i32 = 0;
 pub fn egress(ctx: SkBuffContext) -> i32 {
     // SAFETY: the context pointer is the one the kernel handed us.
     let cgroup_id = unsafe { bpf_skb_cgroup_id(ctx.skb.skb) };
-    if egress_policy::enforce(&ctx.skb, 0, cgroup_id) {
+    if egress_policy::enforce(&ctx.skb, 0, cgroup_id, Hook::Cgroup) {
         PASS
     } else {
         DROP

@@ -1,20 +1,30 @@
 //! The egress decision, shared by the cgroup_skb and TC programs.
 
 use aya_ebpf::{helpers::bpf_ktime_get_ns, maps::lpm_trie::Key, programs::sk_buff::SkBuff};
-use openclaw_egress_common::{AllowKey, CidrKey, Direction, DropReason, Mode, Verdict};
+use openclaw_egress_common::{AllowKey, CidrKey, Direction, DropReason, Mode, Verdict, proto};
 
 use crate::{
+    dns_query,
     flow::{self, Flow},
     maps::{ALLOW, CIDR, CONFIG, RESOLVERS},
-    report,
+    report, socket_verdict,
 };
 
 const DNS_PORT: u16 = 53;
 
+/// Where the packet comes from, which decides what the program can know.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Hook {
+    /// cgroup_skb: the sending socket is known, so verdicts are cached on it.
+    Cgroup,
+    /// TC on a host-side interface: no socket.
+    Tc,
+}
+
 /// Decides the fate of the packet whose IP header starts at `l3`, reports a
 /// drop if there is one, and returns whether the packet may leave.
 #[inline(always)]
-pub fn enforce(skb: &SkBuff, l3: usize, cgroup_id: u64) -> bool {
+pub fn enforce(skb: &SkBuff, l3: usize, cgroup_id: u64, hook: Hook) -> bool {
     // No config, or a config userspace has not finished filling: fail closed,
     // whatever the mode.
     let mode = match CONFIG.get(0) {
@@ -31,7 +41,7 @@ pub fn enforce(skb: &SkBuff, l3: usize, cgroup_id: u64) -> bool {
         }
     };
     let (flow, reason) = match flow::parse(skb, l3) {
-        Ok(flow) => match check(&flow) {
+        Ok(flow) => match check(skb, &flow, hook) {
             Ok(()) => return true,
             Err(reason) => (Some(flow), reason),
         },
@@ -47,19 +57,45 @@ pub fn enforce(skb: &SkBuff, l3: usize, cgroup_id: u64) -> bool {
 
 /// `Ok` when some rule allows `flow`, else the reason it does not.
 #[inline(always)]
-fn check(flow: &Flow) -> Result<(), DropReason> {
+fn check(skb: &SkBuff, flow: &Flow, hook: Hook) -> Result<(), DropReason> {
     if !flow.has_ports() {
+        // On a veth the workload's own neighbour discovery passes through
+        // too (cgroup hooks never see it: the kernel sends it, not a socket
+        // of the workload); without it IPv6 would not work at all.
+        if hook == Hook::Tc && is_neighbour_discovery(skb, flow) {
+            return Ok(());
+        }
         return Err(DropReason::Protocol);
     }
     // DNS goes to the policy's resolvers and nowhere else, whatever the other
-    // rules say: an open port 53 is an exfiltration channel.
+    // rules say, and only asks for allowed names. It is never cached on the
+    // socket: every query is checked.
     if flow.dst_port == DNS_PORT {
-        return if RESOLVERS.get_ptr(flow.dst).is_some() {
-            Ok(())
-        } else {
-            Err(DropReason::DnsResolver)
-        };
+        if RESOLVERS.get_ptr(flow.dst).is_none() {
+            return Err(DropReason::DnsResolver);
+        }
+        return dns_query::check(skb, flow);
     }
+    if hook == Hook::Cgroup && socket_verdict::is_cached(skb, flow) {
+        return Ok(());
+    }
+    check_destination(flow)?;
+    if hook == Hook::Cgroup {
+        socket_verdict::remember(skb, flow);
+    }
+    Ok(())
+}
+
+/// ICMPv6 router/neighbour solicitations and advertisements, and redirects
+/// (types 133 to 137): link-local by definition.
+#[inline(always)]
+fn is_neighbour_discovery(skb: &SkBuff, flow: &Flow) -> bool {
+    flow.proto == proto::ICMPV6 && matches!(skb.load::<u8>(flow.l4_offset), Ok(133..=137))
+}
+
+/// Looks the destination up in the allow maps.
+#[inline(always)]
+fn check_destination(flow: &Flow) -> Result<(), DropReason> {
     let mut reason = DropReason::NoRule;
     let key = AllowKey::new(flow.dst, flow.proto, flow.dst_port);
     if let Some(entry) = ALLOW.get_ptr(key) {

@@ -27,6 +27,8 @@ pub struct Flow {
     /// Host byte order; 0 unless TCP or UDP.
     pub src_port: u16,
     pub dst_port: u16,
+    /// Offset of the transport header.
+    pub l4_offset: usize,
 }
 
 impl Flow {
@@ -44,6 +46,7 @@ pub fn parse(skb: &SkBuff, l3: usize) -> Result<Flow, DropReason> {
         6 => parse_ipv6(skb, l3)?,
         _ => return Err(DropReason::Malformed),
     };
+    flow.l4_offset = l4;
     if flow.has_ports() {
         let ports: [u8; 4] = skb.load(l4).map_err(|_| DropReason::Malformed)?;
         flow.src_port = u16::from_be_bytes([ports[0], ports[1]]);
@@ -72,6 +75,7 @@ fn parse_ipv4(skb: &SkBuff, l3: usize) -> Result<(Flow, usize), DropReason> {
         dst: ipv4_mapped([header[16], header[17], header[18], header[19]]),
         src_port: 0,
         dst_port: 0,
+        l4_offset: 0,
     };
     Ok((flow, l3 + header_len))
 }
@@ -117,6 +121,7 @@ fn parse_ipv6(skb: &SkBuff, l3: usize) -> Result<(Flow, usize), DropReason> {
         dst,
         src_port: 0,
         dst_port: 0,
+        l4_offset: 0,
     };
     Ok((flow, offset))
 }

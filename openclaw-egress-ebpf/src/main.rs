@@ -4,14 +4,25 @@
 //! every per-packet decision and report each drop on a ring buffer.
 //! One program type per file:
 //! - `cgroup_skb_egress.rs`: egress of every socket in the workload's cgroup.
+//! - `cgroup_skb_ingress.rs`: DNS answers on their way in (address learning).
+//! - `tc_from_workload.rs`, `tc_to_workload.rs`: the same two jobs as TC
+//!   classifiers on the host side of a workload's veth.
 #![no_std]
 #![no_main]
 
 mod cgroup_skb_egress;
+mod cgroup_skb_ingress;
+mod dns_answer;
+mod dns_message;
+mod dns_name;
+mod dns_query;
 mod egress_policy;
 mod flow;
 mod maps;
 mod report;
+mod socket_verdict;
+mod tc_from_workload;
+mod tc_to_workload;
 
 #[cfg(not(test))]
 #[panic_handler]

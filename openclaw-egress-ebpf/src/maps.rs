@@ -2,15 +2,22 @@
 //! all of them, so one workload's lookups can never open anything for another.
 
 use aya_ebpf::{
-    macros::map,
-    maps::{Array, HashMap, LpmTrie, PerCpuArray, RingBuf},
+    btf_maps::SkStorage,
+    macros::{btf_map, map},
+    maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
 };
 use openclaw_egress_common::{
-    Addr, AllowKey, AllowValue, CidrKey, CidrValue, PolicyConfig,
+    Addr, AllowKey, AllowValue, CidrKey, CidrValue, DnsName, DnsNameRules, NameBudget,
+    PolicyConfig, RulePorts,
+    dns::DnsStat,
     maps::{
-        ALLOW_MAX_ENTRIES, CIDR_MAX_ENTRIES, DROP_COUNTERS_LEN, EVENTS_BYTES, RESOLVERS_MAX_ENTRIES,
+        ALLOW_MAX_ENTRIES, CIDR_MAX_ENTRIES, DNS_NAMES_MAX_ENTRIES, DROP_COUNTERS_LEN,
+        EVENTS_BYTES, INTERNAL_RANGES_MAX_ENTRIES, NAME_BUDGETS_MAX_ENTRIES, RESOLVERS_MAX_ENTRIES,
+        RULES_MAX,
     },
 };
+
+use crate::{dns_name::DnsScratch, socket_verdict::SocketVerdict};
 
 #[map]
 pub static CONFIG: Array<PolicyConfig> = Array::with_max_entries(1, 0);
@@ -25,10 +32,54 @@ pub static CIDR: LpmTrie<CidrKey, CidrValue> = LpmTrie::with_max_entries(CIDR_MA
 pub static RESOLVERS: HashMap<Addr, u32> = HashMap::with_max_entries(RESOLVERS_MAX_ENTRIES, 0);
 
 #[map]
+pub static DNS_NAMES: HashMap<DnsName, DnsNameRules> =
+    HashMap::with_max_entries(DNS_NAMES_MAX_ENTRIES, 0);
+
+#[map]
+pub static RULE_PORTS: Array<RulePorts> = Array::with_max_entries(RULES_MAX, 0);
+
+#[map]
+pub static INTERNAL_RANGES: LpmTrie<Addr, u32> =
+    LpmTrie::with_max_entries(INTERNAL_RANGES_MAX_ENTRIES, 0);
+
+#[map]
+pub static CIDR_ADDRS: LpmTrie<Addr, u32> = LpmTrie::with_max_entries(CIDR_MAX_ENTRIES, 0);
+
+#[map]
+pub static NAME_BUDGETS: LruHashMap<DnsName, NameBudget> =
+    LruHashMap::with_max_entries(NAME_BUDGETS_MAX_ENTRIES, 0);
+
+#[map]
 pub static DROP_COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(DROP_COUNTERS_LEN, 0);
+
+#[map]
+pub static DNS_STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(DnsStat::COUNT, 0);
 
 #[map]
 pub static EVENTS: RingBuf = RingBuf::with_byte_size(EVENTS_BYTES, 0);
 
 #[map]
 pub static EVENTS_LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
+/// Per-CPU work area for DNS names (too big for the 512-byte BPF stack).
+#[map]
+pub static SCRATCH: PerCpuArray<DnsScratch> = PerCpuArray::with_max_entries(1, 0);
+
+/// The verdict cache of each socket of the workload.
+#[btf_map]
+pub static VERDICTS: SkStorage<SocketVerdict> = SkStorage::new();
+
+/// Adds one to a per-CPU counter.
+#[inline(always)]
+pub fn increment(counters: &PerCpuArray<u64>, index: u32) {
+    if let Some(counter) = counters.get_ptr_mut(index) {
+        // SAFETY: per-CPU slot from a successful lookup; BPF programs do not
+        // migrate between CPUs while running.
+        unsafe { *counter += 1 };
+    }
+}
+
+#[inline(always)]
+pub fn count_dns(stat: DnsStat) {
+    increment(&DNS_STATS, stat as u32);
+}

@@ -4,12 +4,15 @@
 
 use core::ptr::addr_of_mut;
 
-use aya_ebpf::{helpers::bpf_ktime_get_ns, maps::PerCpuArray};
-use openclaw_egress_common::{Direction, DropEvent, DropReason, Verdict, maps::counter_index};
+use aya_ebpf::helpers::bpf_ktime_get_ns;
+use openclaw_egress_common::{
+    DNS_NAME_MAX, Direction, DropEvent, DropReason, Verdict, maps::counter_index,
+};
 
 use crate::{
+    dns_name,
     flow::Flow,
-    maps::{DROP_COUNTERS, EVENTS, EVENTS_LOST},
+    maps::{DROP_COUNTERS, EVENTS, EVENTS_LOST, increment},
 };
 
 #[inline(always)]
@@ -28,7 +31,7 @@ pub fn drop(
     let event = entry.as_mut_ptr();
     // SAFETY: `event` points at a reserved, writable DropEvent; fields are
     // written one by one because a whole DropEvent would not fit on the BPF
-    // stack. `dns_name` is left as is: `dns_name_len` says none of it is used.
+    // stack. Bytes of `dns_name` past `dns_name_len` are left as they are.
     unsafe {
         addr_of_mut!((*event).timestamp_ns).write(bpf_ktime_get_ns());
         addr_of_mut!((*event).cgroup_id).write(cgroup_id);
@@ -37,6 +40,19 @@ pub fn drop(
         addr_of_mut!((*event).verdict).write(verdict as u8);
         addr_of_mut!((*event)._pad).write(0);
         addr_of_mut!((*event).dns_name_len).write(0);
+        // The question that was refused is in this CPU's DNS scratch area.
+        if reason == DropReason::DnsDenied
+            && let Some(scratch) = dns_name::scratch()
+        {
+            let len = scratch.dotted_len();
+            for i in 0..DNS_NAME_MAX {
+                if i >= len {
+                    break;
+                }
+                (*event).dns_name[i] = scratch.dotted[i];
+            }
+            addr_of_mut!((*event).dns_name_len).write(len as u16);
+        }
         match flow {
             Some(flow) => {
                 addr_of_mut!((*event).family).write(flow.family);
@@ -57,13 +73,4 @@ pub fn drop(
         }
     }
     entry.submit(0);
-}
-
-#[inline(always)]
-fn increment(counters: &PerCpuArray<u64>, index: u32) {
-    if let Some(counter) = counters.get_ptr_mut(index) {
-        // SAFETY: per-CPU slot from a successful lookup; BPF programs do not
-        // migrate between CPUs while running.
-        unsafe { *counter += 1 };
-    }
 }

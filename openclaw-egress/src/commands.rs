@@ -94,14 +94,14 @@ async fn apply(socket: &Path, file: &Path) -> anyhow::Result<()> {
 
 fn print_applied(report: &ApplyReport) {
     println!(
-        "policy {} {} on cgroup {}",
+        "policy {} {} on {}",
         report.name,
         if report.replaced {
             "replaced"
         } else {
             "applied"
         },
-        report.cgroup.display()
+        targets_text(report.cgroup.as_deref(), &report.interfaces)
     );
     for name in &report.names {
         let ips: Vec<String> = name.addresses.iter().map(|a| a.ip.to_string()).collect();
@@ -118,6 +118,19 @@ fn print_applied(report: &ApplyReport) {
     for warning in &report.warnings {
         eprintln!("warning: {warning}");
     }
+}
+
+fn targets_text(cgroup: Option<&Path>, interfaces: &[String]) -> String {
+    cgroup
+        .map(|cgroup| format!("cgroup {}", cgroup.display()))
+        .into_iter()
+        .chain(
+            interfaces
+                .iter()
+                .map(|interface| format!("interface {interface}")),
+        )
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn validate(files: &[std::path::PathBuf]) -> anyhow::Result<()> {
@@ -157,7 +170,10 @@ fn print_status(report: &StatusReport) {
             "\npolicy {} ({}) from {} since {}",
             policy.name, policy.mode, policy.source, policy.applied_at
         );
-        println!("  cgroup: {}", policy.cgroup.display());
+        println!(
+            "  attached to: {}",
+            targets_text(policy.cgroup.as_deref(), &policy.interfaces)
+        );
         println!("  rules: {}", policy.rules);
         if policy.drops.is_empty() {
             println!("  drops: none");
@@ -172,7 +188,10 @@ fn print_status(report: &StatusReport) {
             println!("  events lost: {}", policy.events_lost);
         }
         for name in &policy.names {
-            println!("  {} (refresh in {}s)", name.name, name.next_refresh_secs);
+            match name.next_refresh_secs {
+                Some(secs) => println!("  {} (resolved again in {secs}s)", name.name),
+                None => println!("  {} (learned from DNS answers)", name.name),
+            }
             for address in &name.addresses {
                 println!("    {} expires in {}s", address.ip, address.expires_in_secs);
             }

@@ -2,134 +2,18 @@
 //! real verifier, real maps, real helper calls, no attachment needed.
 //! Needs root (CAP_BPF + CAP_NET_ADMIN), like every kernel test here.
 
-use std::{
-    net::{IpAddr, Ipv4Addr, Ipv6Addr},
-    time::Duration,
-};
+mod common;
 
-use aya::maps::{MapData, RingBuf};
+use std::time::Duration;
+
+use common::*;
 use openclaw_egress::{
     clock,
-    datapath::{PolicyDatapath, StaticEntries, encode, frames},
-    policy::{
-        Cidr, DnsConfig, EgressRule, Fqdn, Mode, Policy, PortSpec, Protocol, Selector, Target,
-    },
+    datapath::{Hooks, PolicyDatapath, StaticEntries, encode, frames},
+    policy::Mode,
 };
-use openclaw_egress_common::{
-    Direction, DropEvent, DropReason, Verdict, maps::counter_index, proto,
-};
-
-const PASS: u32 = 1;
-const DROP: u32 = 0;
-
-const AGENT: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 77, 0, 2));
-const AGENT6: IpAddr = IpAddr::V6(Ipv6Addr::new(0xfd77, 0, 0, 0, 0, 0, 0, 2));
-const RESOLVER: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 77, 0, 1));
-const TRUSTED: IpAddr = IpAddr::V4(Ipv4Addr::new(203, 0, 113, 10));
-const TRUSTED6: IpAddr = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 0x10));
-const OTHER: IpAddr = IpAddr::V4(Ipv4Addr::new(203, 0, 113, 20));
-const OTHER6: IpAddr = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 2, 0, 0, 0, 0, 0x20));
-
-fn tcp(port: u16) -> PortSpec {
-    PortSpec {
-        port,
-        protocol: Protocol::Tcp,
-    }
-}
-
-/// rule 0: api.trusted.test 443/tcp (resolved to TRUSTED and TRUSTED6 below)
-/// rule 1: 198.51.100.0/24 5432/tcp
-/// rule 2: 198.51.0.0/16 8080/tcp (overlaps rule 1 with another port)
-fn policy(mode: Mode) -> Policy {
-    Policy {
-        name: "kernel-test".into(),
-        mode,
-        selector: Selector::default(),
-        dns: DnsConfig {
-            resolvers: vec![RESOLVER],
-            min_ttl: DnsConfig::DEFAULT_MIN_TTL,
-            max_ips_per_name: DnsConfig::DEFAULT_MAX_IPS_PER_NAME,
-        },
-        egress: vec![
-            EgressRule {
-                target: Target::Fqdn(Fqdn("api.trusted.test".into())),
-                ports: vec![tcp(443)],
-            },
-            EgressRule {
-                target: Target::Cidr(Cidr {
-                    addr: "198.51.100.0".parse().unwrap(),
-                    prefix_len: 24,
-                }),
-                ports: vec![tcp(5432)],
-            },
-            EgressRule {
-                target: Target::Cidr(Cidr {
-                    addr: "198.51.0.0".parse().unwrap(),
-                    prefix_len: 16,
-                }),
-                ports: vec![tcp(8080)],
-            },
-        ],
-    }
-}
-
-/// A loaded, filled, unattached datapath and its event ring.
-struct Loaded {
-    datapath: PolicyDatapath,
-    events: RingBuf<MapData>,
-}
-
-fn load(policy: &Policy, trusted_expires_at_ns: u64) -> Loaded {
-    let mut datapath = PolicyDatapath::load().expect("programs load and verify (are we root?)");
-    let events = datapath.take_events().unwrap();
-    datapath
-        .upsert_allow(&encode::allow_entries(
-            0,
-            &policy.egress[0].ports,
-            &[TRUSTED, TRUSTED6],
-            trusted_expires_at_ns,
-        ))
-        .unwrap();
-    datapath
-        .install_static(&encode::static_entries(policy))
-        .unwrap();
-    Loaded { datapath, events }
-}
-
-fn load_enforcing() -> Loaded {
-    load(
-        &policy(Mode::Enforce),
-        clock::monotonic_ns_after(Duration::from_secs(600)),
-    )
-}
-
-impl Loaded {
-    fn run(&self, frame: &[u8]) -> u32 {
-        self.datapath
-            .test_run_egress(frame, 1)
-            .unwrap()
-            .return_value
-    }
-
-    fn dropped(&self, reason: DropReason) -> u64 {
-        self.count(Verdict::Dropped, reason)
-    }
-
-    fn count(&self, verdict: Verdict, reason: DropReason) -> u64 {
-        self.datapath.drop_counts().unwrap()
-            [counter_index(verdict, Direction::Egress, reason) as usize]
-    }
-
-    fn events(&mut self) -> Vec<DropEvent> {
-        let mut events = Vec::new();
-        while let Some(item) = self.events.next() {
-            assert!(item.len() >= size_of::<DropEvent>());
-            // SAFETY: the program writes whole DropEvents.
-            events.push(unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<DropEvent>()) });
-        }
-        events
-    }
-}
+use openclaw_egress_common::{Direction, DropReason, Verdict, maps::counter_index, proto};
+use std::net::IpAddr;
 
 #[test]
 fn allowed_destination_passes_and_nothing_else_does() {
@@ -248,12 +132,13 @@ fn other_protocols_fragments_and_garbage_are_dropped() {
 
 #[test]
 fn a_policy_not_marked_ready_drops_everything() {
-    let mut datapath = PolicyDatapath::load().unwrap();
+    let mut datapath = PolicyDatapath::load(Hooks::CGROUP).unwrap();
     let policy = policy(Mode::Enforce);
-    let mut entries: StaticEntries = encode::static_entries(&policy);
+    let mut entries: StaticEntries = encode::static_entries(&policy).unwrap();
     entries.config.ready = 0;
     datapath.install_static(&entries).unwrap();
-    let frame = frames::udp(AGENT, 5353, RESOLVER, 53, b"q");
+    let query = frames::dns::query(1, "api.trusted.test", frames::dns::TYPE_A);
+    let frame = frames::udp(AGENT, 5353, RESOLVER, 53, &query);
     assert_eq!(
         datapath.test_run_egress(&frame, 1).unwrap().return_value,
         DROP
@@ -305,4 +190,58 @@ fn each_drop_reports_its_five_tuple() {
     assert_eq!(v6.dst_addr, encode::addr_of(OTHER6));
     let now = clock::monotonic_ns();
     assert!(v4.timestamp_ns <= now && now - v4.timestamp_ns < 60_000_000_000);
+}
+
+#[test]
+fn tc_classifier_enforces_the_same_policy_on_ethernet_frames() {
+    const TC_NEXT: u32 = u32::MAX; // -1: continue
+    const TC_SHOT: u32 = 2;
+    let policy = common::policy(Mode::Enforce);
+    let mut datapath = PolicyDatapath::load(Hooks::INTERFACES).unwrap();
+    datapath
+        .upsert_allow(&encode::allow_entries(
+            0,
+            &policy.egress[0].ports,
+            &[TRUSTED],
+            clock::monotonic_ns_after(Duration::from_secs(600)),
+        ))
+        .unwrap();
+    datapath
+        .install_static(&encode::static_entries(&policy).unwrap())
+        .unwrap();
+    let run = |frame: &[u8]| {
+        datapath
+            .test_run_tc_from_workload(frame)
+            .unwrap()
+            .return_value
+    };
+
+    assert_eq!(run(&frames::tcp_syn(AGENT, 1, TRUSTED, 443)), TC_NEXT);
+    assert_eq!(run(&frames::tcp_syn(AGENT, 1, TRUSTED, 80)), TC_SHOT);
+    assert_eq!(run(&frames::tcp_syn(AGENT6, 1, OTHER6, 443)), TC_SHOT);
+    let query = frames::dns::query(1, "api.trusted.test", frames::dns::TYPE_A);
+    assert_eq!(run(&frames::udp(AGENT, 1, RESOLVER, 53, &query)), TC_NEXT);
+    let denied = frames::dns::query(1, "exfil.attacker.example", frames::dns::TYPE_A);
+    assert_eq!(run(&frames::udp(AGENT, 1, RESOLVER, 53, &denied)), TC_SHOT);
+
+    // Link-local plumbing passes: ARP, and IPv6 neighbour solicitations...
+    let mut arp = frames::udp(AGENT, 1, RESOLVER, 2, b"");
+    arp[12..14].copy_from_slice(&[0x08, 0x06]);
+    assert_eq!(run(&arp), TC_NEXT);
+    let solicitation = frames::ip_frame(AGENT6, OTHER6, proto::ICMPV6, &[135, 0, 0, 0]);
+    assert_eq!(run(&solicitation), TC_NEXT);
+    // ...but not other ICMPv6 (an echo request), nor frames we cannot judge.
+    let echo = frames::ip_frame(AGENT6, OTHER6, proto::ICMPV6, &[128, 0, 0, 0]);
+    assert_eq!(run(&echo), TC_SHOT);
+    let mut vlan = frames::tcp_syn(AGENT, 1, TRUSTED, 443);
+    vlan[12..14].copy_from_slice(&[0x81, 0x00]);
+    assert_eq!(run(&vlan), TC_SHOT);
+
+    let dropped = |reason: DropReason| {
+        datapath.drop_counts().unwrap()
+            [counter_index(Verdict::Dropped, Direction::Egress, reason) as usize]
+    };
+    assert_eq!(dropped(DropReason::NoRule), 2);
+    assert_eq!(dropped(DropReason::DnsDenied), 1);
+    assert_eq!(dropped(DropReason::Protocol), 2);
 }

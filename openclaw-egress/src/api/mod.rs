@@ -55,7 +55,8 @@ pub struct ApplyReport {
     pub name: String,
     /// True when an older version of the policy was replaced.
     pub replaced: bool,
-    pub cgroup: PathBuf,
+    pub cgroup: Option<PathBuf>,
+    pub interfaces: Vec<String>,
     /// Names and the addresses they resolved to at apply time.
     pub names: Vec<NameStatus>,
     /// Things that did not stop the apply but deserve attention (e.g. a name
@@ -75,7 +76,8 @@ pub struct PolicyStatus {
     pub name: String,
     pub mode: String,
     pub source: String,
-    pub cgroup: PathBuf,
+    pub cgroup: Option<PathBuf>,
+    pub interfaces: Vec<String>,
     /// RFC 3339.
     pub applied_at: String,
     pub rules: usize,
@@ -92,13 +94,16 @@ pub struct DropCount {
     pub count: u64,
 }
 
-/// One `fqdn` rule's current resolution.
+/// One `fqdn` or `fqdnPattern` rule and the addresses it currently allows,
+/// whether the daemon resolved them or the kernel learned them from the
+/// agent's own DNS answers.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct NameStatus {
+    /// The name or the pattern.
     pub name: String,
     pub addresses: Vec<LearnedAddress>,
-    /// Seconds until the next re-resolution.
-    pub next_refresh_secs: u64,
+    /// Seconds until the daemon resolves the name again (`fqdn` rules only).
+    pub next_refresh_secs: Option<u64>,
     pub last_error: Option<String>,
 }
 

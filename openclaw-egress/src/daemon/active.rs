@@ -1,40 +1,41 @@
 //! A policy that is applied: its datapath instance and the tasks serving it.
 
 use std::{
-    path::PathBuf,
     sync::{Arc, Mutex},
     time::SystemTime,
 };
 
 use tokio::task::AbortHandle;
 
-use super::names::{self, Names};
+use super::{learned, names::Names, targets::Targets};
 use crate::{
-    api::{DropCount, PolicyStatus},
-    clock,
-    datapath::{DropCounts, PolicyDatapath},
+    api::{DropCount, NameStatus, PolicyStatus},
+    datapath::{DnsStats, DropCounts, PolicyDatapath},
     events,
     policy::{Mode, Policy},
 };
-use openclaw_egress_common::{Direction, DropReason, Verdict, maps::counter_index};
+use openclaw_egress_common::{
+    AllowKey, AllowValue, Direction, DropReason, Verdict, dns::DnsStat, maps::counter_index,
+};
 
 /// Counters of a datapath instance, kept when the instance goes away so that
 /// Prometheus counters never go backwards across a policy swap.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Counts {
     pub drops: DropCounts,
+    pub dns: DnsStats,
     pub events_lost: u64,
 }
 
 impl Counts {
     pub fn add(&mut self, other: &Counts) {
-        if self.drops.len() < other.drops.len() {
-            self.drops.resize(other.drops.len(), 0);
-        }
-        for (mine, theirs) in self.drops.iter_mut().zip(&other.drops) {
-            *mine += theirs;
-        }
+        add_all(&mut self.drops, &other.drops);
+        add_all(&mut self.dns, &other.dns);
         self.events_lost += other.events_lost;
+    }
+
+    pub fn dns(&self, stat: DnsStat) -> u64 {
+        self.dns.get(stat as usize).copied().unwrap_or(0)
     }
 
     pub fn drops(&self, verdict: Verdict, direction: Direction, reason: DropReason) -> u64 {
@@ -45,10 +46,19 @@ impl Counts {
     }
 }
 
+fn add_all(mine: &mut Vec<u64>, theirs: &[u64]) {
+    if mine.len() < theirs.len() {
+        mine.resize(theirs.len(), 0);
+    }
+    for (mine, theirs) in mine.iter_mut().zip(theirs) {
+        *mine += theirs;
+    }
+}
+
 pub struct ActivePolicy {
     pub policy: Arc<Policy>,
     pub source: String,
-    pub cgroup: PathBuf,
+    pub targets: Targets,
     pub applied_at: SystemTime,
     /// `None` once retired (detached and unloaded).
     pub datapath: Arc<Mutex<Option<PolicyDatapath>>>,
@@ -63,9 +73,16 @@ impl ActivePolicy {
         let Some(datapath) = datapath.as_ref() else {
             return Counts::default();
         };
+        let report = |what: &str, error: &dyn std::fmt::Display| {
+            tracing::error!(policy = %self.policy.name, "reading {what}: {error}");
+        };
         Counts {
             drops: datapath.drop_counts().unwrap_or_else(|error| {
-                tracing::error!(policy = %self.policy.name, "reading drop counters: {error}");
+                report("drop counters", &error);
+                Vec::new()
+            }),
+            dns: datapath.dns_stats().unwrap_or_else(|error| {
+                report("DNS counters", &error);
                 Vec::new()
             }),
             events_lost: datapath.events_lost().unwrap_or(0),
@@ -85,21 +102,29 @@ impl ActivePolicy {
         counts
     }
 
-    /// Addresses currently allowed through resolved names.
-    pub fn learned_ips(&self) -> usize {
-        let now = clock::monotonic_ns();
-        self.names
+    /// Every entry of the instance's `ALLOW` map (none once retired).
+    pub fn allow_entries(&self) -> Vec<(AllowKey, AllowValue)> {
+        self.datapath
             .lock()
-            .expect("names lock")
-            .values()
-            .map(|state| {
-                state
-                    .addresses
-                    .values()
-                    .filter(|expires| **expires > now)
-                    .count()
-            })
-            .sum()
+            .expect("datapath lock")
+            .as_ref()
+            .map(PolicyDatapath::allow_entries)
+            .unwrap_or_default()
+    }
+
+    /// Distinct addresses currently allowed through names (resolved or learned).
+    pub fn learned_ips(&self) -> usize {
+        learned::live_addresses(&self.allow_entries())
+    }
+
+    /// The name rules and the addresses each currently allows.
+    pub fn name_status(&self) -> Vec<NameStatus> {
+        let entries = self.allow_entries();
+        learned::name_status(
+            &self.policy,
+            &entries,
+            &self.names.lock().expect("names lock"),
+        )
     }
 
     pub fn status(&self, retired: &Counts) -> PolicyStatus {
@@ -125,12 +150,13 @@ impl ActivePolicy {
             name: self.policy.name.clone(),
             mode: mode_name(self.policy.mode).into(),
             source: self.source.clone(),
-            cgroup: self.cgroup.clone(),
+            cgroup: self.targets.cgroup.clone(),
+            interfaces: self.targets.interfaces.clone(),
             applied_at: events::rfc3339(self.applied_at),
             rules: self.policy.egress.len(),
             drops,
             events_lost: counts.events_lost,
-            names: names::status(&self.names),
+            names: self.name_status(),
         }
     }
 }

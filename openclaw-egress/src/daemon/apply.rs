@@ -4,22 +4,25 @@
 //! successful one never leaves a moment where the workload is unfiltered.
 
 use std::{
-    path::PathBuf,
     sync::{Arc, Mutex},
     time::SystemTime,
 };
 
 use tokio::task::JoinSet;
 
+use openclaw_egress_common::{AllowKey, AllowValue};
+
 use super::{
     Daemon,
     active::ActivePolicy,
+    learned,
     names::{self, Names},
+    targets::Targets,
 };
 use crate::{
     api::ApplyReport,
-    cgroup::{self, CgroupError},
-    datapath::{DatapathError, PolicyDatapath, encode},
+    cgroup::CgroupError,
+    datapath::{DatapathError, EncodeError, PolicyDatapath, encode},
     events,
     policy::{self, Policy, PolicyError},
     resolve::{NameResolver, ResolveError},
@@ -46,6 +49,12 @@ pub enum ApplyError {
         #[source]
         error: Box<ResolveError>,
     },
+    #[error("{source_name}: spec.egress: {error}")]
+    Encode {
+        source_name: String,
+        #[source]
+        error: EncodeError,
+    },
     #[error("loading the datapath for policy {name}: {error}")]
     Datapath {
         name: String,
@@ -58,8 +67,8 @@ impl Daemon {
     pub async fn apply(&self, source: &str, yaml: &str) -> Result<ApplyReport, ApplyError> {
         // Never trust the client's validation: parse again here.
         let policy = Arc::new(policy::parse_str(source, yaml)?);
-        let cgroup = self.target_cgroup(source, &policy)?;
-        let cgroup_file = cgroup::open(&cgroup).map_err(|error| ApplyError::Cgroup {
+        let (targets, cgroup_file) = Targets::of(source, &policy)?;
+        let entries = encode::static_entries(&policy).map_err(|error| ApplyError::Encode {
             source_name: source.into(),
             error,
         })?;
@@ -72,28 +81,33 @@ impl Daemon {
         // One apply at a time: the conflict check below must still hold when
         // the new instance is inserted.
         let _serialized = self.apply_lock.lock().await;
-        self.check_conflicts(source, &policy, &cgroup)?;
+        self.check_conflicts(source, &policy, &targets)?;
 
         let datapath_error = |error| ApplyError::Datapath {
             name: policy.name.clone(),
             error: Box::new(error),
         };
-        let mut datapath = PolicyDatapath::load().map_err(datapath_error)?;
+        let mut datapath = PolicyDatapath::load(targets.hooks()).map_err(datapath_error)?;
         let ring = datapath
             .take_events()
             .expect("a fresh datapath has its ring buffer");
         let datapath = Arc::new(Mutex::new(Some(datapath)));
         let names: Names = Arc::new(Mutex::new(names::names_of(&policy)));
         let warnings = resolve_all(&resolver, &policy, &names, &datapath).await;
+        let carried = self.carried_over(&policy);
         {
             let mut guard = datapath.lock().expect("datapath lock");
             let datapath = guard.as_mut().expect("not retired");
-            datapath
-                .install_static(&encode::static_entries(&policy))
-                .map_err(datapath_error)?;
-            datapath
-                .attach_cgroup(&cgroup_file)
-                .map_err(datapath_error)?;
+            datapath.upsert_allow(&carried).map_err(datapath_error)?;
+            datapath.install_static(&entries).map_err(datapath_error)?;
+            if let Some(cgroup) = &cgroup_file {
+                datapath.attach_cgroup(cgroup).map_err(datapath_error)?;
+            }
+            for interface in &targets.interfaces {
+                datapath
+                    .attach_interface(interface)
+                    .map_err(datapath_error)?;
+            }
         }
 
         let tasks = vec![
@@ -114,7 +128,7 @@ impl Daemon {
         let active = Arc::new(ActivePolicy {
             policy: Arc::clone(&policy),
             source: source.into(),
-            cgroup: cgroup.clone(),
+            targets: targets.clone(),
             applied_at: SystemTime::now(),
             datapath,
             names,
@@ -129,75 +143,53 @@ impl Daemon {
         if let Some(old) = old {
             self.retire(&old);
         }
-        tracing::info!(policy = %policy.name, source, cgroup = %cgroup.display(), replaced, "policy applied");
+        tracing::info!(policy = %policy.name, source, targets = ?targets, replaced, "policy applied");
         Ok(ApplyReport {
             name: policy.name.clone(),
             replaced,
-            cgroup,
-            names: names::status(&active.names),
+            cgroup: targets.cgroup,
+            interfaces: targets.interfaces,
+            names: active.name_status(),
             warnings,
         })
     }
 
-    /// The cgroup a policy attaches to. This daemon attaches to cgroups; the
-    /// other selectors are refused rather than silently ignored.
-    fn target_cgroup(&self, source: &str, policy: &Policy) -> Result<PathBuf, ApplyError> {
-        let selector_error = |message: &str| ApplyError::Selector {
-            source_name: source.into(),
-            message: message.into(),
-        };
-        if !policy.selector.interfaces.is_empty() {
-            return Err(selector_error(
-                "interfaces: TC attachment is not supported by this daemon yet; use cgroupPath",
-            ));
-        }
-        if !policy.selector.pod_labels.is_empty() {
-            return Err(selector_error(
-                "podLabels: Kubernetes pod selection is not supported by this daemon yet; use cgroupPath",
-            ));
-        }
-        let path = policy
-            .selector
-            .cgroup_path
-            .as_deref()
-            .ok_or_else(|| selector_error("cgroupPath is required"))?;
-        cgroup::resolve(path).map_err(|error| ApplyError::Cgroup {
-            source_name: source.into(),
-            error,
-        })
+    /// What the instance being replaced (if any) learned that the new policy
+    /// still allows (see `learned::carried_over`).
+    fn carried_over(&self, policy: &Policy) -> Vec<(AllowKey, AllowValue)> {
+        let old = self
+            .policies
+            .read()
+            .expect("policies lock")
+            .get(&policy.name)
+            .cloned();
+        old.map(|old| learned::carried_over(&old.policy, &old.allow_entries(), policy))
+            .unwrap_or_default()
     }
 
-    /// Two policies on one cgroup would both have to allow a packet, which is
-    /// never what anyone means: refuse it.
+    /// Refuses a policy whose workloads another policy already filters.
     fn check_conflicts(
         &self,
         source: &str,
         policy: &Policy,
-        cgroup: &PathBuf,
+        targets: &Targets,
     ) -> Result<(), ApplyError> {
         let policies = self.policies.read().expect("policies lock");
-        let same = |other: &PathBuf| {
-            other == cgroup
-                || matches!(
-                    (other.canonicalize(), cgroup.canonicalize()),
-                    (Ok(a), Ok(b)) if a == b
-                )
-        };
-        match policies
+        for other in policies
             .values()
-            .find(|active| active.policy.name != policy.name && same(&active.cgroup))
+            .filter(|other| other.policy.name != policy.name)
         {
-            Some(other) => Err(ApplyError::Selector {
-                source_name: source.into(),
-                message: format!(
-                    "cgroupPath: {} is already selected by policy {} (from {}); remove it first",
-                    cgroup.display(),
-                    other.policy.name,
-                    other.source
-                ),
-            }),
-            None => Ok(()),
+            if let Some(shared) = targets.overlap(&other.targets) {
+                return Err(ApplyError::Selector {
+                    source_name: source.into(),
+                    message: format!(
+                        "{shared} is already selected by policy {} (from {}); remove it first",
+                        other.policy.name, other.source
+                    ),
+                });
+            }
         }
+        Ok(())
     }
 }
 

@@ -4,7 +4,7 @@
 
 use std::sync::Weak;
 
-use openclaw_egress_common::{Direction, DropReason, Verdict};
+use openclaw_egress_common::{Direction, DropReason, Verdict, dns::DnsStat};
 use prometheus::{
     IntCounterVec, IntGaugeVec, Opts,
     core::{Collector, Desc},
@@ -21,8 +21,11 @@ struct Families {
     lost: IntCounterVec,
     learned: IntGaugeVec,
     info: IntGaugeVec,
-    resolutions: IntCounterVec,
+    queries: IntCounterVec,
+    answers: IntCounterVec,
+    learned_total: IntCounterVec,
     refused: IntCounterVec,
+    resolutions: IntCounterVec,
 }
 
 impl Families {
@@ -59,28 +62,46 @@ impl Families {
                 "Applied policies (always 1).",
                 &["policy", "mode"],
             ),
+            queries: counter(
+                "openclaw_egress_dns_queries_total",
+                "DNS queries from the workload, by whether a rule allows the name.",
+                &["policy", "verdict"],
+            ),
+            answers: counter(
+                "openclaw_egress_dns_answers_total",
+                "DNS answers to allowed questions, by whether they could be parsed.",
+                &["policy", "result"],
+            ),
+            learned_total: counter(
+                "openclaw_egress_dns_learned_addresses_total",
+                "Addresses learned in the kernel from DNS answers.",
+                &["policy"],
+            ),
+            refused: counter(
+                "openclaw_egress_dns_refused_addresses_total",
+                "Addresses from DNS not allowed: internal (rebinding protection) or over maxIPsPerName (cap).",
+                &["policy", "reason"],
+            ),
             resolutions: counter(
                 "openclaw_egress_dns_resolutions_total",
                 "Resolutions of fqdn rules made by the daemon, by result.",
                 &["policy", "result"],
             ),
-            refused: counter(
-                "openclaw_egress_dns_refused_addresses_total",
-                "Resolved addresses refused by rebinding protection or maxIPsPerName.",
-                &["policy"],
-            ),
         }
     }
 
-    fn collectors(&self) -> [&dyn Collector; 7] {
+    fn collectors(&self) -> [&dyn Collector; 10] {
         [
             &self.drops,
             &self.audited,
             &self.lost,
             &self.learned,
             &self.info,
-            &self.resolutions,
+            &self.queries,
+            &self.answers,
+            &self.learned_total,
             &self.refused,
+            &self.resolutions,
         ]
     }
 }
@@ -114,11 +135,12 @@ impl Collector for DaemonCollector {
         let families = Families::new();
         let retired = daemon.retired.lock().expect("retired lock").clone();
         for (name, active) in daemon.policies.read().expect("policies lock").iter() {
+            let name = name.as_str();
             let mut counts = active.counts();
             counts.add(retired.get(name).unwrap_or(&Counts::default()));
             for direction in Direction::ALL {
                 for reason in DropReason::ALL {
-                    let labels = [name.as_str(), reason.as_str(), direction.as_str()];
+                    let labels = [name, reason.as_str(), direction.as_str()];
                     families
                         .drops
                         .with_label_values(&labels)
@@ -139,25 +161,54 @@ impl Collector for DaemonCollector {
                 .set(i64::try_from(active.learned_ips()).unwrap_or(i64::MAX));
             families
                 .info
-                .with_label_values(&[name.as_str(), mode_name(active.policy.mode)])
+                .with_label_values(&[name, mode_name(active.policy.mode)])
                 .set(1);
+            let kernel = |stat| counts.dns(stat);
+            for (verdict, stat) in [
+                ("allowed", DnsStat::QueriesAllowed),
+                ("denied", DnsStat::QueriesDenied),
+            ] {
+                families
+                    .queries
+                    .with_label_values(&[name, verdict])
+                    .inc_by(kernel(stat));
+            }
+            for (result, stat) in [
+                ("parsed", DnsStat::AnswersParsed),
+                ("unparsed", DnsStat::AnswersUnparsed),
+            ] {
+                families
+                    .answers
+                    .with_label_values(&[name, result])
+                    .inc_by(kernel(stat));
+            }
+            families
+                .learned_total
+                .with_label_values(&[name])
+                .inc_by(kernel(DnsStat::AddressesLearned));
+
+            // The daemon's own resolutions refuse addresses by the same rules.
             let names = active.names.lock().expect("names lock");
-            let (ok, failed, refused) = names.values().fold((0, 0, 0), |acc, state| {
-                (
-                    acc.0 + state.resolutions_ok,
-                    acc.1 + state.resolutions_failed,
-                    acc.2 + state.refused_addresses,
-                )
-            });
+            let sum =
+                |field: fn(&super::names::NameState) -> u64| names.values().map(field).sum::<u64>();
+            families
+                .refused
+                .with_label_values(&[name, "internal"])
+                .inc_by(
+                    kernel(DnsStat::AddressesRefusedInternal) + sum(|state| state.refused_internal),
+                );
+            families
+                .refused
+                .with_label_values(&[name, "cap"])
+                .inc_by(kernel(DnsStat::AddressesRefusedCap) + sum(|state| state.refused_cap));
             families
                 .resolutions
-                .with_label_values(&[name.as_str(), "ok"])
-                .inc_by(ok);
+                .with_label_values(&[name, "ok"])
+                .inc_by(sum(|state| state.resolutions_ok));
             families
                 .resolutions
-                .with_label_values(&[name.as_str(), "error"])
-                .inc_by(failed);
-            families.refused.with_label_values(&[name]).inc_by(refused);
+                .with_label_values(&[name, "error"])
+                .inc_by(sum(|state| state.resolutions_failed));
         }
         families
             .collectors()

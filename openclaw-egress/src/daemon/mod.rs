@@ -4,9 +4,11 @@
 mod active;
 mod apply;
 mod http;
+mod learned;
 mod metrics;
 mod names;
 mod server;
+mod targets;
 
 use std::{
     collections::BTreeMap,

@@ -10,7 +10,6 @@ use std::{
 };
 
 use crate::{
-    api::{LearnedAddress, NameStatus},
     clock,
     datapath::{PolicyDatapath, encode},
     policy::{Fqdn, Policy, Target},
@@ -35,15 +34,17 @@ const MAX_SLEEP: Duration = Duration::from_secs(10);
 pub struct NameState {
     /// Indices of the rules that name it (several rules may, with different ports).
     pub rules: Vec<u32>,
-    /// Address -> `CLOCK_MONOTONIC` expiry in ns.
-    pub addresses: BTreeMap<IpAddr, u64>,
+    /// Whether the last resolution found no address at all.
+    pub empty: bool,
     pub next_refresh_ns: u64,
     pub failures: u32,
     pub last_error: Option<String>,
     pub resolutions_ok: u64,
     pub resolutions_failed: u64,
-    /// Addresses refused by rebinding protection or the per-name cap.
-    pub refused_addresses: u64,
+    /// Addresses refused by rebinding protection.
+    pub refused_internal: u64,
+    /// Addresses refused by the per-name cap.
+    pub refused_cap: u64,
 }
 
 pub type Names = Arc<Mutex<BTreeMap<Fqdn, NameState>>>;
@@ -81,8 +82,10 @@ pub async fn refresh(
             let mut ips: Vec<IpAddr> = Vec::new();
             for ip in resolution.ips {
                 if let Some(kind) = rebinding::refusal(ip, policy) {
+                    state.refused_internal += 1;
                     warnings.push(format!("{name} resolved to {ip} ({kind}): refused"));
                 } else if ips.len() >= policy.dns.max_ips_per_name as usize {
+                    state.refused_cap += 1;
                     warnings.push(format!(
                         "{name}: more than maxIPsPerName={} addresses; {ip} refused",
                         policy.dns.max_ips_per_name
@@ -91,7 +94,6 @@ pub async fn refresh(
                     ips.push(ip);
                 }
             }
-            state.refused_addresses += warnings.len() as u64;
             let ttl = resolution.ttl.max(policy.dns.min_ttl);
             let expires_at_ns = clock::monotonic_ns_after(ttl);
             let entries: Vec<_> = state
@@ -111,9 +113,7 @@ pub async fn refresh(
             {
                 warnings.push(format!("{name}: cannot allow its addresses: {error}"));
             }
-            for ip in ips {
-                state.addresses.insert(ip, expires_at_ns);
-            }
+            state.empty = ips.is_empty();
             state.next_refresh_ns = clock::monotonic_ns_after(
                 ttl.mul_f64(REFRESH_AT_TTL_FRACTION)
                     .max(Duration::from_secs(1)),
@@ -121,7 +121,7 @@ pub async fn refresh(
             state.failures = 0;
             state.last_error = None;
             state.resolutions_ok += 1;
-            if state.addresses.is_empty() && warnings.is_empty() {
+            if state.empty && warnings.is_empty() {
                 warnings.push(format!("{name} has no A/AAAA records yet; retrying"));
             }
             (!warnings.is_empty()).then(|| warnings.join("; "))
@@ -164,7 +164,7 @@ pub async fn keep_resolved(
                 tracing::warn!(policy = %policy.name, "{warning}");
             }
         }
-        if !collect_garbage(&names, &datapath) {
+        if !collect_garbage(&datapath) {
             return; // The instance was retired.
         }
         let next = names
@@ -179,9 +179,10 @@ pub async fn keep_resolved(
     }
 }
 
-/// Removes entries expired for longer than [`GC_GRACE`]. Returns false once
-/// the datapath is gone.
-fn collect_garbage(names: &Names, datapath: &Mutex<Option<PolicyDatapath>>) -> bool {
+/// Removes entries expired for longer than [`GC_GRACE`], whether the daemon
+/// or the kernel (from a DNS answer) put them there. Returns false once the
+/// datapath is gone.
+fn collect_garbage(datapath: &Mutex<Option<PolicyDatapath>>) -> bool {
     let cutoff = clock::monotonic_ns().saturating_sub(GC_GRACE.as_nanos() as u64);
     let mut datapath = datapath.lock().expect("datapath lock");
     let Some(datapath) = datapath.as_mut() else {
@@ -194,30 +195,5 @@ fn collect_garbage(names: &Names, datapath: &Mutex<Option<PolicyDatapath>>) -> b
             tracing::error!("garbage collection: {error}");
         }
     }
-    for state in names.lock().expect("names lock").values_mut() {
-        state.addresses.retain(|_, expires| *expires >= cutoff);
-    }
     true
-}
-
-/// Status view of the names.
-pub fn status(names: &Names) -> Vec<NameStatus> {
-    names
-        .lock()
-        .expect("names lock")
-        .iter()
-        .map(|(name, state)| NameStatus {
-            name: name.to_string(),
-            addresses: state
-                .addresses
-                .iter()
-                .map(|(ip, expires)| LearnedAddress {
-                    ip: *ip,
-                    expires_in_secs: clock::until(*expires).as_secs(),
-                })
-                .collect(),
-            next_refresh_secs: clock::until(state.next_refresh_ns).as_secs(),
-            last_error: state.last_error.clone(),
-        })
-        .collect()
 }

@@ -1,19 +1,41 @@
 //! Turning a policy into BPF map entries. Pure functions, so the exact bytes
 //! the kernel will see are unit-tested without a kernel.
 
-use std::net::IpAddr;
+use std::{collections::BTreeMap, net::IpAddr};
 
 use openclaw_egress_common::{
-    Addr, AllowKey, AllowValue, CidrKey, CidrValue, PolicyConfig, addr::IPV4_MAPPED_PREFIX_BITS,
+    Addr, AllowKey, AllowValue, CidrKey, CidrValue, DnsName, DnsNameRules, PolicyConfig, PortProto,
+    RulePorts,
+    addr::IPV4_MAPPED_PREFIX_BITS,
+    dns::{DNS_NAME_KEY_LEN, MAX_RULE_PORTS, NO_RULE},
 };
 
-use crate::policy::{Cidr, Policy, PortSpec, Target};
+use crate::{
+    policy::{Cidr, Policy, PortSpec, Target, WildcardDepth},
+    rebinding::INTERNAL_RANGES,
+};
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum EncodeError {
+    #[error(
+        "rules for {target} allow {count} (protocol, port) pairs together; at most {MAX_RULE_PORTS} are supported"
+    )]
+    TooManyPorts { target: String, count: usize },
+}
 
 /// The map form of an address: IPv4 as IPv4-mapped IPv6.
 pub fn addr_of(ip: IpAddr) -> Addr {
     match ip {
         IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
         IpAddr::V6(v6) => v6.octets(),
+    }
+}
+
+/// Prefix length of a CIDR in the mapped address space.
+fn mapped_prefix_len(cidr: &Cidr) -> u32 {
+    match cidr.addr {
+        IpAddr::V4(_) => IPV4_MAPPED_PREFIX_BITS + u32::from(cidr.prefix_len),
+        IpAddr::V6(_) => u32::from(cidr.prefix_len),
     }
 }
 
@@ -25,33 +47,157 @@ pub struct CidrEntry {
     pub value: CidrValue,
 }
 
+/// One entry of an address-only LPM trie (`INTERNAL_RANGES`, `CIDR_ADDRS`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PrefixEntry {
+    pub prefix_len: u32,
+    pub addr: Addr,
+    pub value: u32,
+}
+
 /// Everything the policy text alone determines (resolved names come later).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StaticEntries {
     pub config: PolicyConfig,
     pub resolvers: Vec<Addr>,
     pub cidrs: Vec<CidrEntry>,
+    pub cidr_addrs: Vec<PrefixEntry>,
+    pub internal_ranges: Vec<PrefixEntry>,
+    pub dns_names: Vec<(DnsName, DnsNameRules)>,
+    /// (rule id, ports); name rules only.
+    pub rule_ports: Vec<(u32, RulePorts)>,
 }
 
-pub fn static_entries(policy: &Policy) -> StaticEntries {
-    let cidrs = policy
-        .egress
-        .iter()
-        .enumerate()
-        .filter_map(|(index, rule)| match &rule.target {
-            Target::Cidr(cidr) => Some(cidr_entries(rule_id(index), cidr, &rule.ports)),
-            Target::Fqdn(_) | Target::Pattern(_) => None,
-        })
-        .flatten()
-        .collect();
-    StaticEntries {
+pub fn static_entries(policy: &Policy) -> Result<StaticEntries, EncodeError> {
+    let mut cidrs = Vec::new();
+    let mut cidr_addrs = Vec::new();
+    for (index, rule) in policy.egress.iter().enumerate() {
+        if let Target::Cidr(cidr) = &rule.target {
+            cidrs.extend(cidr_entries(rule_id(index), cidr, &rule.ports));
+            cidr_addrs.push(PrefixEntry {
+                prefix_len: mapped_prefix_len(cidr),
+                addr: addr_of(cidr.addr),
+                value: rule_id(index),
+            });
+        }
+    }
+    let (dns_names, rule_ports) = name_entries(policy)?;
+    Ok(StaticEntries {
         config: PolicyConfig {
             mode: policy.mode as u32,
             ready: 1,
+            min_ttl_secs: u32::try_from(policy.dns.min_ttl.as_secs()).unwrap_or(u32::MAX),
+            max_ips_per_name: policy.dns.max_ips_per_name,
         },
         resolvers: policy.dns.resolvers.iter().copied().map(addr_of).collect(),
         cidrs,
+        cidr_addrs,
+        internal_ranges: INTERNAL_RANGES
+            .iter()
+            .map(|(range, _)| PrefixEntry {
+                prefix_len: mapped_prefix_len(range),
+                addr: addr_of(range.addr),
+                value: 0,
+            })
+            .collect(),
+        dns_names,
+        rule_ports,
+    })
+}
+
+type NameEntries = (Vec<(DnsName, DnsNameRules)>, Vec<(u32, RulePorts)>);
+/// A name target, the first rule naming it, and the union of its (protocol, port) pairs.
+type TargetPorts<'a> = (&'a Target, u32, Vec<(u8, u16)>);
+
+/// `DNS_NAMES` and `RULE_PORTS` entries. Rules naming the same target share
+/// the id of the first of them, whose port list becomes the union of theirs:
+/// a name is allowed on every port any of its rules lists.
+fn name_entries(policy: &Policy) -> Result<NameEntries, EncodeError> {
+    // (target, first rule id naming it, union of the ports), in rule order.
+    let mut by_target: Vec<TargetPorts<'_>> = Vec::new();
+    for (index, rule) in policy.egress.iter().enumerate() {
+        if matches!(rule.target, Target::Cidr(_)) {
+            continue;
+        }
+        let position = match by_target
+            .iter()
+            .position(|(target, ..)| **target == rule.target)
+        {
+            Some(position) => position,
+            None => {
+                by_target.push((&rule.target, rule_id(index), Vec::new()));
+                by_target.len() - 1
+            }
+        };
+        let ports = &mut by_target[position].2;
+        for pair in each_port(&rule.ports) {
+            if !ports.contains(&pair) {
+                ports.push(pair);
+            }
+        }
     }
+    let mut names: BTreeMap<DnsName, DnsNameRules> = BTreeMap::new();
+    let mut rule_ports = Vec::new();
+    for (target, rule, ports) in by_target {
+        if ports.len() > MAX_RULE_PORTS {
+            return Err(EncodeError::TooManyPorts {
+                target: target_string(target),
+                count: ports.len(),
+            });
+        }
+        let mut value = RulePorts {
+            count: ports.len() as u32,
+            ports: [PortProto::default(); MAX_RULE_PORTS],
+        };
+        for (slot, (proto, port)) in value.ports.iter_mut().zip(ports) {
+            *slot = PortProto {
+                port,
+                proto,
+                _pad: 0,
+            };
+        }
+        rule_ports.push((rule, value));
+        let (name, kind) = match target {
+            Target::Fqdn(fqdn) => (fqdn.0.as_str(), None),
+            Target::Pattern(pattern) => (pattern.suffix.as_str(), Some(pattern.depth)),
+            Target::Cidr(_) => unreachable!("CIDR rules were skipped"),
+        };
+        let entry = names
+            .entry(dns_name_key(name))
+            .or_insert(DnsNameRules::NONE);
+        let slot = match kind {
+            None => &mut entry.exact,
+            Some(WildcardDepth::OneLabel) => &mut entry.one_label,
+            Some(WildcardDepth::AnyDepth) => &mut entry.any_depth,
+        };
+        if *slot == NO_RULE {
+            *slot = rule;
+        }
+    }
+    Ok((names.into_iter().collect(), rule_ports))
+}
+
+fn target_string(target: &Target) -> String {
+    match target {
+        Target::Fqdn(name) => name.to_string(),
+        Target::Pattern(pattern) => pattern.to_string(),
+        Target::Cidr(cidr) => cidr.to_string(),
+    }
+}
+
+/// The `DNS_NAMES` key of a (valid, lowercase, dotted) name: wire-format
+/// labels right-aligned in the key, zeros in front.
+pub fn dns_name_key(name: &str) -> DnsName {
+    let mut wire = Vec::with_capacity(name.len() + 1);
+    for label in name.trim_end_matches('.').split('.') {
+        wire.push(u8::try_from(label.len()).expect("labels are at most 63 bytes"));
+        wire.extend(label.bytes().map(|b| b.to_ascii_lowercase()));
+    }
+    let mut key = DnsName {
+        bytes: [0; DNS_NAME_KEY_LEN],
+    };
+    key.bytes[DNS_NAME_KEY_LEN - wire.len()..].copy_from_slice(&wire);
+    key
 }
 
 /// The rule id stored in map values: the rule's index in `spec.egress`.
@@ -63,13 +209,9 @@ pub fn rule_id(index: usize) -> u32 {
 /// `32 + address bits`: the protocol and port are matched exactly, the
 /// address by longest prefix.
 fn cidr_entries(rule: u32, cidr: &Cidr, ports: &[PortSpec]) -> Vec<CidrEntry> {
-    let addr_prefix_bits = match cidr.addr {
-        IpAddr::V4(_) => IPV4_MAPPED_PREFIX_BITS + u32::from(cidr.prefix_len),
-        IpAddr::V6(_) => u32::from(cidr.prefix_len),
-    };
     each_port(ports)
         .map(|(proto, port)| CidrEntry {
-            prefix_len: CidrKey::PORT_PREFIX_BITS + addr_prefix_bits,
+            prefix_len: CidrKey::PORT_PREFIX_BITS + mapped_prefix_len(cidr),
             key: CidrKey::new(addr_of(cidr.addr), proto, port),
             value: CidrValue { rule },
         })
@@ -100,7 +242,7 @@ pub fn allow_entries(
 }
 
 /// (IP protocol, port) pairs of a port list, `443` standing for TCP and UDP.
-fn each_port(ports: &[PortSpec]) -> impl Iterator<Item = (u8, u16)> + '_ {
+pub fn each_port(ports: &[PortSpec]) -> impl Iterator<Item = (u8, u16)> + '_ {
     ports.iter().flat_map(|spec| {
         spec.protocol
             .ip_protocols()
@@ -110,152 +252,4 @@ fn each_port(ports: &[PortSpec]) -> impl Iterator<Item = (u8, u16)> + '_ {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::net::{Ipv4Addr, Ipv6Addr};
-
-    use openclaw_egress_common::{ipv4_mapped, proto};
-
-    use super::*;
-    use crate::policy::{DnsConfig, EgressRule, Fqdn, Mode, Protocol, Selector};
-
-    fn port(port: u16, protocol: Protocol) -> PortSpec {
-        PortSpec { port, protocol }
-    }
-
-    fn policy(egress: Vec<EgressRule>) -> Policy {
-        Policy {
-            name: "test".into(),
-            mode: Mode::Audit,
-            selector: Selector::default(),
-            dns: DnsConfig {
-                resolvers: vec![
-                    IpAddr::V4(Ipv4Addr::new(10, 77, 0, 1)),
-                    "fd77::1".parse().unwrap(),
-                ],
-                min_ttl: DnsConfig::DEFAULT_MIN_TTL,
-                max_ips_per_name: DnsConfig::DEFAULT_MAX_IPS_PER_NAME,
-            },
-            egress,
-        }
-    }
-
-    #[test]
-    fn ipv4_is_stored_mapped_and_ipv6_as_is() {
-        assert_eq!(
-            addr_of(IpAddr::V4(Ipv4Addr::new(203, 0, 113, 10))),
-            ipv4_mapped([203, 0, 113, 10])
-        );
-        let v6: Ipv6Addr = "2001:db8::1".parse().unwrap();
-        assert_eq!(addr_of(IpAddr::V6(v6)), v6.octets());
-    }
-
-    #[test]
-    fn config_and_resolvers() {
-        let entries = static_entries(&policy(vec![]));
-        assert_eq!(entries.config, PolicyConfig { mode: 1, ready: 1 });
-        assert_eq!(
-            entries.resolvers,
-            vec![
-                ipv4_mapped([10, 77, 0, 1]),
-                "fd77::1".parse::<Ipv6Addr>().unwrap().octets()
-            ]
-        );
-        assert!(entries.cidrs.is_empty());
-    }
-
-    #[test]
-    fn cidr_rule_becomes_one_prefix_per_protocol_and_port() {
-        let entries = static_entries(&policy(vec![
-            EgressRule {
-                target: Target::Fqdn(Fqdn("api.trusted.test".into())),
-                ports: vec![port(443, Protocol::Tcp)],
-            },
-            EgressRule {
-                target: Target::Cidr(Cidr {
-                    addr: IpAddr::V4(Ipv4Addr::new(10, 0, 1, 0)),
-                    prefix_len: 24,
-                }),
-                ports: vec![port(5432, Protocol::Tcp), port(8125, Protocol::Any)],
-            },
-            EgressRule {
-                target: Target::Cidr(Cidr {
-                    addr: "2001:db8:5::".parse().unwrap(),
-                    prefix_len: 48,
-                }),
-                ports: vec![port(443, Protocol::Udp)],
-            },
-        ]));
-        let v4 = ipv4_mapped([10, 0, 1, 0]);
-        let v6 = "2001:db8:5::".parse::<Ipv6Addr>().unwrap().octets();
-        assert_eq!(
-            entries.cidrs,
-            vec![
-                CidrEntry {
-                    prefix_len: 32 + 96 + 24,
-                    key: CidrKey::new(v4, proto::TCP, 5432),
-                    value: CidrValue { rule: 1 },
-                },
-                CidrEntry {
-                    prefix_len: 32 + 96 + 24,
-                    key: CidrKey::new(v4, proto::TCP, 8125),
-                    value: CidrValue { rule: 1 },
-                },
-                CidrEntry {
-                    prefix_len: 32 + 96 + 24,
-                    key: CidrKey::new(v4, proto::UDP, 8125),
-                    value: CidrValue { rule: 1 },
-                },
-                CidrEntry {
-                    prefix_len: 32 + 48,
-                    key: CidrKey::new(v6, proto::UDP, 443),
-                    value: CidrValue { rule: 2 },
-                },
-            ]
-        );
-    }
-
-    #[test]
-    fn cidr_key_bytes_put_protocol_and_port_first_in_network_order() {
-        let key = CidrKey::new(ipv4_mapped([10, 0, 1, 0]), proto::TCP, 5432);
-        // SAFETY: CidrKey is repr(C) plain bytes without padding.
-        let bytes: [u8; 20] = unsafe { std::mem::transmute(key) };
-        assert_eq!(
-            bytes,
-            [
-                6, 0, 0x15, 0x38, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 10, 0, 1, 0
-            ]
-        );
-    }
-
-    #[test]
-    fn resolved_names_become_one_entry_per_address_protocol_and_port() {
-        let ips = [
-            IpAddr::V4(Ipv4Addr::new(203, 0, 113, 10)),
-            "2001:db8:1::10".parse().unwrap(),
-        ];
-        let entries = allow_entries(
-            3,
-            &[port(443, Protocol::Tcp), port(53000, Protocol::Any)],
-            &ips,
-            42,
-        );
-        let value = AllowValue {
-            expires_at_ns: 42,
-            rule: 3,
-            _pad: 0,
-        };
-        let v4 = ipv4_mapped([203, 0, 113, 10]);
-        let v6 = "2001:db8:1::10".parse::<Ipv6Addr>().unwrap().octets();
-        assert_eq!(
-            entries,
-            vec![
-                (AllowKey::new(v4, proto::TCP, 443), value),
-                (AllowKey::new(v4, proto::TCP, 53000), value),
-                (AllowKey::new(v4, proto::UDP, 53000), value),
-                (AllowKey::new(v6, proto::TCP, 443), value),
-                (AllowKey::new(v6, proto::TCP, 53000), value),
-                (AllowKey::new(v6, proto::UDP, 53000), value),
-            ]
-        );
-    }
-}
+mod tests;

@@ -63,3 +63,110 @@ pub fn ip_frame(src: IpAddr, dst: IpAddr, protocol: u8, transport: &[u8]) -> Vec
     frame.extend_from_slice(transport);
     frame
 }
+
+/// DNS messages, well-formed or deliberately not.
+pub mod dns {
+    use std::net::IpAddr;
+
+    pub const TYPE_A: u16 = 1;
+    pub const TYPE_CNAME: u16 = 5;
+    pub const TYPE_AAAA: u16 = 28;
+
+    /// A name in wire format (no compression), root label included.
+    pub fn name(name: &str) -> Vec<u8> {
+        let mut wire = Vec::new();
+        for label in name
+            .trim_end_matches('.')
+            .split('.')
+            .filter(|l| !l.is_empty())
+        {
+            wire.push(u8::try_from(label.len()).expect("label fits a length byte"));
+            wire.extend_from_slice(label.as_bytes());
+        }
+        wire.push(0);
+        wire
+    }
+
+    /// A standard query with one question.
+    pub fn query(id: u16, qname: &str, qtype: u16) -> Vec<u8> {
+        query_raw(id, &name(qname), qtype)
+    }
+
+    /// A query whose question name is given in wire format, as is.
+    pub fn query_raw(id: u16, wire_name: &[u8], qtype: u16) -> Vec<u8> {
+        let mut message = header(id, 0x0100, 1, 0);
+        message.extend_from_slice(wire_name);
+        message.extend_from_slice(&qtype.to_be_bytes());
+        message.extend_from_slice(&1u16.to_be_bytes());
+        message
+    }
+
+    /// One answer record; owner names are compression pointers to the question.
+    pub enum Record {
+        Address { ip: IpAddr, ttl: u32 },
+        Cname { target: String, ttl: u32 },
+    }
+
+    /// A NOERROR response to `qname` with `records` in the answer section.
+    pub fn response(id: u16, qname: &str, qtype: u16, records: &[Record]) -> Vec<u8> {
+        let count = u16::try_from(records.len()).expect("few records");
+        let mut message = header(id, 0x8180, 1, count);
+        message.extend_from_slice(&name(qname));
+        message.extend_from_slice(&qtype.to_be_bytes());
+        message.extend_from_slice(&1u16.to_be_bytes());
+        for record in records {
+            // Pointer to the question name at offset 12.
+            message.extend_from_slice(&[0xc0, 12]);
+            let (rtype, ttl, rdata) = match record {
+                Record::Address {
+                    ip: IpAddr::V4(ip),
+                    ttl,
+                } => (TYPE_A, *ttl, ip.octets().to_vec()),
+                Record::Address {
+                    ip: IpAddr::V6(ip),
+                    ttl,
+                } => (TYPE_AAAA, *ttl, ip.octets().to_vec()),
+                Record::Cname { target, ttl } => (TYPE_CNAME, *ttl, name(target)),
+            };
+            message.extend_from_slice(&rtype.to_be_bytes());
+            message.extend_from_slice(&1u16.to_be_bytes());
+            message.extend_from_slice(&ttl.to_be_bytes());
+            let len = u16::try_from(rdata.len()).expect("small rdata");
+            message.extend_from_slice(&len.to_be_bytes());
+            message.extend_from_slice(&rdata);
+        }
+        message
+    }
+
+    fn header(id: u16, flags: u16, questions: u16, answers: u16) -> Vec<u8> {
+        let mut header = Vec::with_capacity(512);
+        header.extend_from_slice(&id.to_be_bytes());
+        header.extend_from_slice(&flags.to_be_bytes());
+        header.extend_from_slice(&questions.to_be_bytes());
+        header.extend_from_slice(&answers.to_be_bytes());
+        header.extend_from_slice(&[0, 0, 0, 0]);
+        header
+    }
+
+    /// `message` with the 2-byte length prefix of DNS over TCP.
+    pub fn tcp_framed(message: &[u8]) -> Vec<u8> {
+        let mut framed = u16::try_from(message.len())
+            .expect("small message")
+            .to_be_bytes()
+            .to_vec();
+        framed.extend_from_slice(message);
+        framed
+    }
+}
+
+/// A TCP segment (ACK+PSH) carrying `payload`.
+pub fn tcp_data(src: IpAddr, src_port: u16, dst: IpAddr, dst_port: u16, payload: &[u8]) -> Vec<u8> {
+    let mut tcp = vec![0u8; 20];
+    tcp[0..2].copy_from_slice(&src_port.to_be_bytes());
+    tcp[2..4].copy_from_slice(&dst_port.to_be_bytes());
+    tcp[12] = 5 << 4;
+    tcp[13] = 0x18; // ACK, PSH
+    tcp[14..16].copy_from_slice(&64240u16.to_be_bytes());
+    tcp.extend_from_slice(payload);
+    ip_frame(src, dst, proto::TCP, &tcp)
+}

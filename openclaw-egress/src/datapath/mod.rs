@@ -14,16 +14,17 @@ use aya::{
     Ebpf, EbpfError,
     maps::{Array, HashMap, LpmTrie, MapData, MapError, PerCpuArray, RingBuf, lpm_trie},
     programs::{
-        CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, ProgramError, TestRun as _,
-        TestRunOptions, TestRunResult,
+        CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, Program, ProgramError, SchedClassifier,
+        TcAttachType, TestRun as _, TestRunOptions, TestRunResult,
     },
 };
 use openclaw_egress_common::{
-    Addr, AllowKey, AllowValue, CidrKey, CidrValue, PolicyConfig,
+    Addr, AllowKey, AllowValue, CidrKey, CidrValue, DnsName, DnsNameRules, PolicyConfig, RulePorts,
+    dns::DnsStat,
     maps::{self as names, DROP_COUNTERS_LEN},
 };
 
-pub use encode::{CidrEntry, StaticEntries};
+pub use encode::{CidrEntry, EncodeError, PrefixEntry, StaticEntries};
 
 /// The eBPF object built from `openclaw-egress-ebpf` by build.rs.
 static EBPF_OBJECT: &[u8] =
@@ -31,6 +32,28 @@ static EBPF_OBJECT: &[u8] =
 
 /// Program names, i.e. the function names in the eBPF crate.
 pub const EGRESS_PROGRAM: &str = "egress";
+pub const INGRESS_PROGRAM: &str = "ingress";
+pub const TC_FROM_WORKLOAD_PROGRAM: &str = "tc_from_workload";
+pub const TC_TO_WORKLOAD_PROGRAM: &str = "tc_to_workload";
+
+/// Which programs an instance loads: those for cgroups, those for host-side
+/// interfaces, or both (each load is a verifier run, so only what is needed).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Hooks {
+    pub cgroup: bool,
+    pub interfaces: bool,
+}
+
+impl Hooks {
+    pub const CGROUP: Self = Self {
+        cgroup: true,
+        interfaces: false,
+    };
+    pub const INTERFACES: Self = Self {
+        cgroup: false,
+        interfaces: true,
+    };
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum DatapathError {
@@ -48,6 +71,12 @@ pub enum DatapathError {
         #[source]
         source: MapError,
     },
+    #[error("attaching to interface {interface}: {source}")]
+    Interface {
+        interface: String,
+        #[source]
+        source: ProgramError,
+    },
     #[error("the eBPF object has no {kind} named `{name}`")]
     Missing {
         kind: &'static str,
@@ -59,6 +88,8 @@ type Result<T, E = DatapathError> = std::result::Result<T, E>;
 
 /// Summed per-CPU drop counters, indexed by `maps::counter_index`.
 pub type DropCounts = Vec<u64>;
+/// Summed per-CPU DNS counters, indexed by `DnsStat`.
+pub type DnsStats = Vec<u64>;
 
 pub struct PolicyDatapath {
     /// Owns the programs and their cgroup links: dropping it detaches them.
@@ -67,7 +98,12 @@ pub struct PolicyDatapath {
     cidr: LpmTrie<MapData, CidrKey, CidrValue>,
     resolvers: HashMap<MapData, Addr, u32>,
     config: Array<MapData, PolicyConfig>,
+    dns_names: HashMap<MapData, DnsName, DnsNameRules>,
+    rule_ports: Array<MapData, RulePorts>,
+    internal_ranges: LpmTrie<MapData, Addr, u32>,
+    cidr_addrs: LpmTrie<MapData, Addr, u32>,
     drop_counters: PerCpuArray<MapData, u64>,
+    dns_stats: PerCpuArray<MapData, u64>,
     events_lost: PerCpuArray<MapData, u64>,
     events: Option<RingBuf<MapData>>,
 }
@@ -75,19 +111,35 @@ pub struct PolicyDatapath {
 impl PolicyDatapath {
     /// Loads a fresh instance: programs verified, maps empty and the policy
     /// not ready (so it would drop everything if attached now).
-    pub fn load() -> Result<Self> {
+    pub fn load(hooks: Hooks) -> Result<Self> {
         let mut ebpf = Ebpf::load(EBPF_OBJECT)?;
-        let egress: &mut CgroupSkb = program(&mut ebpf, EGRESS_PROGRAM)?;
-        egress.load().map_err(|source| DatapathError::Program {
-            name: EGRESS_PROGRAM,
-            source,
-        })?;
+        if hooks.cgroup {
+            for name in [EGRESS_PROGRAM, INGRESS_PROGRAM] {
+                let program: &mut CgroupSkb = program(&mut ebpf, name)?;
+                program
+                    .load()
+                    .map_err(|source| DatapathError::Program { name, source })?;
+            }
+        }
+        if hooks.interfaces {
+            for name in [TC_FROM_WORKLOAD_PROGRAM, TC_TO_WORKLOAD_PROGRAM] {
+                let program: &mut SchedClassifier = program(&mut ebpf, name)?;
+                program
+                    .load()
+                    .map_err(|source| DatapathError::Program { name, source })?;
+            }
+        }
         Ok(Self {
             allow: take_map(&mut ebpf, names::ALLOW)?,
             cidr: take_map(&mut ebpf, names::CIDR)?,
             resolvers: take_map(&mut ebpf, names::RESOLVERS)?,
             config: take_map(&mut ebpf, names::CONFIG)?,
+            dns_names: take_map(&mut ebpf, names::DNS_NAMES)?,
+            rule_ports: take_map(&mut ebpf, names::RULE_PORTS)?,
+            internal_ranges: take_map(&mut ebpf, names::INTERNAL_RANGES)?,
+            cidr_addrs: take_map(&mut ebpf, names::CIDR_ADDRS)?,
             drop_counters: take_map(&mut ebpf, names::DROP_COUNTERS)?,
+            dns_stats: take_map(&mut ebpf, names::DNS_STATS)?,
             events_lost: take_map(&mut ebpf, names::EVENTS_LOST)?,
             events: Some(take_map(&mut ebpf, names::EVENTS)?),
             ebpf,
@@ -108,6 +160,29 @@ impl PolicyDatapath {
             self.cidr
                 .insert(&key, entry.value, 0)
                 .map_err(map_error(names::CIDR))?;
+        }
+        for (trie, entries, name) in [
+            (&mut self.cidr_addrs, &entries.cidr_addrs, names::CIDR_ADDRS),
+            (
+                &mut self.internal_ranges,
+                &entries.internal_ranges,
+                names::INTERNAL_RANGES,
+            ),
+        ] {
+            for entry in entries {
+                let key = lpm_trie::Key::new(entry.prefix_len, entry.addr);
+                trie.insert(&key, entry.value, 0).map_err(map_error(name))?;
+            }
+        }
+        for (name, rules) in &entries.dns_names {
+            self.dns_names
+                .insert(name, rules, 0)
+                .map_err(map_error(names::DNS_NAMES))?;
+        }
+        for (rule, ports) in &entries.rule_ports {
+            self.rule_ports
+                .set(*rule, ports, 0)
+                .map_err(map_error(names::RULE_PORTS))?;
         }
         self.config
             .set(0, entries.config, 0)
@@ -136,23 +211,41 @@ impl PolicyDatapath {
         self.allow.iter().filter_map(Result::ok).collect()
     }
 
-    /// Attaches the egress program to a cgroup v2 directory. The attachments are BPF
+    /// Attaches the programs to a cgroup v2 directory: ingress first, so DNS
+    /// answers are learned from the moment queries can leave. The attachments are BPF
     /// links, and links on a cgroup always coexist (the kernel refuses attach
     /// flags on them; `Single` means no flags): a new instance joins before
     /// the old one leaves, and while both are attached a packet must pass
     /// both, so a swap never opens anything.
     pub fn attach_cgroup(&mut self, cgroup: impl AsFd) -> Result<()> {
-        let egress: &mut CgroupSkb = program(&mut self.ebpf, EGRESS_PROGRAM)?;
-        egress
-            .attach(
-                cgroup,
-                CgroupSkbAttachType::Egress,
-                CgroupAttachMode::Single,
-            )
-            .map_err(|source| DatapathError::Program {
-                name: EGRESS_PROGRAM,
-                source,
-            })?;
+        for (name, attach_type) in [
+            (INGRESS_PROGRAM, CgroupSkbAttachType::Ingress),
+            (EGRESS_PROGRAM, CgroupSkbAttachType::Egress),
+        ] {
+            let program: &mut CgroupSkb = program(&mut self.ebpf, name)?;
+            program
+                .attach(cgroup.as_fd(), attach_type, CgroupAttachMode::Single)
+                .map_err(|source| DatapathError::Program { name, source })?;
+        }
+        Ok(())
+    }
+
+    /// Attaches the TC programs to a host-side interface: packets from the
+    /// workload arrive there as ingress, packets to it leave as egress. TCX
+    /// links, like cgroup links, coexist, so a swap never opens anything.
+    pub fn attach_interface(&mut self, interface: &str) -> Result<()> {
+        for (name, attach_type) in [
+            (TC_TO_WORKLOAD_PROGRAM, TcAttachType::Egress),
+            (TC_FROM_WORKLOAD_PROGRAM, TcAttachType::Ingress),
+        ] {
+            let program: &mut SchedClassifier = program(&mut self.ebpf, name)?;
+            program
+                .attach(interface, attach_type)
+                .map_err(|source| DatapathError::Interface {
+                    interface: interface.to_string(),
+                    source,
+                })?;
+        }
         Ok(())
     }
 
@@ -163,6 +256,17 @@ impl PolicyDatapath {
                     .get(&index, 0)
                     .map(|per_cpu| per_cpu.iter().sum())
                     .map_err(map_error(names::DROP_COUNTERS))
+            })
+            .collect()
+    }
+
+    pub fn dns_stats(&self) -> Result<DnsStats> {
+        (0..DnsStat::COUNT)
+            .map(|index| {
+                self.dns_stats
+                    .get(&index, 0)
+                    .map(|per_cpu| per_cpu.iter().sum())
+                    .map_err(map_error(names::DNS_STATS))
             })
             .collect()
     }
@@ -179,30 +283,43 @@ impl PolicyDatapath {
     /// attaching it, through `BPF_PROG_TEST_RUN`. For tests and benchmarks;
     /// the return value is 1 for pass, 0 for drop.
     pub fn test_run_egress(&self, frame: &[u8], repeat: u32) -> Result<TestRunResult> {
-        let program = self
-            .ebpf
-            .program(EGRESS_PROGRAM)
-            .ok_or(DatapathError::Missing {
-                kind: "program",
-                name: EGRESS_PROGRAM,
-            })?;
-        let egress: &CgroupSkb = program
-            .try_into()
-            .map_err(|source| DatapathError::Program {
-                name: EGRESS_PROGRAM,
-                source,
-            })?;
+        self.test_run(EGRESS_PROGRAM, frame, repeat)
+    }
+
+    /// Like [`Self::test_run_egress`], for the ingress (DNS learning) program.
+    pub fn test_run_ingress(&self, frame: &[u8]) -> Result<TestRunResult> {
+        self.test_run(INGRESS_PROGRAM, frame, 1)
+    }
+
+    /// Like [`Self::test_run_egress`], for the TC program that sees what the
+    /// workload sends (the frame keeps its Ethernet header; TC_ACT_SHOT = 2
+    /// is a drop, -1 = continue).
+    pub fn test_run_tc_from_workload(&self, frame: &[u8]) -> Result<TestRunResult> {
+        self.test_run(TC_FROM_WORKLOAD_PROGRAM, frame, 1)
+    }
+
+    /// Like [`Self::test_run_ingress`], for the TC program on the way to the workload.
+    pub fn test_run_tc_to_workload(&self, frame: &[u8]) -> Result<TestRunResult> {
+        self.test_run(TC_TO_WORKLOAD_PROGRAM, frame, 1)
+    }
+
+    fn test_run(&self, name: &'static str, frame: &[u8], repeat: u32) -> Result<TestRunResult> {
         let options = TestRunOptions {
             data_in: Some(frame),
             repeat,
             ..TestRunOptions::default()
         };
-        egress
-            .test_run(options)
-            .map_err(|source| DatapathError::Program {
-                name: EGRESS_PROGRAM,
-                source,
-            })
+        let result = match self.ebpf.program(name) {
+            Some(Program::CgroupSkb(program)) => program.test_run(options),
+            Some(Program::SchedClassifier(program)) => program.test_run(options),
+            _ => {
+                return Err(DatapathError::Missing {
+                    kind: "program",
+                    name,
+                });
+            }
+        };
+        result.map_err(|source| DatapathError::Program { name, source })
     }
 
     /// Hands the event ring buffer to its reader (once).

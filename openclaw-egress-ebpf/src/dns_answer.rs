@@ -1,0 +1,310 @@
+//! Ingress: learning addresses from DNS answers before the answer reaches
+//! the socket.
+//!
+//! An answer from one of the policy's resolvers to a question some rule
+//! allows has its A/AAAA records written to `ALLOW` (for the ports of the
+//! matching rules) while the packet is still on its way in. When the
+//! application reads the answer, its first connection is already allowed:
+//! no proxy, no delayed packet, no race. This is also what makes `fqdnPattern`
+//! rules work at all, since a wildcard cannot be resolved ahead of time.
+
+use core::{ffi::c_void, ptr};
+
+use aya_ebpf::{
+    helpers::{bpf_ktime_get_ns, generated::bpf_loop},
+    macros::map,
+    maps::{PerCpuArray, lpm_trie::Key},
+    programs::sk_buff::SkBuff,
+};
+use openclaw_egress_common::{
+    Addr, AllowKey, AllowValue, NameBudget, PolicyConfig, dns::DnsStat, ipv4_mapped, proto,
+};
+
+use crate::{
+    dns_message,
+    dns_name::{self, DnsScratch, load, store},
+    flow::{self, Flow},
+    maps::{
+        ALLOW, CIDR_ADDRS, CONFIG, INTERNAL_RANGES, NAME_BUDGETS, RESOLVERS, RULE_PORTS, count_dns,
+    },
+};
+
+const DNS_PORT: u16 = 53;
+/// Answer records looked at per response; later ones are not learned
+/// (which fails closed: their addresses stay blocked).
+const MAX_ANSWERS: usize = 16;
+/// Labels skipped per record owner name.
+const MAX_LABELS: usize = 64;
+/// TTLs above a day are treated as a day.
+const MAX_TTL_SECS: u32 = 86_400;
+
+/// The address records of one answer, collected before any is learned.
+///
+/// Learning one address touches up to `MAX_MATCHES x MAX_RULE_PORTS` map
+/// entries; doing that inline for every record would make the verifier walk
+/// it `MAX_ANSWERS` times over. Instead the records are collected here and
+/// learned through `bpf_loop`, whose callback is verified once.
+#[repr(C)]
+pub struct AnswerScratch {
+    addresses: [Addr; MAX_ANSWERS],
+    ttls: [u32; MAX_ANSWERS],
+    count: u32,
+}
+
+#[map]
+static ANSWERS: PerCpuArray<AnswerScratch> = PerCpuArray::with_max_entries(1, 0);
+
+const CLASS_IN: u16 = 1;
+const TYPE_A: u16 = 1;
+const TYPE_AAAA: u16 = 28;
+
+/// Learns from the packet at `l3` if it is a DNS answer from a resolver.
+#[inline(always)]
+pub fn learn(skb: &SkBuff, l3: usize) {
+    let Ok(flow) = flow::parse(skb, l3) else {
+        return;
+    };
+    if flow.src_port != DNS_PORT || RESOLVERS.get_ptr(flow.src).is_none() {
+        return;
+    }
+    if learn_from(skb, &flow).is_err() {
+        count_dns(DnsStat::AnswersUnparsed);
+    }
+}
+
+#[inline(always)]
+fn learn_from(skb: &SkBuff, flow: &Flow) -> Result<(), ()> {
+    let start = dns_message::payload_offset(skb, flow).ok_or(())?;
+    let end = skb.len() as usize;
+    let message = if flow.proto == proto::TCP {
+        if start >= end {
+            return Ok(()); // No payload: handshake or ACK.
+        }
+        // Only an answer that is whole in this segment can be parsed.
+        let len = dns_message::tcp_length(skb, start).ok_or(())?;
+        if start + 2 + len > end {
+            return Err(());
+        }
+        start + 2
+    } else {
+        start
+    };
+    let header = dns_message::header(skb, message).ok_or(())?;
+    if !header.response || header.opcode != 0 || header.questions != 1 {
+        return Err(());
+    }
+    if header.rcode != 0 || header.answers == 0 {
+        return Ok(()); // NXDOMAIN, NODATA...: nothing to learn.
+    }
+    let scratch = dns_name::scratch().ok_or(())?;
+    // SAFETY: per-CPU storage, used by one program run at a time on this CPU.
+    let answers = unsafe { &mut *ANSWERS.get_ptr_mut(0).ok_or(())? };
+    store(&mut answers.count, 0);
+    let question = message + dns_message::HEADER_LEN;
+    let name_len = dns_name::read(skb, question, scratch)?;
+    if !dns_name::matching_rules(scratch) {
+        // Not a question we allowed (it could not have left): learn nothing.
+        return Ok(());
+    }
+    count_dns(DnsStat::AnswersParsed);
+
+    // The record offset is loop-carried, so it lives in scratch memory (see
+    // the note on loops in `dns_name`).
+    store(&mut scratch.cursor, (question + name_len + 4) as u32);
+    for index in 0..MAX_ANSWERS {
+        if index >= usize::from(header.answers) {
+            break;
+        }
+        skip_name(skb, scratch)?;
+        let record = load(&scratch.cursor) as usize;
+        let fixed: [u8; 10] = skb.load(record).map_err(|_| ())?;
+        let rtype = u16::from_be_bytes([fixed[0], fixed[1]]);
+        let class = u16::from_be_bytes([fixed[2], fixed[3]]);
+        let ttl = u32::from_be_bytes([fixed[4], fixed[5], fixed[6], fixed[7]]);
+        let rdlength = usize::from(u16::from_be_bytes([fixed[8], fixed[9]]));
+        let rdata = record + 10;
+        let addr = if class != CLASS_IN {
+            None
+        } else if rtype == TYPE_A && rdlength == 4 {
+            let octets: [u8; 4] = skb.load(rdata).map_err(|_| ())?;
+            Some(ipv4_mapped(octets))
+        } else if rtype == TYPE_AAAA && rdlength == 16 {
+            Some(skb.load::<Addr>(rdata).map_err(|_| ())?)
+        } else {
+            // CNAMEs and other records are skipped: the resolver answered
+            // the allowed question, so every address record in its answer is
+            // the answer to it (the end of a CNAME chain included).
+            None
+        };
+        if let Some(addr) = addr {
+            let slot = load(&answers.count) as usize;
+            if slot < MAX_ANSWERS {
+                answers.addresses[slot] = addr;
+                answers.ttls[slot] = ttl;
+                store(&mut answers.count, slot as u32 + 1);
+            }
+        }
+        store(&mut scratch.cursor, (rdata + rdlength) as u32);
+    }
+    let count = load(&answers.count);
+    // SAFETY: `learn_one` has the callback signature bpf_loop expects and
+    // takes no context.
+    unsafe {
+        bpf_loop(
+            count,
+            learn_one as *const () as *mut c_void,
+            ptr::null_mut(),
+            0,
+        )
+    };
+    Ok(())
+}
+
+/// `bpf_loop` callback: learns collected address number `index`.
+#[inline(never)]
+extern "C" fn learn_one(index: u64, _context: *mut c_void) -> i64 {
+    const STOP: i64 = 1;
+    let index = index as usize;
+    if index >= MAX_ANSWERS {
+        return STOP;
+    }
+    let (Some(answers), Some(scratch), Some(config)) =
+        (ANSWERS.get(0), dns_name::scratch(), CONFIG.get(0))
+    else {
+        return STOP;
+    };
+    learn_address(
+        &answers.addresses[index],
+        answers.ttls[index],
+        config,
+        scratch,
+    );
+    0
+}
+
+/// Moves `scratch.cursor` past an owner name (labels ending in the root label
+/// or a compression pointer). Pointers are never followed, so they cannot loop.
+#[inline(always)]
+fn skip_name(skb: &SkBuff, scratch: &mut DnsScratch) -> Result<(), ()> {
+    for _ in 0..MAX_LABELS {
+        let offset = load(&scratch.cursor) as usize;
+        let len: u8 = skb.load(offset).map_err(|_| ())?;
+        if len == 0 {
+            store(&mut scratch.cursor, (offset + 1) as u32);
+            return Ok(());
+        }
+        if len & 0xc0 == 0xc0 {
+            store(&mut scratch.cursor, (offset + 2) as u32);
+            return Ok(());
+        }
+        if len & 0xc0 != 0 {
+            return Err(());
+        }
+        store(&mut scratch.cursor, (offset + 1 + usize::from(len)) as u32);
+    }
+    Err(())
+}
+
+#[inline(always)]
+fn learn_address(addr: &Addr, ttl: u32, config: &PolicyConfig, scratch: &DnsScratch) {
+    // DNS rebinding: a name must not open internal addresses, unless a CIDR
+    // rule of the policy covers them anyway.
+    let key = Key::new(128, *addr);
+    if INTERNAL_RANGES.get(&key).is_some() && CIDR_ADDRS.get(&key).is_none() {
+        count_dns(DnsStat::AddressesRefusedInternal);
+        return;
+    }
+    let now = unsafe { bpf_ktime_get_ns() };
+    let ttl = if ttl > MAX_TTL_SECS {
+        MAX_TTL_SECS
+    } else {
+        ttl
+    };
+    let ttl = if ttl < config.min_ttl_secs {
+        config.min_ttl_secs
+    } else {
+        ttl
+    };
+    let expires_at_ns = now + u64::from(ttl) * 1_000_000_000;
+    if !within_budget(addr, config, scratch, now, expires_at_ns) {
+        count_dns(DnsStat::AddressesRefusedCap);
+        return;
+    }
+    for m in 0..dns_name::MAX_MATCHES {
+        let Some(rule) = scratch.matched(m) else {
+            break;
+        };
+        let Some(ports) = RULE_PORTS.get(rule) else {
+            continue;
+        };
+        for p in 0..openclaw_egress_common::dns::MAX_RULE_PORTS {
+            if p >= ports.count as usize {
+                break;
+            }
+            let port = &ports.ports[p];
+            let key = AllowKey::new(*addr, port.proto, port.port);
+            // Never shorten an entry the daemon (or a longer TTL) already set.
+            let expires_at_ns = match ALLOW.get_ptr(&key) {
+                // SAFETY: pointer from a successful lookup, only read.
+                Some(entry) if unsafe { (*entry).expires_at_ns } > expires_at_ns => continue,
+                _ => expires_at_ns,
+            };
+            let value = AllowValue {
+                expires_at_ns,
+                rule,
+                _pad: 0,
+            };
+            let _ = ALLOW.insert(&key, &value, 0);
+        }
+    }
+    count_dns(DnsStat::AddressesLearned);
+}
+
+/// Per-name cap: a name may bring in at most `max_ips_per_name` new
+/// addresses until the addresses it brought expire. Stops a wildcard name
+/// from being used to open an unbounded number of destinations.
+#[inline(always)]
+fn within_budget(
+    addr: &Addr,
+    config: &PolicyConfig,
+    scratch: &DnsScratch,
+    now: u64,
+    expires_at_ns: u64,
+) -> bool {
+    // An address the name already opened (still live) costs nothing.
+    if let Some(rule) = scratch.matched(0)
+        && let Some(ports) = RULE_PORTS.get(rule)
+        && ports.count > 0
+    {
+        let first = AllowKey::new(*addr, ports.ports[0].proto, ports.ports[0].port);
+        if let Some(entry) = ALLOW.get_ptr(&first)
+            // SAFETY: pointer from a successful lookup, only read.
+            && unsafe { (*entry).expires_at_ns } > now
+        {
+            return true;
+        }
+    }
+    let budget = match NAME_BUDGETS.get_ptr_mut(&scratch.name) {
+        // SAFETY: pointer from a successful lookup.
+        Some(budget) => unsafe { &mut *budget },
+        None => {
+            let fresh = NameBudget {
+                learned: 1,
+                _pad: 0,
+                window_end_ns: expires_at_ns,
+            };
+            return NAME_BUDGETS.insert(&scratch.name, &fresh, 0).is_ok();
+        }
+    };
+    if budget.window_end_ns <= now {
+        budget.learned = 0;
+    }
+    if budget.learned >= config.max_ips_per_name {
+        return false;
+    }
+    budget.learned += 1;
+    if budget.window_end_ns < expires_at_ns {
+        budget.window_end_ns = expires_at_ns;
+    }
+    true
+}

@@ -1,0 +1,73 @@
+//! A per-socket verdict cache (socket local storage).
+//!
+//! Once a socket's destination is allowed, later packets of that socket to the
+//! same destination pass after a single lookup, and keep passing after the
+//! DNS-derived allow entry expires: an expiry stops *new* connections, never
+//! cuts a live one. The cache dies with the socket.
+
+use core::ptr;
+
+use aya_ebpf::{
+    bindings::BPF_SK_STORAGE_GET_F_CREATE,
+    helpers::{bpf_sk_fullsock, bpf_sk_storage_get},
+    programs::sk_buff::SkBuff,
+};
+use openclaw_egress_common::Addr;
+
+use crate::{flow::Flow, maps::VERDICTS};
+
+/// The destination a socket was allowed to reach.
+#[repr(C)]
+pub struct SocketVerdict {
+    dst: Addr,
+    port: u16,
+    proto: u8,
+    allowed: u8,
+}
+
+/// Whether `flow`'s socket was already allowed to reach `flow`'s destination.
+#[inline(always)]
+pub fn is_cached(skb: &SkBuff, flow: &Flow) -> bool {
+    let verdict = storage(skb, 0);
+    if verdict.is_null() {
+        return false;
+    }
+    // SAFETY: non-null pointer to this socket's storage.
+    let verdict = unsafe { &*verdict };
+    verdict.allowed == 1
+        && verdict.port == flow.dst_port
+        && verdict.proto == flow.proto
+        && verdict.dst == flow.dst
+}
+
+/// Remembers that `flow`'s socket may reach `flow`'s destination.
+#[inline(always)]
+pub fn remember(skb: &SkBuff, flow: &Flow) {
+    let verdict = storage(skb, u64::from(BPF_SK_STORAGE_GET_F_CREATE));
+    if verdict.is_null() {
+        return;
+    }
+    // SAFETY: non-null pointer to this socket's (possibly fresh, zeroed) storage.
+    let verdict = unsafe { &mut *verdict };
+    verdict.dst = flow.dst;
+    verdict.port = flow.dst_port;
+    verdict.proto = flow.proto;
+    verdict.allowed = 1;
+}
+
+#[inline(always)]
+fn storage(skb: &SkBuff, flags: u64) -> *mut SocketVerdict {
+    // SAFETY: reading the context's socket pointer, which the verifier allows
+    // for cgroup_skb and checks for NULL below.
+    let sk = unsafe { (*skb.skb).__bindgen_anon_2.sk };
+    if sk.is_null() {
+        return ptr::null_mut();
+    }
+    let sk = unsafe { bpf_sk_fullsock(sk) };
+    if sk.is_null() {
+        return ptr::null_mut();
+    }
+    let map = ptr::from_ref(&VERDICTS).cast_mut().cast();
+    // SAFETY: a full socket and our socket storage map.
+    unsafe { bpf_sk_storage_get(map, sk.cast(), ptr::null_mut(), flags) }.cast()
+}

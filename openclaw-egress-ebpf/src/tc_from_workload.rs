@@ -1,0 +1,51 @@
+//! TC classifier for the host side of a workload's veth, where packets the
+//! workload sends arrive as *ingress*. Same policy as `cgroup_skb_egress`,
+//! for workloads whose cgroup cannot be used (e.g. another node agent owns
+//! it). There is no socket here, so no per-socket verdict cache either.
+
+use aya_ebpf::{macros::classifier, programs::TcContext};
+use openclaw_egress_common::{Direction, DropReason, Verdict};
+
+use crate::{
+    egress_policy::{self, Hook},
+    report,
+};
+
+/// Let the packet continue (to other TC programs, then the stack).
+const TC_NEXT: i32 = -1;
+const TC_SHOT: i32 = 2;
+
+const ETH_HEADER_LEN: usize = 14;
+const ETHERTYPE_IPV4: u16 = 0x0800;
+const ETHERTYPE_IPV6: u16 = 0x86dd;
+const ETHERTYPE_ARP: u16 = 0x0806;
+
+#[classifier]
+pub fn tc_from_workload(ctx: TcContext) -> i32 {
+    let Ok(ethertype) = ctx.skb.load::<[u8; 2]>(12).map(u16::from_be_bytes) else {
+        return TC_SHOT;
+    };
+    match ethertype {
+        ETHERTYPE_IPV4 | ETHERTYPE_IPV6 => {
+            if egress_policy::enforce(&ctx.skb, ETH_HEADER_LEN, 0, Hook::Tc) {
+                TC_NEXT
+            } else {
+                TC_SHOT
+            }
+        }
+        // Address resolution is needed for anything to work and reaches
+        // nothing beyond the link.
+        ETHERTYPE_ARP => TC_NEXT,
+        // VLAN tags, PPPoE, raw Ethernet...: nothing the policy can judge.
+        _ => {
+            report::drop(
+                None,
+                DropReason::Protocol,
+                Direction::Egress,
+                Verdict::Dropped,
+                0,
+            );
+            TC_SHOT
+        }
+    }
+}

@@ -1,0 +1,136 @@
+//! The learned-address table: what the `ALLOW` map currently holds for each
+//! name rule, whether the daemon resolved it or the kernel learned it from a
+//! DNS answer. The map is the single source of truth; nothing is mirrored.
+
+use std::{collections::BTreeMap, net::IpAddr};
+
+use openclaw_egress_common::{AllowKey, AllowValue};
+
+use super::names::NameState;
+use crate::{
+    api::{LearnedAddress, NameStatus},
+    clock,
+    datapath::{encode, ip_of},
+    policy::{Fqdn, Policy, PortSpec, Target},
+};
+
+/// rule id -> address -> latest expiry (`CLOCK_MONOTONIC` ns).
+pub type ByRule = BTreeMap<u32, BTreeMap<IpAddr, u64>>;
+
+pub fn by_rule(entries: &[(AllowKey, AllowValue)]) -> ByRule {
+    let mut by_rule = ByRule::new();
+    for (key, value) in entries {
+        let expiry = by_rule
+            .entry(value.rule)
+            .or_default()
+            .entry(ip_of(&key.addr))
+            .or_insert(0);
+        *expiry = (*expiry).max(value.expires_at_ns);
+    }
+    by_rule
+}
+
+/// Distinct addresses that still allow new connections.
+pub fn live_addresses(entries: &[(AllowKey, AllowValue)]) -> usize {
+    let now = clock::monotonic_ns();
+    let mut live: Vec<IpAddr> = entries
+        .iter()
+        .filter(|(_, value)| value.expires_at_ns > now)
+        .map(|(key, _)| ip_of(&key.addr))
+        .collect();
+    live.sort();
+    live.dedup();
+    live.len()
+}
+
+/// One line per name rule (rules naming the same target share the first
+/// one's id, as in the maps), with its addresses and, for `fqdn` rules, the
+/// daemon's resolution state.
+pub fn name_status(
+    policy: &Policy,
+    entries: &[(AllowKey, AllowValue)],
+    names: &BTreeMap<Fqdn, NameState>,
+) -> Vec<NameStatus> {
+    let by_rule = by_rule(entries);
+    let mut seen: Vec<&Target> = Vec::new();
+    let mut status = Vec::new();
+    for (index, rule) in policy.egress.iter().enumerate() {
+        if matches!(rule.target, Target::Cidr(_)) || seen.contains(&&rule.target) {
+            continue;
+        }
+        seen.push(&rule.target);
+        let addresses = by_rule
+            .get(&encode::rule_id(index))
+            .map(|addresses| {
+                addresses
+                    .iter()
+                    .map(|(ip, expires)| LearnedAddress {
+                        ip: *ip,
+                        expires_in_secs: clock::until(*expires).as_secs(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let (name, resolution) = match &rule.target {
+            Target::Fqdn(name) => (name.to_string(), names.get(name)),
+            Target::Pattern(pattern) => (pattern.to_string(), None),
+            Target::Cidr(_) => unreachable!("skipped above"),
+        };
+        status.push(NameStatus {
+            name,
+            addresses,
+            next_refresh_secs: resolution
+                .map(|state| clock::until(state.next_refresh_ns).as_secs()),
+            last_error: resolution.and_then(|state| state.last_error.clone()),
+        });
+    }
+    status
+}
+
+/// Entries of an instance being replaced that the new policy still allows,
+/// re-keyed for it: the address learned for a target stays allowed (until
+/// its expiry) on every port the new policy gives that target. Without this,
+/// re-applying a policy would forget every address learned from DNS answers
+/// and break the agent's next connection to them.
+pub fn carried_over(
+    old_policy: &Policy,
+    old_entries: &[(AllowKey, AllowValue)],
+    new_policy: &Policy,
+) -> Vec<(AllowKey, AllowValue)> {
+    let now = clock::monotonic_ns();
+    let mut carried = Vec::new();
+    for (old_rule, addresses) in by_rule(old_entries) {
+        let Some(target) = old_policy
+            .egress
+            .get(old_rule as usize)
+            .map(|rule| &rule.target)
+        else {
+            continue;
+        };
+        let Some(new_rule) = new_policy
+            .egress
+            .iter()
+            .position(|rule| rule.target == *target)
+        else {
+            continue;
+        };
+        // Every rule naming the target contributes its ports.
+        let ports: Vec<PortSpec> = new_policy
+            .egress
+            .iter()
+            .filter(|rule| rule.target == *target)
+            .flat_map(|rule| rule.ports.iter().copied())
+            .collect();
+        for (ip, expires_at_ns) in addresses {
+            if expires_at_ns > now {
+                carried.extend(encode::allow_entries(
+                    encode::rule_id(new_rule),
+                    &ports,
+                    &[ip],
+                    expires_at_ns,
+                ));
+            }
+        }
+    }
+    carried
+}

@@ -1,0 +1,187 @@
+//! Shared pieces of the kernel tests: a policy, a loaded (unattached)
+//! datapath instance, and readers for its counters and events.
+//!
+//! These tests run the real programs with BPF_PROG_TEST_RUN: real verifier,
+//! real maps, real helpers. They need root, like every kernel test here.
+
+#![allow(dead_code, reason = "each test file uses a different subset")]
+
+use std::{
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    time::Duration,
+};
+
+use aya::maps::{MapData, RingBuf};
+use openclaw_egress::{
+    clock,
+    datapath::{Hooks, PolicyDatapath, encode, frames},
+    policy::{
+        Cidr, DnsConfig, EgressRule, Fqdn, FqdnPattern, Mode, Policy, PortSpec, Protocol, Selector,
+        Target, WildcardDepth,
+    },
+};
+use openclaw_egress_common::{
+    AllowKey, AllowValue, Direction, DropEvent, DropReason, Verdict, dns::DnsStat,
+    maps::counter_index,
+};
+
+pub const PASS: u32 = 1;
+pub const DROP: u32 = 0;
+
+pub const AGENT: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 77, 0, 2));
+pub const AGENT6: IpAddr = IpAddr::V6(Ipv6Addr::new(0xfd77, 0, 0, 0, 0, 0, 0, 2));
+pub const RESOLVER: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 77, 0, 1));
+pub const TRUSTED: IpAddr = IpAddr::V4(Ipv4Addr::new(203, 0, 113, 10));
+pub const TRUSTED6: IpAddr = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 0x10));
+pub const OTHER: IpAddr = IpAddr::V4(Ipv4Addr::new(203, 0, 113, 20));
+pub const OTHER6: IpAddr = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 2, 0, 0, 0, 0, 0x20));
+
+pub fn tcp(port: u16) -> PortSpec {
+    PortSpec {
+        port,
+        protocol: Protocol::Tcp,
+    }
+}
+
+pub fn fqdn(name: &str, ports: Vec<PortSpec>) -> EgressRule {
+    EgressRule {
+        target: Target::Fqdn(Fqdn(name.into())),
+        ports,
+    }
+}
+
+pub fn pattern(depth: WildcardDepth, suffix: &str, ports: Vec<PortSpec>) -> EgressRule {
+    EgressRule {
+        target: Target::Pattern(FqdnPattern {
+            depth,
+            suffix: suffix.into(),
+        }),
+        ports,
+    }
+}
+
+pub fn cidr(net: &str, prefix_len: u8, ports: Vec<PortSpec>) -> EgressRule {
+    EgressRule {
+        target: Target::Cidr(Cidr {
+            addr: net.parse().unwrap(),
+            prefix_len,
+        }),
+        ports,
+    }
+}
+
+pub fn policy_with(mode: Mode, egress: Vec<EgressRule>) -> Policy {
+    Policy {
+        name: "kernel-test".into(),
+        mode,
+        selector: Selector::default(),
+        dns: DnsConfig {
+            resolvers: vec![RESOLVER],
+            min_ttl: DnsConfig::DEFAULT_MIN_TTL,
+            max_ips_per_name: DnsConfig::DEFAULT_MAX_IPS_PER_NAME,
+        },
+        egress,
+    }
+}
+
+/// rule 0: api.trusted.test 443/tcp (resolved to TRUSTED and TRUSTED6 by `load`)
+/// rule 1: 198.51.100.0/24 5432/tcp
+/// rule 2: 198.51.0.0/16 8080/tcp (overlaps rule 1 with another port)
+pub fn policy(mode: Mode) -> Policy {
+    policy_with(
+        mode,
+        vec![
+            fqdn("api.trusted.test", vec![tcp(443)]),
+            cidr("198.51.100.0", 24, vec![tcp(5432)]),
+            cidr("198.51.0.0", 16, vec![tcp(8080)]),
+        ],
+    )
+}
+
+/// A loaded, filled, unattached datapath and its event ring.
+pub struct Loaded {
+    pub datapath: PolicyDatapath,
+    events: RingBuf<MapData>,
+}
+
+/// Loads `policy`; if its rule 0 is an fqdn, its name "resolved" to
+/// TRUSTED and TRUSTED6 until `rule0_expires_at_ns`.
+pub fn load(policy: &Policy, rule0_expires_at_ns: u64) -> Loaded {
+    let mut datapath =
+        PolicyDatapath::load(Hooks::CGROUP).expect("programs load and verify (are we root?)");
+    let events = datapath.take_events().unwrap();
+    if let Some(rule) = policy.egress.first()
+        && matches!(rule.target, Target::Fqdn(_))
+    {
+        datapath
+            .upsert_allow(&encode::allow_entries(
+                0,
+                &rule.ports,
+                &[TRUSTED, TRUSTED6],
+                rule0_expires_at_ns,
+            ))
+            .unwrap();
+    }
+    datapath
+        .install_static(&encode::static_entries(policy).unwrap())
+        .unwrap();
+    Loaded { datapath, events }
+}
+
+pub fn load_enforcing() -> Loaded {
+    load(
+        &policy(Mode::Enforce),
+        clock::monotonic_ns_after(Duration::from_secs(600)),
+    )
+}
+
+impl Loaded {
+    pub fn run(&self, frame: &[u8]) -> u32 {
+        self.datapath
+            .test_run_egress(frame, 1)
+            .unwrap()
+            .return_value
+    }
+
+    pub fn run_ingress(&self, frame: &[u8]) -> u32 {
+        self.datapath.test_run_ingress(frame).unwrap().return_value
+    }
+
+    pub fn dropped(&self, reason: DropReason) -> u64 {
+        self.count(Verdict::Dropped, reason)
+    }
+
+    pub fn count(&self, verdict: Verdict, reason: DropReason) -> u64 {
+        self.datapath.drop_counts().unwrap()
+            [counter_index(verdict, Direction::Egress, reason) as usize]
+    }
+
+    pub fn dns_stat(&self, stat: DnsStat) -> u64 {
+        self.datapath.dns_stats().unwrap()[stat as usize]
+    }
+
+    pub fn events(&mut self) -> Vec<DropEvent> {
+        let mut events = Vec::new();
+        while let Some(item) = self.events.next() {
+            assert!(item.len() >= size_of::<DropEvent>());
+            // SAFETY: the program writes whole DropEvents.
+            events.push(unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<DropEvent>()) });
+        }
+        events
+    }
+
+    /// The `ALLOW` entry for `ip`, protocol, port, if any.
+    pub fn allowed(&self, ip: IpAddr, proto: u8, port: u16) -> Option<AllowValue> {
+        let key = AllowKey::new(encode::addr_of(ip), proto, port);
+        self.datapath
+            .allow_entries()
+            .into_iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| v)
+    }
+
+    /// Sends a DNS answer from the resolver to the agent through the ingress program.
+    pub fn answer(&self, message: &[u8]) -> u32 {
+        self.run_ingress(&frames::udp(RESOLVER, 53, AGENT, 40000, message))
+    }
+}
