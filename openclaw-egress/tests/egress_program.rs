@@ -89,8 +89,9 @@ fn cidr_rules_match_by_prefix_and_exact_port() {
 #[test]
 fn dns_only_reaches_the_listed_resolvers() {
     let loaded = load_enforcing();
+    let query = frames::dns::query(1, "api.trusted.test", frames::dns::TYPE_A);
     assert_eq!(
-        loaded.run(&frames::udp(AGENT, 5353, RESOLVER, 53, b"q")),
+        loaded.run(&frames::udp(AGENT, 5353, RESOLVER, 53, &query)),
         PASS
     );
     assert_eq!(
@@ -99,10 +100,13 @@ fn dns_only_reaches_the_listed_resolvers() {
     );
     // An allowed destination is still not a DNS server.
     assert_eq!(
-        loaded.run(&frames::udp(AGENT, 5353, TRUSTED, 53, b"q")),
+        loaded.run(&frames::udp(AGENT, 5353, TRUSTED, 53, &query)),
         DROP
     );
-    assert_eq!(loaded.run(&frames::udp(AGENT, 5353, OTHER, 53, b"q")), DROP);
+    assert_eq!(
+        loaded.run(&frames::udp(AGENT, 5353, OTHER, 53, &query)),
+        DROP
+    );
     assert_eq!(loaded.dropped(DropReason::DnsResolver), 2);
 }
 
