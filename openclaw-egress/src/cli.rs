@@ -28,6 +28,8 @@ pub enum Command {
         /// Log format on stdout (drop events included).
         #[arg(long, value_enum, default_value_t = LogFormat::Text)]
         log_format: LogFormat,
+        #[command(flatten)]
+        dirs: StateDirs,
     },
     /// Validate a policy and have the daemon swap it in atomically.
     Apply {
@@ -48,12 +50,42 @@ pub enum Command {
     },
     /// Print the Prometheus metrics.
     Metrics,
+    /// Run one command in a fresh cgroup under a policy; its exit code is passed through.
+    ///
+    /// The policy's selector is replaced by the fresh cgroup, and it is
+    /// applied under its own name (`<name>-exec-<pid>`), then removed when the
+    /// command ends.
+    Exec {
+        /// Policy file (YAML).
+        #[arg(long)]
+        policy: PathBuf,
+        /// The command and its arguments.
+        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+        command: Vec<String>,
+    },
+    /// Remove every policy and every pin, and stop the daemon. Works without
+    /// a running daemon too (it then removes the pins and records itself).
+    Uninstall {
+        #[command(flatten)]
+        dirs: StateDirs,
+    },
     /// Stream drop events as they happen.
     Monitor {
         /// One JSON object per line instead of text.
         #[arg(long)]
         json: bool,
     },
+}
+
+/// Where the daemon keeps what must outlive it.
+#[derive(Clone, Debug, clap::Args)]
+pub struct StateDirs {
+    /// Policy records (a tmpfs such as /run is right: pins do not survive a reboot either).
+    #[arg(long, default_value = crate::daemon::DEFAULT_STATE_DIR)]
+    pub state_dir: PathBuf,
+    /// Pinned programs and maps (on bpffs; mounted at /sys/fs/bpf if missing).
+    #[arg(long, default_value = crate::daemon::DEFAULT_BPFFS_DIR)]
+    pub bpffs_dir: PathBuf,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

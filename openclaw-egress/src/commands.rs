@@ -1,30 +1,43 @@
 //! What each subcommand does. Errors are `anyhow` here: this is the edge.
 
-use std::path::Path;
+use std::{path::Path, process::ExitCode};
 
 use anyhow::{Context as _, bail};
 
 use crate::{
     api::{self, ApplyReport, Request, Response, StatusReport},
-    cli::{Cli, Command, LogFormat},
-    daemon::{self, DaemonConfig},
-    policy,
+    cli::{Cli, Command, LogFormat, StateDirs},
+    daemon::{self, DaemonConfig, Overrides},
+    exec, policy,
 };
 
-pub async fn run(cli: Cli) -> anyhow::Result<()> {
+/// Runs a subcommand; the exit code is the command's own for `exec`.
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let socket = cli.socket.as_path();
     match cli.command {
+        Command::Exec { policy, command } => exec::run(socket, &policy, &command).await,
+        command => run_other(socket, command).await.map(|()| ExitCode::SUCCESS),
+    }
+}
+
+async fn run_other(socket: &Path, command: Command) -> anyhow::Result<()> {
+    match command {
         Command::Daemon {
             metrics_addr,
             log_format,
+            dirs,
         } => {
             init_logging(log_format, "info");
             daemon::run(DaemonConfig {
                 socket: socket.to_path_buf(),
                 metrics_addr: metrics_addr.0,
+                state_dir: dirs.state_dir,
+                bpffs_dir: dirs.bpffs_dir,
             })
             .await
         }
+        Command::Uninstall { dirs } => uninstall(socket, &dirs).await,
+        Command::Exec { .. } => unreachable!("handled by run"),
         Command::Apply { file } => apply(socket, &file).await,
         Command::Validate { files } => validate(&files),
         Command::Remove { name } => match call(socket, &Request::Remove { name }).await? {
@@ -66,14 +79,14 @@ fn init_logging(format: LogFormat, default_level: &str) {
     }
 }
 
-async fn call(socket: &Path, request: &Request) -> anyhow::Result<Response> {
+pub(crate) async fn call(socket: &Path, request: &Request) -> anyhow::Result<Response> {
     match api::client::call(socket, request).await? {
         Response::Error { message } => bail!("{message}"),
         response => Ok(response),
     }
 }
 
-fn unexpected(response: Response) -> anyhow::Result<()> {
+pub(crate) fn unexpected<T>(response: Response) -> anyhow::Result<T> {
     bail!("unexpected answer from the daemon: {response:?}")
 }
 
@@ -83,12 +96,53 @@ async fn apply(socket: &Path, file: &Path) -> anyhow::Result<()> {
     let source = file.display().to_string();
     // Validate here first: the daemon does too, but this works without one.
     policy::parse_str(&source, &yaml)?;
-    match call(socket, &Request::Apply { source, yaml }).await? {
+    let request = Request::Apply {
+        source,
+        yaml,
+        overrides: Overrides::default(),
+    };
+    match call(socket, &request).await? {
         Response::Applied(report) => {
             print_applied(&report);
             Ok(())
         }
         other => unexpected(other),
+    }
+}
+
+/// Removes everything through the daemon if one answers, else directly:
+/// unpinning detaches, and the records go so nothing is adopted later.
+async fn uninstall(socket: &Path, dirs: &StateDirs) -> anyhow::Result<()> {
+    match api::client::call(socket, &Request::Uninstall).await {
+        Ok(Response::Uninstalled { policies }) => {
+            if policies.is_empty() {
+                println!("no policies were applied; the daemon stopped");
+            } else {
+                println!("removed {} and stopped the daemon", policies.join(", "));
+            }
+            Ok(())
+        }
+        Ok(Response::Error { message }) => bail!("{message}"),
+        Ok(other) => unexpected(other),
+        Err(api::client::ClientError::Connect { .. }) => {
+            println!(
+                "no daemon answers on {}; removing pins in {} and records in {}",
+                socket.display(),
+                dirs.bpffs_dir.display(),
+                dirs.state_dir.display()
+            );
+            for dir in [&dirs.bpffs_dir, &dirs.state_dir.join("policies")] {
+                match std::fs::remove_dir_all(dir) {
+                    Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+                        return Err(error).with_context(|| format!("removing {}", dir.display()));
+                    }
+                    _ => {}
+                }
+            }
+            println!("done: nothing of openclaw-egress is attached any more");
+            Ok(())
+        }
+        Err(error) => Err(error.into()),
     }
 }
 
@@ -170,10 +224,12 @@ fn print_status(report: &StatusReport) {
             "\npolicy {} ({}) from {} since {}",
             policy.name, policy.mode, policy.source, policy.applied_at
         );
-        println!(
-            "  attached to: {}",
-            targets_text(policy.cgroup.as_deref(), &policy.interfaces)
-        );
+        if policy.workloads.is_empty() {
+            println!("  attached to: nothing (no workload currently selected)");
+        }
+        for workload in &policy.workloads {
+            println!("  attached to: {workload}");
+        }
         println!("  rules: {}", policy.rules);
         if policy.drops.is_empty() {
             println!("  drops: none");

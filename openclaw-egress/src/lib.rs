@@ -4,6 +4,7 @@
 //! parses arguments and calls into these modules.
 
 pub mod api;
+pub mod bpffs;
 pub mod cgroup;
 pub mod cli;
 pub mod clock;
@@ -12,6 +13,7 @@ pub mod daemon;
 pub mod datapath;
 pub mod error_text;
 pub mod events;
+pub mod exec;
 pub mod policy;
 pub mod rebinding;
 pub mod resolve;

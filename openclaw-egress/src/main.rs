@@ -4,7 +4,7 @@ use clap::Parser as _;
 async fn main() -> std::process::ExitCode {
     let cli = openclaw_egress::cli::Cli::parse();
     match openclaw_egress::commands::run(cli).await {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(error) => {
             eprintln!("error: {error:#}");
             std::process::ExitCode::FAILURE

@@ -27,6 +27,9 @@ pub enum Request {
         /// File name, for error messages.
         source: String,
         yaml: String,
+        /// Changes made by the caller (e.g. `exec`'s own name and cgroup).
+        #[serde(default)]
+        overrides: crate::daemon::Overrides,
     },
     /// Remove a policy: its workload is no longer filtered.
     Remove {
@@ -37,6 +40,8 @@ pub enum Request {
     Metrics,
     /// Stream drop events.
     Monitor,
+    /// Remove every policy and every pin, then stop the daemon.
+    Uninstall,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -44,6 +49,7 @@ pub enum Request {
 pub enum Response {
     Applied(ApplyReport),
     Removed { name: String },
+    Uninstalled { policies: Vec<String> },
     Status(StatusReport),
     Metrics { text: String },
     Event(DropRecord),
@@ -78,6 +84,9 @@ pub struct PolicyStatus {
     pub source: String,
     pub cgroup: Option<PathBuf>,
     pub interfaces: Vec<String>,
+    /// Every workload filtered, one datapath instance each (e.g.
+    /// `cgroup /sys/fs/cgroup/x`, `interface veth1`, `pod ns/name`).
+    pub workloads: Vec<String>,
     /// RFC 3339.
     pub applied_at: String,
     pub rules: usize,

@@ -1,32 +1,49 @@
 //! Applying a policy: everything that can fail happens before the new
-//! instance is attached, and the old instance is detached only after the new
-//! one is attached. A failed apply therefore changes nothing, and a
-//! successful one never leaves a moment where the workload is unfiltered.
+//! instances are attached, the new state is recorded once they are, and the
+//! old instances are detached only after that. A failed apply therefore
+//! changes nothing, and a successful one never leaves a moment where a
+//! workload is unfiltered (while old and new are both attached, a packet must
+//! pass both).
 
 use std::{
-    sync::{Arc, Mutex},
+    path::PathBuf,
+    sync::{
+        Arc, Mutex, RwLock,
+        atomic::{AtomicU64, Ordering},
+    },
     time::SystemTime,
 };
 
+use serde::{Deserialize, Serialize};
 use tokio::task::JoinSet;
-
-use openclaw_egress_common::{AllowKey, AllowValue};
 
 use super::{
     Daemon,
     active::ActivePolicy,
+    instance::{Instance, Instances},
     learned,
     names::{self, Names},
-    targets::Targets,
+    state::{InstanceRecord, PolicyRecord, unix_seconds},
+    targets,
+    workload::{AttachError, Workload},
 };
 use crate::{
     api::ApplyReport,
     cgroup::CgroupError,
-    datapath::{DatapathError, EncodeError, PolicyDatapath, encode},
-    events,
-    policy::{self, Policy, PolicyError},
+    datapath::{DatapathError, EncodeError, PolicyDatapath, StaticEntries, encode},
+    policy::{self, Policy, PolicyError, Selector},
     resolve::{NameResolver, ResolveError},
 };
+
+/// Changes to a policy made by whoever applies it, e.g. `exec`, which runs a
+/// command under a policy in a cgroup of its own.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Overrides {
+    /// Apply under this name instead of `metadata.name`.
+    pub name: Option<String>,
+    /// Select only this cgroup (absolute path) instead of `spec.selector`.
+    pub cgroup: Option<PathBuf>,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
@@ -55,19 +72,46 @@ pub enum ApplyError {
         #[source]
         error: EncodeError,
     },
-    #[error("loading the datapath for policy {name}: {error}")]
+    #[error("loading the datapath for {workload} of policy {name}: {error}")]
     Datapath {
         name: String,
+        workload: String,
         #[source]
         error: Box<DatapathError>,
     },
+    #[error("attaching policy {name} to {workload}: {error}")]
+    Attach {
+        name: String,
+        workload: String,
+        #[source]
+        error: Box<AttachError>,
+    },
+    #[error("recording policy {name} in {dir}: {error}")]
+    State {
+        name: String,
+        dir: String,
+        #[source]
+        error: std::io::Error,
+    },
+    #[error("{0}")]
+    Invalid(String),
 }
 
+/// Makes pin directories of successive applies distinct even within a millisecond.
+static GENERATION: AtomicU64 = AtomicU64::new(0);
+
 impl Daemon {
-    pub async fn apply(&self, source: &str, yaml: &str) -> Result<ApplyReport, ApplyError> {
+    pub async fn apply(
+        &self,
+        source: &str,
+        yaml: &str,
+        overrides: &Overrides,
+    ) -> Result<ApplyReport, ApplyError> {
         // Never trust the client's validation: parse again here.
-        let policy = Arc::new(policy::parse_str(source, yaml)?);
-        let (targets, cgroup_file) = Targets::of(source, &policy)?;
+        let mut policy = policy::parse_str(source, yaml)?;
+        apply_overrides(&mut policy, overrides)?;
+        let policy = Arc::new(policy);
+        let workloads = targets::workloads_of(source, &policy)?;
         let entries = encode::static_entries(&policy).map_err(|error| ApplyError::Encode {
             source_name: source.into(),
             error,
@@ -79,92 +123,200 @@ impl Daemon {
             })?;
 
         // One apply at a time: the conflict check below must still hold when
-        // the new instance is inserted.
+        // the new instances are inserted.
         let _serialized = self.apply_lock.lock().await;
-        self.check_conflicts(source, &policy, &targets)?;
-
-        let datapath_error = |error| ApplyError::Datapath {
-            name: policy.name.clone(),
-            error: Box::new(error),
-        };
-        let mut datapath = PolicyDatapath::load(targets.hooks()).map_err(datapath_error)?;
-        let ring = datapath
-            .take_events()
-            .expect("a fresh datapath has its ring buffer");
-        let datapath = Arc::new(Mutex::new(Some(datapath)));
-        let names: Names = Arc::new(Mutex::new(names::names_of(&policy)));
-        let warnings = resolve_all(&resolver, &policy, &names, &datapath).await;
-        let carried = self.carried_over(&policy);
-        {
-            let mut guard = datapath.lock().expect("datapath lock");
-            let datapath = guard.as_mut().expect("not retired");
-            datapath.upsert_allow(&carried).map_err(datapath_error)?;
-            datapath.install_static(&entries).map_err(datapath_error)?;
-            if let Some(cgroup) = &cgroup_file {
-                datapath.attach_cgroup(cgroup).map_err(datapath_error)?;
-            }
-            for interface in &targets.interfaces {
-                datapath
-                    .attach_interface(interface)
-                    .map_err(datapath_error)?;
-            }
-        }
-
-        let tasks = vec![
-            tokio::spawn(events::forward(
-                ring,
-                policy.name.clone(),
-                self.events.clone(),
-            ))
-            .abort_handle(),
-            tokio::spawn(names::keep_resolved(
-                resolver,
-                Arc::clone(&policy),
-                Arc::clone(&names),
-                Arc::clone(&datapath),
-            ))
-            .abort_handle(),
-        ];
-        let active = Arc::new(ActivePolicy {
-            policy: Arc::clone(&policy),
-            source: source.into(),
-            targets: targets.clone(),
-            applied_at: SystemTime::now(),
-            datapath,
-            names,
-            tasks,
-        });
-        let old = self
-            .policies
-            .write()
-            .expect("policies lock")
-            .insert(policy.name.clone(), Arc::clone(&active));
-        let replaced = old.is_some();
-        if let Some(old) = old {
-            self.retire(&old);
-        }
-        tracing::info!(policy = %policy.name, source, targets = ?targets, replaced, "policy applied");
-        Ok(ApplyReport {
-            name: policy.name.clone(),
-            replaced,
-            cgroup: targets.cgroup,
-            interfaces: targets.interfaces,
-            names: active.name_status(),
-            warnings,
-        })
-    }
-
-    /// What the instance being replaced (if any) learned that the new policy
-    /// still allows (see `learned::carried_over`).
-    fn carried_over(&self, policy: &Policy) -> Vec<(AllowKey, AllowValue)> {
+        self.check_conflicts(source, &policy, &workloads)?;
         let old = self
             .policies
             .read()
             .expect("policies lock")
             .get(&policy.name)
             .cloned();
-        old.map(|old| learned::carried_over(&old.policy, &old.allow_entries(), policy))
-            .unwrap_or_default()
+
+        let instances = self.load_instances(&policy, &workloads)?;
+        let names: Names = Arc::new(Mutex::new(names::names_of(&policy)));
+        let result = self
+            .fill_and_attach(
+                &policy,
+                &resolver,
+                &names,
+                &instances,
+                &entries,
+                old.as_deref(),
+            )
+            .await;
+        let warnings = match result {
+            Ok(warnings) => warnings,
+            Err(error) => {
+                for instance in instances.read().expect("instances lock").iter() {
+                    instance.retire(true);
+                }
+                return Err(error);
+            }
+        };
+
+        // The refresher picks up where the first resolutions left off.
+        let resolver_task = tokio::spawn(names::keep_resolved(
+            resolver,
+            Arc::clone(&policy),
+            Arc::clone(&names),
+            Arc::clone(&instances),
+        ))
+        .abort_handle();
+        let active = Arc::new(ActivePolicy {
+            policy: Arc::clone(&policy),
+            source: source.into(),
+            yaml: yaml.into(),
+            applied_at: SystemTime::now(),
+            instances,
+            names,
+            resolver_task,
+        });
+        self.record(&active)?;
+        self.policies
+            .write()
+            .expect("policies lock")
+            .insert(policy.name.clone(), Arc::clone(&active));
+        let replaced = old.is_some();
+        if let Some(old) = old {
+            self.retire(&old, true);
+        }
+        tracing::info!(
+            policy = %policy.name,
+            source,
+            workloads = ?active.workloads(),
+            replaced,
+            "policy applied"
+        );
+        let workloads = active.workloads();
+        Ok(ApplyReport {
+            name: policy.name.clone(),
+            replaced,
+            cgroup: workloads.iter().find_map(|w| w.cgroup().map(PathBuf::from)),
+            interfaces: workloads
+                .iter()
+                .filter_map(|w| match w {
+                    Workload::Interface { name } => Some(name.clone()),
+                    _ => None,
+                })
+                .collect(),
+            names: active.name_status(),
+            warnings,
+        })
+    }
+
+    /// Loads one pinned, empty, unattached instance per workload.
+    fn load_instances(
+        &self,
+        policy: &Policy,
+        workloads: &[Workload],
+    ) -> Result<Instances, ApplyError> {
+        let generation = format!(
+            "{}-{}",
+            unix_seconds(SystemTime::now()),
+            GENERATION.fetch_add(1, Ordering::Relaxed)
+        );
+        let instances: Instances = Arc::new(RwLock::new(Vec::new()));
+        for workload in workloads {
+            let dir = self
+                .pins_root
+                .join(&policy.name)
+                .join(&generation)
+                .join(workload.slug());
+            match PolicyDatapath::load_pinned(workload.hooks(), &dir) {
+                Ok(datapath) => instances
+                    .write()
+                    .expect("instances lock")
+                    .push(Instance::start(
+                        workload.clone(),
+                        datapath,
+                        &policy.name,
+                        self.events.clone(),
+                    )),
+                Err(error) => {
+                    for instance in instances.read().expect("instances lock").iter() {
+                        instance.retire(true);
+                    }
+                    return Err(ApplyError::Datapath {
+                        name: policy.name.clone(),
+                        workload: workload.to_string(),
+                        error: Box::new(error),
+                    });
+                }
+            }
+        }
+        Ok(instances)
+    }
+
+    /// Resolves the names, carries over what the old version learned, writes
+    /// the static entries (readiness last) and attaches every instance.
+    async fn fill_and_attach(
+        &self,
+        policy: &Arc<Policy>,
+        resolver: &NameResolver,
+        names: &Names,
+        instances: &Instances,
+        entries: &StaticEntries,
+        old: Option<&ActivePolicy>,
+    ) -> Result<Vec<String>, ApplyError> {
+        let warnings = resolve_all(resolver, policy, names, instances).await;
+        for instance in instances.read().expect("instances lock").iter() {
+            let datapath_error = |error| ApplyError::Datapath {
+                name: policy.name.clone(),
+                workload: instance.workload.to_string(),
+                error: Box::new(error),
+            };
+            let carried = old
+                .and_then(|old| {
+                    old.instances()
+                        .into_iter()
+                        .find(|previous| previous.workload == instance.workload)
+                        .map(|previous| {
+                            learned::carried_over(&old.policy, &previous.allow_entries(), policy)
+                        })
+                })
+                .unwrap_or_default();
+            instance
+                .with(|datapath| -> Result<(), ApplyError> {
+                    datapath.upsert_allow(&carried).map_err(datapath_error)?;
+                    datapath.install_static(entries).map_err(datapath_error)?;
+                    instance
+                        .workload
+                        .attach(datapath)
+                        .map_err(|error| ApplyError::Attach {
+                            name: policy.name.clone(),
+                            workload: instance.workload.to_string(),
+                            error: Box::new(error),
+                        })
+                })
+                .expect("new instances are not retired")?;
+        }
+        Ok(warnings)
+    }
+
+    /// Writes the policy's record, so a restarted daemon adopts it.
+    fn record(&self, active: &ActivePolicy) -> Result<(), ApplyError> {
+        let record = PolicyRecord {
+            name: active.policy.name.clone(),
+            source: active.source.clone(),
+            yaml: active.yaml.clone(),
+            applied_at: unix_seconds(active.applied_at),
+            instances: active
+                .instances()
+                .iter()
+                .filter_map(|instance| {
+                    instance.pin_dir().map(|pin_dir| InstanceRecord {
+                        workload: instance.workload.clone(),
+                        pin_dir,
+                    })
+                })
+                .collect(),
+        };
+        self.state.save(&record).map_err(|error| ApplyError::State {
+            name: record.name.clone(),
+            dir: format!("{:?}", self.state),
+            error,
+        })
     }
 
     /// Refuses a policy whose workloads another policy already filters.
@@ -172,14 +324,14 @@ impl Daemon {
         &self,
         source: &str,
         policy: &Policy,
-        targets: &Targets,
+        workloads: &[Workload],
     ) -> Result<(), ApplyError> {
         let policies = self.policies.read().expect("policies lock");
         for other in policies
             .values()
             .filter(|other| other.policy.name != policy.name)
         {
-            if let Some(shared) = targets.overlap(&other.targets) {
+            if let Some(shared) = targets::overlap(workloads, &other.workloads()) {
                 return Err(ApplyError::Selector {
                     source_name: source.into(),
                     message: format!(
@@ -193,26 +345,47 @@ impl Daemon {
     }
 }
 
-/// Resolves every name of the policy concurrently and installs the results.
-async fn resolve_all(
+fn apply_overrides(policy: &mut Policy, overrides: &Overrides) -> Result<(), ApplyError> {
+    if let Some(name) = &overrides.name {
+        policy::check_name(name).map_err(ApplyError::Invalid)?;
+        policy.name = name.clone();
+    }
+    if let Some(cgroup) = &overrides.cgroup {
+        if !cgroup.is_absolute() {
+            return Err(ApplyError::Invalid(format!(
+                "cgroup override {} is not an absolute path",
+                cgroup.display()
+            )));
+        }
+        policy.selector = Selector {
+            cgroup_path: Some(cgroup.clone()),
+            ..Selector::default()
+        };
+    }
+    Ok(())
+}
+
+/// Resolves every name of the policy concurrently and installs the results
+/// in every instance.
+pub(super) async fn resolve_all(
     resolver: &NameResolver,
     policy: &Arc<Policy>,
     names: &Names,
-    datapath: &Arc<Mutex<Option<PolicyDatapath>>>,
+    instances: &Instances,
 ) -> Vec<String> {
     let all: Vec<_> = names.lock().expect("names lock").keys().cloned().collect();
     let resolver = Arc::new(resolver.clone());
     let mut lookups = JoinSet::new();
     for name in all {
-        let (resolver, policy, names, datapath) = (
+        let (resolver, policy, names, instances) = (
             Arc::clone(&resolver),
             Arc::clone(policy),
             Arc::clone(names),
-            Arc::clone(datapath),
+            Arc::clone(instances),
         );
-        lookups.spawn(
-            async move { names::refresh(&resolver, &policy, &name, &names, &datapath).await },
-        );
+        lookups.spawn(async move {
+            names::refresh(&resolver, &policy, &name, &names, &instances).await
+        });
     }
     let mut warnings: Vec<String> = lookups.join_all().await.into_iter().flatten().collect();
     warnings.sort();

@@ -1,14 +1,24 @@
-//! The long-running daemon: owns every applied policy's datapath, keeps names
-//! resolved, forwards drop events, and serves the API and /metrics.
+//! The long-running daemon: owns every applied policy's datapath instances,
+//! keeps names resolved, forwards drop events, and serves the API and
+//! /metrics.
+//!
+//! Instances are pinned in bpffs and recorded in the state directory, so
+//! enforcement outlives the daemon (stopped or killed) and a restarted daemon
+//! adopts it (see `restore`). Only `remove` and `uninstall` detach.
 
 mod active;
 mod apply;
+mod counts;
 mod http;
+mod instance;
 mod learned;
 mod metrics;
 mod names;
+mod restore;
 mod server;
+mod state;
 mod targets;
+mod workload;
 
 use std::{
     collections::BTreeMap,
@@ -18,21 +28,35 @@ use std::{
 };
 
 use anyhow::Context as _;
-use tokio::sync::broadcast;
+use tokio::sync::{Notify, broadcast};
 
 use active::ActivePolicy;
-pub use active::Counts;
-pub use apply::ApplyError;
+pub use apply::{ApplyError, Overrides};
+pub use counts::Counts;
+use state::StateDir;
+pub use workload::Workload;
 
-use crate::api::{DropRecord, StatusReport};
+use crate::{
+    api::{DropRecord, StatusReport},
+    bpffs,
+};
 
 /// How many events a slow `monitor` client may fall behind before it misses some.
 const MONITOR_BACKLOG: usize = 4096;
+
+/// Default directory for policy records and the API socket.
+pub const DEFAULT_STATE_DIR: &str = "/run/openclaw-egress";
+/// Default bpffs directory for pins.
+pub const DEFAULT_BPFFS_DIR: &str = "/sys/fs/bpf/openclaw-egress";
 
 pub struct DaemonConfig {
     pub socket: PathBuf,
     /// `None` disables the HTTP /metrics endpoint (metrics stay available over the API).
     pub metrics_addr: Option<SocketAddr>,
+    /// Policy records (a normal filesystem; /run is a good place).
+    pub state_dir: PathBuf,
+    /// Pins (on bpffs).
+    pub bpffs_dir: PathBuf,
 }
 
 pub struct Daemon {
@@ -44,10 +68,14 @@ pub struct Daemon {
     events: broadcast::Sender<DropRecord>,
     metrics_addr: Mutex<Option<SocketAddr>>,
     registry: prometheus::Registry,
+    state: StateDir,
+    pins_root: PathBuf,
+    /// Signalled by `uninstall`: the daemon exits once it is done.
+    exit: Notify,
 }
 
 impl Daemon {
-    pub fn new() -> Arc<Self> {
+    fn new(state: StateDir, pins_root: PathBuf) -> Arc<Self> {
         let (events, _) = broadcast::channel(MONITOR_BACKLOG);
         Arc::new_cyclic(|daemon| {
             let registry = prometheus::Registry::new();
@@ -61,12 +89,16 @@ impl Daemon {
                 events,
                 metrics_addr: Mutex::new(None),
                 registry,
+                state,
+                pins_root,
+                exit: Notify::new(),
             }
         })
     }
 
-    fn retire(&self, active: &ActivePolicy) {
-        let counts = active.retire();
+    /// Ends a policy's instances (see `Instance::retire`) and keeps their counters.
+    fn retire(&self, active: &ActivePolicy, detach: bool) {
+        let counts = active.retire(detach);
         self.retired
             .lock()
             .expect("retired lock")
@@ -79,14 +111,42 @@ impl Daemon {
     pub async fn remove(&self, name: &str) -> Result<(), String> {
         let _serialized = self.apply_lock.lock().await;
         let removed = self.policies.write().expect("policies lock").remove(name);
-        match removed {
-            Some(active) => {
-                self.retire(&active);
-                tracing::info!(policy = name, "policy removed");
-                Ok(())
-            }
-            None => Err(format!("no policy named {name} is applied")),
+        let Some(active) = removed else {
+            return Err(format!("no policy named {name} is applied"));
+        };
+        // Forget the record first: should the daemon die half way, a restart
+        // must not resurrect a policy the user removed (its leftover pins are
+        // reported and removed by `uninstall`).
+        if let Err(error) = self.state.delete(name) {
+            tracing::error!(policy = name, "deleting the policy record: {error}");
         }
+        self.retire(&active, true);
+        let _ = std::fs::remove_dir_all(self.pins_root.join(name));
+        tracing::info!(policy = name, "policy removed");
+        Ok(())
+    }
+
+    /// Removes every policy and every pin (the caller then lets the daemon
+    /// exit with [`Self::request_exit`], once it has answered).
+    pub async fn uninstall(&self) -> Vec<String> {
+        let names: Vec<String> = self
+            .policies
+            .read()
+            .expect("policies lock")
+            .keys()
+            .cloned()
+            .collect();
+        for name in &names {
+            if let Err(error) = self.remove(name).await {
+                tracing::error!("uninstall: {error}");
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.pins_root);
+        names
+    }
+
+    pub fn request_exit(&self) {
+        self.exit.notify_one();
     }
 
     pub fn status(&self) -> StatusReport {
@@ -124,11 +184,18 @@ impl Daemon {
     }
 }
 
-/// Runs the daemon until SIGINT or SIGTERM.
+/// Runs the daemon until SIGINT, SIGTERM or `uninstall`.
 ///
-/// Stopping the daemon detaches every policy it applied.
+/// Stopping the daemon leaves every policy enforcing (pinned); a restarted
+/// daemon adopts them.
 pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
-    let daemon = Daemon::new();
+    bpffs::prepare(&config.bpffs_dir)?;
+    let state = StateDir::open(&config.state_dir)
+        .with_context(|| format!("opening the state directory {}", config.state_dir.display()))?;
+    let daemon = Daemon::new(state, config.bpffs_dir.clone());
+    // Adopt before serving: no request may see (or change) a half-restored state.
+    restore::adopt_all(&daemon);
+
     let api = server::bind(&config.socket)?;
     if let Some(addr) = config.metrics_addr {
         let listener = tokio::net::TcpListener::bind(addr)
@@ -143,15 +210,25 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
     tokio::spawn(server::serve(api, Arc::clone(&daemon)));
 
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = terminate.recv() => {}
-    }
-    tracing::info!("shutting down: detaching all policies");
+    let uninstalled = tokio::select! {
+        _ = tokio::signal::ctrl_c() => false,
+        _ = terminate.recv() => false,
+        () = daemon.exit.notified() => true,
+    };
     let _ = std::fs::remove_file(&config.socket);
+    if uninstalled {
+        tracing::info!("uninstalled: every policy detached and unpinned");
+        return Ok(());
+    }
     let policies = std::mem::take(&mut *daemon.policies.write().expect("policies lock"));
     for active in policies.values() {
-        daemon.retire(active);
+        daemon.retire(active, false);
     }
+    tracing::info!(
+        policies = policies.len(),
+        "stopped; every policy stays enforced (pinned in {}); a restarted daemon adopts them, \
+         `openclaw-egress uninstall` removes them",
+        config.bpffs_dir.display()
+    );
     Ok(())
 }

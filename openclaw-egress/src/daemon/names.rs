@@ -9,9 +9,10 @@ use std::{
     time::Duration,
 };
 
+use super::instance::Instances;
 use crate::{
     clock,
-    datapath::{PolicyDatapath, encode},
+    datapath::encode,
     policy::{Fqdn, Policy, Target},
     rebinding,
     resolve::NameResolver,
@@ -71,7 +72,7 @@ pub async fn refresh(
     policy: &Policy,
     name: &Fqdn,
     names: &Names,
-    datapath: &Mutex<Option<PolicyDatapath>>,
+    instances: &Instances,
 ) -> Option<String> {
     let result = resolver.resolve(name).await;
     let mut names = names.lock().expect("names lock");
@@ -108,10 +109,14 @@ pub async fn refresh(
                     )
                 })
                 .collect();
-            if let Some(datapath) = datapath.lock().expect("datapath lock").as_mut()
-                && let Err(error) = datapath.upsert_allow(&entries)
-            {
-                warnings.push(format!("{name}: cannot allow its addresses: {error}"));
+            for instance in instances.read().expect("instances lock").iter() {
+                if let Some(Err(error)) = instance.with(|datapath| datapath.upsert_allow(&entries))
+                {
+                    warnings.push(format!(
+                        "{name}: cannot allow its addresses for {}: {error}",
+                        instance.workload
+                    ));
+                }
             }
             state.empty = ips.is_empty();
             state.next_refresh_ns = clock::monotonic_ns_after(
@@ -142,13 +147,13 @@ pub async fn refresh(
     }
 }
 
-/// Runs for the life of a policy instance: re-resolves names when due and
-/// garbage-collects expired entries.
+/// Runs for the life of an applied policy (it is aborted when the policy
+/// goes): re-resolves names when due and garbage-collects expired entries.
 pub async fn keep_resolved(
     resolver: NameResolver,
     policy: Arc<Policy>,
     names: Names,
-    datapath: Arc<Mutex<Option<PolicyDatapath>>>,
+    instances: Instances,
 ) {
     loop {
         let now = clock::monotonic_ns();
@@ -160,13 +165,11 @@ pub async fn keep_resolved(
             .map(|(name, _)| name.clone())
             .collect();
         for name in due {
-            if let Some(warning) = refresh(&resolver, &policy, &name, &names, &datapath).await {
+            if let Some(warning) = refresh(&resolver, &policy, &name, &names, &instances).await {
                 tracing::warn!(policy = %policy.name, "{warning}");
             }
         }
-        if !collect_garbage(&datapath) {
-            return; // The instance was retired.
-        }
+        collect_garbage(&instances);
         let next = names
             .lock()
             .expect("names lock")
@@ -180,20 +183,18 @@ pub async fn keep_resolved(
 }
 
 /// Removes entries expired for longer than [`GC_GRACE`], whether the daemon
-/// or the kernel (from a DNS answer) put them there. Returns false once the
-/// datapath is gone.
-fn collect_garbage(datapath: &Mutex<Option<PolicyDatapath>>) -> bool {
+/// or the kernel (from a DNS answer) put them there.
+fn collect_garbage(instances: &Instances) {
     let cutoff = clock::monotonic_ns().saturating_sub(GC_GRACE.as_nanos() as u64);
-    let mut datapath = datapath.lock().expect("datapath lock");
-    let Some(datapath) = datapath.as_mut() else {
-        return false;
-    };
-    for (key, value) in datapath.allow_entries() {
-        if value.expires_at_ns < cutoff
-            && let Err(error) = datapath.remove_allow(&key)
-        {
-            tracing::error!("garbage collection: {error}");
-        }
+    for instance in instances.read().expect("instances lock").iter() {
+        instance.with(|datapath| {
+            for (key, value) in datapath.allow_entries() {
+                if value.expires_at_ns < cutoff
+                    && let Err(error) = datapath.remove_allow(&key)
+                {
+                    tracing::error!("garbage collection: {error}");
+                }
+            }
+        });
     }
-    true
 }

@@ -83,8 +83,12 @@ async fn handle(stream: UnixStream, daemon: &Daemon) -> io::Result<()> {
         }
     };
     match request {
-        Request::Apply { source, yaml } => {
-            let response = match daemon.apply(&source, &yaml).await {
+        Request::Apply {
+            source,
+            yaml,
+            overrides,
+        } => {
+            let response = match daemon.apply(&source, &yaml, &overrides).await {
                 Ok(report) => Response::Applied(report),
                 Err(error) => {
                     let message = full_message(&error);
@@ -100,6 +104,12 @@ async fn handle(stream: UnixStream, daemon: &Daemon) -> io::Result<()> {
                 Err(message) => Response::Error { message },
             };
             send(&mut write, &response).await
+        }
+        Request::Uninstall => {
+            let policies = daemon.uninstall().await;
+            let sent = send(&mut write, &Response::Uninstalled { policies }).await;
+            daemon.request_exit();
+            sent
         }
         Request::Status => send(&mut write, &Response::Status(daemon.status())).await,
         Request::Metrics => {

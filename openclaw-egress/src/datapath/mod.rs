@@ -1,21 +1,33 @@
-//! One loaded copy of the eBPF programs and maps for one policy.
+//! One loaded copy of the eBPF programs and maps for one workload of one
+//! policy.
 //!
-//! Every policy gets its own instance of every map (design rule: a lookup made
-//! by one workload must never open anything for another), which also makes an
-//! atomic policy swap simple: load and fill a complete new instance, attach
-//! it, then detach the old one.
+//! Every workload gets its own instance of every map (design rule: a lookup
+//! made by one workload must never open anything for another), which also
+//! makes an atomic policy swap simple: load and fill a complete new instance,
+//! attach it, then detach the old one.
+//!
+//! An instance can be pinned in bpffs (see `pins`): its links and maps then
+//! outlive the daemon, which keeps enforcing while the daemon is down and lets
+//! a restarted daemon adopt the instance, learned addresses included.
 
 pub mod encode;
 pub mod frames;
+mod pins;
 
-use std::{net::IpAddr, os::fd::AsFd};
+use std::{
+    net::IpAddr,
+    os::fd::AsFd,
+    path::{Path, PathBuf},
+};
 
 use aya::{
     Ebpf, EbpfError,
-    maps::{Array, HashMap, LpmTrie, MapData, MapError, PerCpuArray, RingBuf, lpm_trie},
+    maps::{Array, HashMap, LpmTrie, Map, MapData, MapError, PerCpuArray, RingBuf, lpm_trie},
+    pin::PinError,
     programs::{
         CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, Program, ProgramError, SchedClassifier,
         TcAttachType, TestRun as _, TestRunOptions, TestRunResult,
+        links::{FdLink, LinkError, PinnedLink},
     },
 };
 use openclaw_egress_common::{
@@ -82,6 +94,26 @@ pub enum DatapathError {
         kind: &'static str,
         name: &'static str,
     },
+    #[error("link of `{name}`: {source}")]
+    Link {
+        name: &'static str,
+        #[source]
+        source: LinkError,
+    },
+    #[error("pinning {path}: {source}")]
+    Pin {
+        path: PathBuf,
+        #[source]
+        source: PinError,
+    },
+    #[error("pinned instance {path}: {source}")]
+    Pinned {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("this instance was adopted from bpffs; its programs are not loaded here")]
+    Adopted,
 }
 
 type Result<T, E = DatapathError> = std::result::Result<T, E>;
@@ -91,9 +123,22 @@ pub type DropCounts = Vec<u64>;
 /// Summed per-CPU DNS counters, indexed by `DnsStat`.
 pub type DnsStats = Vec<u64>;
 
+/// An attachment of one of the instance's programs.
+enum Attachment {
+    /// Detached when dropped (the link is only held for that).
+    Owned { _link: FdLink },
+    /// Pinned in bpffs: stays attached when dropped, until unpinned.
+    Pinned(PinnedLink),
+}
+
 pub struct PolicyDatapath {
-    /// Owns the programs and their cgroup links: dropping it detaches them.
-    ebpf: Ebpf,
+    /// The programs, for instances loaded by this process (`None` when
+    /// adopted from bpffs: the kernel keeps the programs alive through their
+    /// links).
+    ebpf: Option<Ebpf>,
+    attachments: Vec<Attachment>,
+    /// Where the instance is pinned, if it is.
+    pin_dir: Option<PathBuf>,
     allow: HashMap<MapData, AllowKey, AllowValue>,
     cidr: LpmTrie<MapData, CidrKey, CidrValue>,
     resolvers: HashMap<MapData, Addr, u32>,
@@ -112,10 +157,34 @@ impl PolicyDatapath {
     /// Loads a fresh instance: programs verified, maps empty and the policy
     /// not ready (so it would drop everything if attached now).
     pub fn load(hooks: Hooks) -> Result<Self> {
+        Self::load_into(hooks, None)
+    }
+
+    /// Like [`Self::load`], with every map pinned under `dir` (which must not
+    /// exist yet) and every later attachment pinned there too.
+    pub fn load_pinned(hooks: Hooks, dir: &Path) -> Result<Self> {
+        pins::create_dir(dir)?;
+        Self::load_into(hooks, Some(dir)).inspect_err(|_| pins::remove_dir(dir))
+    }
+
+    /// Re-opens an instance pinned under `dir` by an earlier daemon: its maps
+    /// (learned addresses, counters, pending events) and its attachments.
+    pub fn adopt(dir: &Path) -> Result<Self> {
+        let maps = MapSource::Pinned(dir);
+        let mut datapath = Self::from_maps(None, maps)?;
+        datapath.attachments = pins::links(dir)?
+            .into_iter()
+            .map(Attachment::Pinned)
+            .collect();
+        datapath.pin_dir = Some(dir.to_path_buf());
+        Ok(datapath)
+    }
+
+    fn load_into(hooks: Hooks, pin_dir: Option<&Path>) -> Result<Self> {
         let mut ebpf = Ebpf::load(EBPF_OBJECT)?;
         if hooks.cgroup {
             for name in [EGRESS_PROGRAM, INGRESS_PROGRAM] {
-                let program: &mut CgroupSkb = program(&mut ebpf, name)?;
+                let program: &mut CgroupSkb = program(Some(&mut ebpf), name)?;
                 program
                     .load()
                     .map_err(|source| DatapathError::Program { name, source })?;
@@ -123,27 +192,56 @@ impl PolicyDatapath {
         }
         if hooks.interfaces {
             for name in [TC_FROM_WORKLOAD_PROGRAM, TC_TO_WORKLOAD_PROGRAM] {
-                let program: &mut SchedClassifier = program(&mut ebpf, name)?;
+                let program: &mut SchedClassifier = program(Some(&mut ebpf), name)?;
                 program
                     .load()
                     .map_err(|source| DatapathError::Program { name, source })?;
             }
         }
+        let mut datapath = Self::from_maps(None, MapSource::Loaded(&mut ebpf, pin_dir))?;
+        datapath.ebpf = Some(ebpf);
+        datapath.pin_dir = pin_dir.map(Path::to_path_buf);
+        Ok(datapath)
+    }
+
+    fn from_maps(ebpf: Option<Ebpf>, mut maps: MapSource<'_>) -> Result<Self> {
         Ok(Self {
-            allow: take_map(&mut ebpf, names::ALLOW)?,
-            cidr: take_map(&mut ebpf, names::CIDR)?,
-            resolvers: take_map(&mut ebpf, names::RESOLVERS)?,
-            config: take_map(&mut ebpf, names::CONFIG)?,
-            dns_names: take_map(&mut ebpf, names::DNS_NAMES)?,
-            rule_ports: take_map(&mut ebpf, names::RULE_PORTS)?,
-            internal_ranges: take_map(&mut ebpf, names::INTERNAL_RANGES)?,
-            cidr_addrs: take_map(&mut ebpf, names::CIDR_ADDRS)?,
-            drop_counters: take_map(&mut ebpf, names::DROP_COUNTERS)?,
-            dns_stats: take_map(&mut ebpf, names::DNS_STATS)?,
-            events_lost: take_map(&mut ebpf, names::EVENTS_LOST)?,
-            events: Some(take_map(&mut ebpf, names::EVENTS)?),
+            allow: maps.take(names::ALLOW)?,
+            cidr: maps.take(names::CIDR)?,
+            resolvers: maps.take(names::RESOLVERS)?,
+            config: maps.take(names::CONFIG)?,
+            dns_names: maps.take(names::DNS_NAMES)?,
+            rule_ports: maps.take(names::RULE_PORTS)?,
+            internal_ranges: maps.take(names::INTERNAL_RANGES)?,
+            cidr_addrs: maps.take(names::CIDR_ADDRS)?,
+            drop_counters: maps.take(names::DROP_COUNTERS)?,
+            dns_stats: maps.take(names::DNS_STATS)?,
+            events_lost: maps.take(names::EVENTS_LOST)?,
+            events: Some(maps.take(names::EVENTS)?),
             ebpf,
+            attachments: Vec::new(),
+            pin_dir: None,
         })
+    }
+
+    /// Where the instance is pinned, if it is.
+    pub fn pin_dir(&self) -> Option<&Path> {
+        self.pin_dir.as_deref()
+    }
+
+    /// Detaches the instance and removes its pins: the explicit end of an
+    /// instance (dropping a pinned instance leaves it enforcing).
+    pub fn remove(mut self) {
+        for attachment in self.attachments.drain(..) {
+            if let Attachment::Pinned(link) = attachment
+                && let Err(error) = link.unpin()
+            {
+                tracing::error!("unpinning a link: {error}");
+            }
+        }
+        if let Some(dir) = self.pin_dir.take() {
+            pins::remove_dir(&dir);
+        }
     }
 
     /// Writes the entries the policy text determines. The config (and with it
@@ -222,10 +320,16 @@ impl PolicyDatapath {
             (INGRESS_PROGRAM, CgroupSkbAttachType::Ingress),
             (EGRESS_PROGRAM, CgroupSkbAttachType::Egress),
         ] {
-            let program: &mut CgroupSkb = program(&mut self.ebpf, name)?;
-            program
+            let program: &mut CgroupSkb = program(self.ebpf.as_mut(), name)?;
+            let id = program
                 .attach(cgroup.as_fd(), attach_type, CgroupAttachMode::Single)
                 .map_err(|source| DatapathError::Program { name, source })?;
+            let link = program
+                .take_link(id)
+                .map_err(|source| DatapathError::Program { name, source })?;
+            let link =
+                FdLink::try_from(link).map_err(|source| DatapathError::Link { name, source })?;
+            self.keep(name, link)?;
         }
         Ok(())
     }
@@ -238,14 +342,29 @@ impl PolicyDatapath {
             (TC_TO_WORKLOAD_PROGRAM, TcAttachType::Egress),
             (TC_FROM_WORKLOAD_PROGRAM, TcAttachType::Ingress),
         ] {
-            let program: &mut SchedClassifier = program(&mut self.ebpf, name)?;
-            program
+            let program: &mut SchedClassifier = program(self.ebpf.as_mut(), name)?;
+            let interface_error = |source| DatapathError::Interface {
+                interface: interface.to_string(),
+                source,
+            };
+            let id = program
                 .attach(interface, attach_type)
-                .map_err(|source| DatapathError::Interface {
-                    interface: interface.to_string(),
-                    source,
-                })?;
+                .map_err(interface_error)?;
+            let link = program.take_link(id).map_err(interface_error)?;
+            let link =
+                FdLink::try_from(link).map_err(|source| DatapathError::Link { name, source })?;
+            self.keep(name, link)?;
         }
+        Ok(())
+    }
+
+    /// Holds on to an attachment, pinning it if the instance is pinned.
+    fn keep(&mut self, name: &'static str, link: FdLink) -> Result<()> {
+        let attachment = match &self.pin_dir {
+            Some(dir) => Attachment::Pinned(pins::pin_link(dir, name, link)?),
+            None => Attachment::Owned { _link: link },
+        };
+        self.attachments.push(attachment);
         Ok(())
     }
 
@@ -309,7 +428,8 @@ impl PolicyDatapath {
             repeat,
             ..TestRunOptions::default()
         };
-        let result = match self.ebpf.program(name) {
+        let ebpf = self.ebpf.as_ref().ok_or(DatapathError::Adopted)?;
+        let result = match ebpf.program(name) {
             Some(Program::CgroupSkb(program)) => program.test_run(options),
             Some(Program::SchedClassifier(program)) => program.test_run(options),
             _ => {
@@ -336,27 +456,49 @@ pub fn ip_of(addr: &Addr) -> IpAddr {
     }
 }
 
-fn program<'a, T>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut T>
+fn program<'a, T>(ebpf: Option<&'a mut Ebpf>, name: &'static str) -> Result<&'a mut T>
 where
     &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = ProgramError>,
 {
-    let program = ebpf.program_mut(name).ok_or(DatapathError::Missing {
-        kind: "program",
-        name,
-    })?;
+    let program = ebpf
+        .ok_or(DatapathError::Adopted)?
+        .program_mut(name)
+        .ok_or(DatapathError::Missing {
+            kind: "program",
+            name,
+        })?;
     program
         .try_into()
         .map_err(|source| DatapathError::Program { name, source })
 }
 
-fn take_map<T>(ebpf: &mut Ebpf, name: &'static str) -> Result<T>
-where
-    T: TryFrom<aya::maps::Map, Error = MapError>,
-{
-    let map = ebpf
-        .take_map(name)
-        .ok_or(DatapathError::Missing { kind: "map", name })?;
-    T::try_from(map).map_err(map_error(name))
+/// Where an instance's maps come from.
+enum MapSource<'a> {
+    /// A freshly loaded object, pinning each map under the directory if given.
+    Loaded(&'a mut Ebpf, Option<&'a Path>),
+    /// Pins of an earlier daemon.
+    Pinned(&'a Path),
+}
+
+impl MapSource<'_> {
+    fn take<T>(&mut self, name: &'static str) -> Result<T>
+    where
+        T: TryFrom<Map, Error = MapError>,
+    {
+        let map = match self {
+            Self::Loaded(ebpf, pin_dir) => {
+                let map = ebpf
+                    .take_map(name)
+                    .ok_or(DatapathError::Missing { kind: "map", name })?;
+                if let Some(dir) = pin_dir {
+                    pins::pin_map(dir, name, &map)?;
+                }
+                map
+            }
+            Self::Pinned(dir) => pins::open_map(dir, name)?,
+        };
+        T::try_from(map).map_err(map_error(name))
+    }
 }
 
 fn map_error(name: &'static str) -> impl Fn(MapError) -> DatapathError {

@@ -42,6 +42,12 @@ pub fn parse_str(source: &str, yaml: &str) -> Result<Policy, PolicyError> {
 }
 
 /// Reads and parses the policy file at `path`.
+/// Checks a policy name (`metadata.name`) given some other way, e.g. on the
+/// command line; the message says what is wrong.
+pub fn check_name(name: &str) -> Result<(), String> {
+    names::policy_name(name).map(drop)
+}
+
 pub fn load_file(path: &Path) -> Result<Policy, PolicyError> {
     let source = path.display().to_string();
     let yaml =

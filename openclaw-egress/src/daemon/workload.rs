@@ -1,0 +1,130 @@
+//! What one datapath instance filters: a cgroup, a host-side interface, or a
+//! Kubernetes pod (through its cgroup). Every workload gets its own instance,
+//! so a DNS answer one workload receives opens nothing for another.
+
+use std::{
+    fmt,
+    path::{Path, PathBuf},
+};
+
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    cgroup::{self, CgroupError},
+    datapath::{DatapathError, Hooks, PolicyDatapath},
+};
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Workload {
+    /// A cgroup v2 directory (absolute path).
+    Cgroup { path: PathBuf },
+    /// A host-side interface in the daemon's network namespace.
+    Interface { name: String },
+    /// A pod on this node, filtered through its cgroup.
+    Pod {
+        namespace: String,
+        name: String,
+        uid: String,
+        cgroup: PathBuf,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AttachError {
+    #[error(transparent)]
+    Cgroup(#[from] CgroupError),
+    #[error(transparent)]
+    Datapath(#[from] DatapathError),
+}
+
+impl Workload {
+    pub fn hooks(&self) -> Hooks {
+        match self {
+            Self::Cgroup { .. } | Self::Pod { .. } => Hooks::CGROUP,
+            Self::Interface { .. } => Hooks::INTERFACES,
+        }
+    }
+
+    pub fn cgroup(&self) -> Option<&Path> {
+        match self {
+            Self::Cgroup { path } | Self::Pod { cgroup: path, .. } => Some(path),
+            Self::Interface { .. } => None,
+        }
+    }
+
+    /// Attaches a loaded instance's programs to the workload.
+    pub fn attach(&self, datapath: &mut PolicyDatapath) -> Result<(), AttachError> {
+        match self {
+            Self::Cgroup { path } | Self::Pod { cgroup: path, .. } => {
+                datapath.attach_cgroup(cgroup::open(path)?)?;
+            }
+            Self::Interface { name } => datapath.attach_interface(name)?,
+        }
+        Ok(())
+    }
+
+    /// A directory name for the workload's pins: readable, and unique per
+    /// workload of a policy.
+    pub fn slug(&self) -> String {
+        match self {
+            Self::Cgroup { path } => format!("cgroup{}", sanitize(&path.to_string_lossy())),
+            Self::Interface { name } => format!("if-{}", sanitize(name)),
+            Self::Pod { uid, .. } => format!("pod-{}", sanitize(uid)),
+        }
+    }
+}
+
+/// Keeps `[A-Za-z0-9._-]`, maps everything else (e.g. `/`) to `-`.
+fn sanitize(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect()
+}
+
+impl fmt::Display for Workload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Cgroup { path } => write!(f, "cgroup {}", path.display()),
+            Self::Interface { name } => write!(f, "interface {name}"),
+            Self::Pod {
+                namespace, name, ..
+            } => write!(f, "pod {namespace}/{name}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slugs_are_directory_names() {
+        let cgroup = Workload::Cgroup {
+            path: "/sys/fs/cgroup/unified/openclaw demo".into(),
+        };
+        assert_eq!(cgroup.slug(), "cgroup-sys-fs-cgroup-unified-openclaw-demo");
+        let interface = Workload::Interface {
+            name: "veth1234".into(),
+        };
+        assert_eq!(interface.slug(), "if-veth1234");
+    }
+
+    #[test]
+    fn workloads_round_trip_through_json() {
+        let pod = Workload::Pod {
+            namespace: "agents".into(),
+            name: "claw-0".into(),
+            uid: "1f2e".into(),
+            cgroup: "/sys/fs/cgroup/kubepods.slice/x".into(),
+        };
+        let json = serde_json::to_string(&pod).unwrap();
+        assert_eq!(serde_json::from_str::<Workload>(&json).unwrap(), pod);
+    }
+}

@@ -1,0 +1,174 @@
+//! `openclaw-egress exec --policy p.yaml -- CMD`: runs one command in a fresh
+//! cgroup under a policy, and passes its exit code through.
+//!
+//! The cgroup is created first and the policy attached to it before the
+//! command starts, and the command joins the cgroup between fork and exec: no
+//! packet of it ever leaves unfiltered.
+
+use std::{
+    fs::File,
+    io::Write as _,
+    os::{fd::AsRawFd as _, unix::process::CommandExt as _},
+    path::{Path, PathBuf},
+    process::ExitCode,
+};
+
+use anyhow::Context as _;
+
+use crate::{
+    api::{Request, Response},
+    cgroup,
+    commands::{call, unexpected},
+    daemon::Overrides,
+    policy,
+};
+
+/// Longest policy name; ours is `<name>-exec-<pid>`.
+const MAX_NAME_LEN: usize = 63;
+
+pub async fn run(
+    socket: &Path,
+    policy_file: &Path,
+    command: &[String],
+) -> anyhow::Result<ExitCode> {
+    let yaml = std::fs::read_to_string(policy_file)
+        .with_context(|| format!("{}: cannot read", policy_file.display()))?;
+    let source = policy_file.display().to_string();
+    let policy = policy::parse_str(&source, &yaml)?;
+
+    let pid = std::process::id();
+    let suffix = format!("-exec-{pid}");
+    let base = &policy.name[..policy.name.len().min(MAX_NAME_LEN - suffix.len())];
+    let name = format!("{}{suffix}", base.trim_end_matches('-'));
+    let sandbox =
+        Sandbox::create(&cgroup::cgroup2_mount()?.join(format!("openclaw-egress-exec-{pid}")))?;
+
+    let request = Request::Apply {
+        source,
+        yaml,
+        overrides: Overrides {
+            name: Some(name.clone()),
+            cgroup: Some(sandbox.path.clone()),
+        },
+    };
+    match call(socket, &request).await? {
+        Response::Applied(_) => {}
+        other => return unexpected(other),
+    }
+    eprintln!(
+        "openclaw-egress: running {:?} under policy {} (as {name}, cgroup {})",
+        command.join(" "),
+        policy.name,
+        sandbox.path.display()
+    );
+
+    let status = sandbox.run(command);
+    if let Err(error) = call(socket, &Request::Remove { name: name.clone() }).await {
+        eprintln!("openclaw-egress: removing policy {name}: {error:#}");
+    }
+    drop(sandbox);
+    let status = status?;
+    Ok(exit_code(status))
+}
+
+/// The shell convention: the exit code, or 128 + the signal that killed it.
+fn exit_code(status: std::process::ExitStatus) -> ExitCode {
+    use std::os::unix::process::ExitStatusExt as _;
+    let code = status
+        .code()
+        .or_else(|| status.signal().map(|signal| 128 + signal))
+        .unwrap_or(1);
+    ExitCode::from(u8::try_from(code).unwrap_or(1))
+}
+
+/// The fresh cgroup; removed (after killing anything left in it) on drop.
+struct Sandbox {
+    path: PathBuf,
+}
+
+impl Sandbox {
+    fn create(path: &Path) -> anyhow::Result<Self> {
+        std::fs::create_dir(path).with_context(|| format!("creating cgroup {}", path.display()))?;
+        Ok(Self {
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Runs the command inside the cgroup and waits for it. Ctrl-C reaches the
+    /// command (same process group); we keep waiting so we can clean up.
+    fn run(&self, command: &[String]) -> anyhow::Result<std::process::ExitStatus> {
+        let procs = File::options()
+            .write(true)
+            .open(self.path.join("cgroup.procs"))
+            .with_context(|| format!("opening {}/cgroup.procs", self.path.display()))?;
+        let procs_fd = procs.as_raw_fd();
+        let mut child = std::process::Command::new(&command[0]);
+        child.args(&command[1..]);
+        // SAFETY: only async-signal-safe calls between fork and exec: write(2)
+        // on an fd opened before the fork.
+        unsafe {
+            child.pre_exec(move || {
+                let zero = b"0";
+                if libc::write(procs_fd, zero.as_ptr().cast(), zero.len()) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        // SAFETY: restoring the default disposition is always sound; the
+        // daemon-less CLI has no SIGINT handler of its own that matters.
+        let previous = unsafe { libc::signal(libc::SIGINT, libc::SIG_IGN) };
+        let status = child
+            .status()
+            .with_context(|| format!("running {:?}", command[0]));
+        unsafe { libc::signal(libc::SIGINT, previous) };
+        drop(procs);
+        status
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        // Children the command left behind would keep the cgroup busy.
+        if let Ok(mut kill) = File::options()
+            .write(true)
+            .open(self.path.join("cgroup.kill"))
+        {
+            let _ = kill.write_all(b"1");
+        }
+        for _ in 0..100 {
+            match std::fs::remove_dir(&self.path) {
+                Ok(()) => return,
+                Err(error) if error.raw_os_error() == Some(libc::EBUSY) => {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(error) => {
+                    eprintln!("openclaw-egress: removing {}: {error}", self.path.display());
+                    return;
+                }
+            }
+        }
+        if let Err(error) = std::fs::remove_dir(&self.path) {
+            eprintln!("openclaw-egress: removing {}: {error}", self.path.display());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_codes_follow_the_shell_convention() {
+        use std::os::unix::process::ExitStatusExt as _;
+        assert_eq!(
+            exit_code(std::process::ExitStatus::from_raw(3 << 8)),
+            ExitCode::from(3)
+        );
+        // Killed by SIGKILL (9).
+        assert_eq!(
+            exit_code(std::process::ExitStatus::from_raw(9)),
+            ExitCode::from(137)
+        );
+    }
+}
