@@ -30,6 +30,14 @@ pub enum Command {
         log_format: LogFormat,
         #[command(flatten)]
         dirs: StateDirs,
+        /// Follow this node's pods (NODE_NAME from the downward API) so that
+        /// `podLabels` selectors work: the DaemonSet mode.
+        #[arg(long)]
+        kubernetes: bool,
+        /// Apply every policy file in this directory and follow its changes
+        /// (e.g. a mounted ConfigMap).
+        #[arg(long)]
+        policy_dir: Option<PathBuf>,
     },
     /// Validate a policy and have the daemon swap it in atomically.
     Apply {

@@ -26,6 +26,8 @@ async fn run_other(socket: &Path, command: Command) -> anyhow::Result<()> {
             metrics_addr,
             log_format,
             dirs,
+            kubernetes,
+            policy_dir,
         } => {
             init_logging(log_format, "info");
             daemon::run(DaemonConfig {
@@ -33,6 +35,8 @@ async fn run_other(socket: &Path, command: Command) -> anyhow::Result<()> {
                 metrics_addr: metrics_addr.0,
                 state_dir: dirs.state_dir,
                 bpffs_dir: dirs.bpffs_dir,
+                kubernetes,
+                policy_dir,
             })
             .await
         }

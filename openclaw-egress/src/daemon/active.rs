@@ -25,6 +25,8 @@ pub struct ActivePolicy {
     /// The policy text as applied (persisted for a restarted daemon).
     pub yaml: String,
     pub applied_at: SystemTime,
+    /// Names this apply's pin directory (`<bpffs>/<policy>/<generation>/`).
+    pub generation: String,
     pub instances: Instances,
     pub names: Names,
     pub resolver_task: AbortHandle,

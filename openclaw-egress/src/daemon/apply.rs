@@ -111,7 +111,8 @@ impl Daemon {
         let mut policy = policy::parse_str(source, yaml)?;
         apply_overrides(&mut policy, overrides)?;
         let policy = Arc::new(policy);
-        let workloads = targets::workloads_of(source, &policy)?;
+        let pods = super::pods::selected(&self.pods, &policy);
+        let workloads = targets::workloads_of(source, &policy, pods)?;
         let entries = encode::static_entries(&policy).map_err(|error| ApplyError::Encode {
             source_name: source.into(),
             error,
@@ -133,7 +134,12 @@ impl Daemon {
             .get(&policy.name)
             .cloned();
 
-        let instances = self.load_instances(&policy, &workloads)?;
+        let generation = format!(
+            "{}-{}",
+            unix_seconds(SystemTime::now()),
+            GENERATION.fetch_add(1, Ordering::Relaxed)
+        );
+        let instances = self.load_instances(&policy, &generation, &workloads)?;
         let names: Names = Arc::new(Mutex::new(names::names_of(&policy)));
         let result = self
             .fill_and_attach(
@@ -168,6 +174,7 @@ impl Daemon {
             source: source.into(),
             yaml: yaml.into(),
             applied_at: SystemTime::now(),
+            generation,
             instances,
             names,
             resolver_task,
@@ -209,19 +216,15 @@ impl Daemon {
     fn load_instances(
         &self,
         policy: &Policy,
+        generation: &str,
         workloads: &[Workload],
     ) -> Result<Instances, ApplyError> {
-        let generation = format!(
-            "{}-{}",
-            unix_seconds(SystemTime::now()),
-            GENERATION.fetch_add(1, Ordering::Relaxed)
-        );
         let instances: Instances = Arc::new(RwLock::new(Vec::new()));
         for workload in workloads {
             let dir = self
                 .pins_root
                 .join(&policy.name)
-                .join(&generation)
+                .join(generation)
                 .join(workload.slug());
             match PolicyDatapath::load_pinned(workload.hooks(), &dir) {
                 Ok(datapath) => instances
@@ -295,12 +298,13 @@ impl Daemon {
     }
 
     /// Writes the policy's record, so a restarted daemon adopts it.
-    fn record(&self, active: &ActivePolicy) -> Result<(), ApplyError> {
+    pub(super) fn record(&self, active: &ActivePolicy) -> Result<(), ApplyError> {
         let record = PolicyRecord {
             name: active.policy.name.clone(),
             source: active.source.clone(),
             yaml: active.yaml.clone(),
             applied_at: unix_seconds(active.applied_at),
+            generation: active.generation.clone(),
             instances: active
                 .instances()
                 .iter()

@@ -14,6 +14,7 @@ mod instance;
 mod learned;
 mod metrics;
 mod names;
+mod pods;
 mod restore;
 mod server;
 mod state;
@@ -57,6 +58,10 @@ pub struct DaemonConfig {
     pub state_dir: PathBuf,
     /// Pins (on bpffs).
     pub bpffs_dir: PathBuf,
+    /// Follow this node's pods (DaemonSet mode) for `podLabels` selectors.
+    pub kubernetes: bool,
+    /// Apply the policy files of this directory, following its changes.
+    pub policy_dir: Option<PathBuf>,
 }
 
 pub struct Daemon {
@@ -72,6 +77,7 @@ pub struct Daemon {
     pins_root: PathBuf,
     /// Signalled by `uninstall`: the daemon exits once it is done.
     exit: Notify,
+    pods: pods::Pods,
 }
 
 impl Daemon {
@@ -92,6 +98,7 @@ impl Daemon {
                 state,
                 pins_root,
                 exit: Notify::new(),
+                pods: RwLock::new(None),
             }
         })
     }
@@ -205,6 +212,17 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
         *daemon.metrics_addr.lock().expect("metrics addr lock") = Some(bound);
         tokio::spawn(http::serve(listener, Arc::clone(&daemon)));
         tracing::info!(addr = %bound, "serving Prometheus metrics on /metrics");
+    }
+    if config.kubernetes {
+        let daemon = Arc::clone(&daemon);
+        tokio::spawn(async move {
+            if let Err(error) = daemon.watch_pods().await {
+                tracing::error!("the pod watcher stopped: {error:#}");
+            }
+        });
+    }
+    if let Some(dir) = config.policy_dir.clone() {
+        tokio::spawn(Arc::clone(&daemon).follow_policy_dir(dir));
     }
     tracing::info!(socket = %config.socket.display(), "daemon ready");
     tokio::spawn(server::serve(api, Arc::clone(&daemon)));

@@ -97,6 +97,7 @@ fn adopt(daemon: &Daemon, record: &PolicyRecord) -> Result<Arc<ActivePolicy>, St
         source: record.source.clone(),
         yaml: record.yaml.clone(),
         applied_at: record.applied_at(),
+        generation: record.generation.clone(),
         instances,
         names,
         resolver_task,
@@ -109,6 +110,7 @@ fn remove_stale_generations(pins_root: &Path, record: &PolicyRecord) {
         .instances
         .iter()
         .filter_map(|instance| instance.pin_dir.parent().map(Path::to_path_buf))
+        .chain([pins_root.join(&record.name).join(&record.generation)])
         .collect();
     let Ok(generations) = std::fs::read_dir(pins_root.join(&record.name)) else {
         return;

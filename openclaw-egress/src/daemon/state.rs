@@ -21,6 +21,8 @@ pub struct PolicyRecord {
     pub yaml: String,
     /// Seconds since the Unix epoch.
     pub applied_at: u64,
+    /// The apply's pin directory name (instances added later go there too).
+    pub generation: String,
     pub instances: Vec<InstanceRecord>,
 }
 
@@ -117,6 +119,7 @@ mod tests {
             source: "p.yaml".into(),
             yaml: "kind: EgressPolicy\n".into(),
             applied_at: 1_700_000_000,
+            generation: "1700000000-0".into(),
             instances: vec![InstanceRecord {
                 workload: Workload::Interface {
                     name: "veth1".into(),

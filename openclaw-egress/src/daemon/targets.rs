@@ -7,20 +7,33 @@ use crate::{cgroup, policy::Policy};
 /// The workloads a policy selects, each checked to exist. Selectors this
 /// daemon cannot serve are refused, never silently ignored: an ignored
 /// selector would leave its workloads unfiltered.
-pub fn workloads_of(source: &str, policy: &Policy) -> Result<Vec<Workload>, ApplyError> {
+///
+/// `pods` are the pods `podLabels` selects now, `None` when the daemon does
+/// not follow pods. A `podLabels` policy may select no pod yet: it attaches
+/// as they come.
+pub fn workloads_of(
+    source: &str,
+    policy: &Policy,
+    pods: Option<Vec<Workload>>,
+) -> Result<Vec<Workload>, ApplyError> {
     let selector_error = |message: String| ApplyError::Selector {
         source_name: source.into(),
         message,
     };
     let selector = &policy.selector;
-    if !selector.pod_labels.is_empty() {
-        return Err(selector_error(
-            "podLabels: Kubernetes pod selection needs the daemon to run with --kubernetes; \
-             use cgroupPath or interfaces otherwise"
-                .into(),
-        ));
-    }
     let mut workloads = Vec::new();
+    if !selector.pod_labels.is_empty() {
+        match pods {
+            Some(pods) => workloads.extend(pods),
+            None => {
+                return Err(selector_error(
+                    "podLabels: Kubernetes pod selection needs the daemon to run with \
+                     --kubernetes; use cgroupPath or interfaces otherwise"
+                        .into(),
+                ));
+            }
+        }
+    }
     if let Some(path) = selector.cgroup_path.as_deref() {
         let cgroup_error = |error| ApplyError::Cgroup {
             source_name: source.into(),
@@ -40,7 +53,7 @@ pub fn workloads_of(source: &str, policy: &Policy) -> Result<Vec<Workload>, Appl
         }
         workloads.push(Workload::Interface { name: name.clone() });
     }
-    if workloads.is_empty() {
+    if workloads.is_empty() && selector.pod_labels.is_empty() {
         return Err(selector_error(
             "selects nothing: set cgroupPath or interfaces".into(),
         ));
