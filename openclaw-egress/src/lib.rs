@@ -12,6 +12,7 @@ pub mod daemon;
 pub mod datapath;
 pub mod error_text;
 pub mod events;
+pub mod k8s;
 pub mod policy;
 pub mod rebinding;
 pub mod resolve;
