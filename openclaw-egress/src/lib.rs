@@ -14,6 +14,7 @@ pub mod datapath;
 pub mod error_text;
 pub mod events;
 pub mod exec;
+pub mod k8s;
 pub mod policy;
 pub mod rebinding;
 pub mod resolve;

@@ -10,7 +10,11 @@ use std::{
 
 use anyhow::{Context as _, Result, bail};
 
-use crate::process::{ChildGuard, LogLine, run_with_deadline};
+use crate::{
+    events::DropEvent,
+    metrics::Metrics,
+    process::{ChildGuard, LogLine, run_with_deadline},
+};
 
 /// A running `openclaw-egress daemon`; SIGTERM (then SIGKILL after 5 s) on
 /// drop, and its output is printed if the test panicked.
@@ -103,6 +107,29 @@ impl Daemon {
         }
     }
 
+    /// Every drop event the daemon has logged so far, in order.
+    pub fn drop_events(&self) -> Vec<DropEvent> {
+        self.log_lines()
+            .iter()
+            .filter_map(|l| serde_json::from_str(&l.text).ok())
+            .filter_map(|v| DropEvent::from_log_line(&v))
+            .collect()
+    }
+
+    /// The first drop event (from the start) for which `predicate` holds,
+    /// waiting up to `timeout`.
+    pub fn wait_for_drop_event(
+        &self,
+        mut predicate: impl FnMut(&DropEvent) -> bool,
+        timeout: Duration,
+    ) -> Result<DropEvent> {
+        let line = self.wait_for_log(
+            |v| DropEvent::from_log_line(v).is_some_and(|e| predicate(&e)),
+            timeout,
+        )?;
+        DropEvent::from_log_line(&line).context("the matched line is a drop event")
+    }
+
     /// `openclaw-egress <args> --socket <socket>`, e.g. for a streaming
     /// `monitor`. Runs in the caller's netns: the API is a unix socket, a
     /// filesystem object.
@@ -143,6 +170,17 @@ impl Daemon {
     /// `openclaw-egress metrics`: the Prometheus text exposition.
     pub fn metrics_text(&self) -> Result<String> {
         self.cli_ok(&["metrics"])
+    }
+
+    /// `openclaw-egress metrics`, parsed.
+    pub fn metrics(&self) -> Result<Metrics> {
+        Metrics::parse(&self.metrics_text()?)
+    }
+
+    /// `openclaw-egress status --json`, parsed.
+    pub fn status_json(&self) -> Result<serde_json::Value> {
+        let text = self.cli_ok(&["status", "--json"])?;
+        serde_json::from_str(&text).with_context(|| format!("status --json: {text}"))
     }
 
     /// Stops the daemon now (SIGTERM, then SIGKILL after 5 s) and returns

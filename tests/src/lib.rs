@@ -29,12 +29,29 @@
 //! The library does not depend on the `openclaw-egress` crate (its build
 //! needs the BPF toolchain); it drives the `openclaw-egress` binary as a
 //! subprocess ([`Daemon`]), so `xtask` can use it too.
+//!
+//! The daemon runs in the agent netns for cgroup policies
+//! ([`Sandbox::spawn_daemon`]), or in the world netns for interface (TC)
+//! policies ([`Sandbox::spawn_daemon_in_world`]), where the world's `eth0`
+//! plays the host side of the workload's veth. Its drop events can be read
+//! typed ([`Daemon::drop_events`], [`DropEvent`]), its metrics parsed
+//! ([`Daemon::metrics`], [`Metrics`]); [`PolicyYaml`] writes policies.
+//!
+//! `oce-probe` reports one [`ProbeOutcome`] per exchange, except for two
+//! longer runs in one process, read with [`Sandbox::probe_json`]:
+//! `resolve-connect` (lookups each followed at once by a connect to the
+//! answer, [`ResolveConnectReport`]) and `hold` (one connection used for a
+//! while, [`HoldReport`]). [`Sandbox::agent_tcp_retransmits`] shows whether
+//! any segment had to be sent twice.
 
 mod bins;
 mod cgroup;
 mod daemon;
+mod events;
+pub mod metrics;
 mod netns;
 mod placement;
+mod policy;
 mod probe;
 mod process;
 mod sandbox;
@@ -43,7 +60,10 @@ mod world;
 pub use bins::binary_path;
 pub use cgroup::cgroup2_mount;
 pub use daemon::Daemon;
-pub use probe::{ProbeOutcome, probe_error};
+pub use events::{DROP_EVENT_TARGET, DropEvent};
+pub use metrics::{Metrics, Sample};
+pub use policy::{DEFAULT_POLICY_NAME, PolicyYaml};
+pub use probe::{HoldReport, ProbeOutcome, ResolveConnectReport, RoundFailure, probe_error};
 pub use process::{LogLine, Stream};
 pub use sandbox::{
     AGENT_IPV4, AGENT_IPV6, Sandbox, WORLD_IPV4, WORLD_IPV6, is_root, remove_stale_sandboxes,

@@ -14,6 +14,7 @@ use std::{
 };
 
 use anyhow::{Context as _, Result, bail};
+use serde::de::DeserializeOwned;
 
 use crate::{
     bins::binary_path,
@@ -21,7 +22,7 @@ use crate::{
     daemon::Daemon,
     netns::{self, NetnsGuard, ip},
     placement::Placement,
-    probe::ProbeOutcome,
+    probe::{ProbeOutcome, parse_last_line},
     process::{ChildGuard, run_with_deadline},
     world::{World, WorldConfig},
 };
@@ -242,6 +243,25 @@ impl Sandbox {
     }
 
     fn run_probe(&self, args: &[&str], in_cgroup: bool) -> Result<ProbeOutcome> {
+        ProbeOutcome::parse(&self.run_probe_stdout(args, in_cgroup)?)
+    }
+
+    /// Runs `oce-probe <args>` in the agent netns and inside the sandbox
+    /// cgroup, and parses its JSON line as `T`: for the subcommands whose
+    /// report is not a [`ProbeOutcome`] (`resolve-connect` gives a
+    /// [`crate::ResolveConnectReport`], `hold` a [`crate::HoldReport`]).
+    pub fn probe_json<T: DeserializeOwned>(&self, args: &[&str]) -> Result<T> {
+        parse_last_line(&self.run_probe_stdout(args, true)?)
+    }
+
+    /// [`Sandbox::probe_json`] outside the cgroup.
+    pub fn probe_json_outside_cgroup<T: DeserializeOwned>(&self, args: &[&str]) -> Result<T> {
+        parse_last_line(&self.run_probe_stdout(args, false)?)
+    }
+
+    /// Runs oce-probe to completion; its stdout, or an error if it exited
+    /// non-zero (a usage error: the probe itself reports failures as JSON).
+    fn run_probe_stdout(&self, args: &[&str], in_cgroup: bool) -> Result<String> {
         let mut command = Command::new(binary_path("oce-probe"));
         command.args(args);
         Placement {
@@ -261,7 +281,7 @@ impl Sandbox {
                 stdout.trim()
             );
         }
-        ProbeOutcome::parse(&stdout)
+        Ok(stdout.into_owned())
     }
 
     /// A command that runs `program args` as `ip netns exec <agent> program
@@ -286,6 +306,51 @@ impl Sandbox {
         }
         .apply(&mut command);
         Ok(command)
+    }
+
+    /// A command that runs `program args` in the agent netns but outside
+    /// the sandbox cgroup (no cgroup policy applies to it), e.g. curl for
+    /// the daemon's metrics or a look at the agent's /proc/net.
+    ///
+    /// Entered with setns(2) like [`Sandbox::command_in_world`], not `ip
+    /// netns exec`: /sys and /etc/resolv.conf stay the host's.
+    pub fn command_in_agent_outside_cgroup(
+        &self,
+        program: impl AsRef<OsStr>,
+        args: impl IntoIterator<Item = impl AsRef<OsStr>>,
+    ) -> Result<Command> {
+        let mut command = Command::new(program);
+        command.args(args);
+        Placement {
+            cgroup_procs: None,
+            netns: Some(self.agent.open()?),
+        }
+        .apply(&mut command);
+        Ok(command)
+    }
+
+    /// A counter of the agent netns's `/proc/net/snmp`, e.g. `("Tcp",
+    /// "RetransSegs")`. The file is per network namespace; it is read by a
+    /// `cat` that joined the agent netns.
+    pub fn agent_snmp_counter(&self, protocol: &str, field: &str) -> Result<u64> {
+        let mut command = self.command_in_agent_outside_cgroup("cat", ["/proc/net/snmp"])?;
+        let output = run_with_deadline(&mut command, PROBE_DEADLINE)?;
+        if !output.status.success() {
+            bail!(
+                "reading the agent's /proc/net/snmp failed ({}): {}",
+                output.status,
+                String::from_utf8_lossy(&output.stderr).trim()
+            );
+        }
+        snmp_counter(&String::from_utf8_lossy(&output.stdout), protocol, field)
+    }
+
+    /// TCP segments the agent netns has retransmitted so far (`Tcp:
+    /// RetransSegs`, SYNs included). A test takes the difference before and
+    /// after what it checks: a packet dropped on its way out shows up here
+    /// even when the connection eventually works.
+    pub fn agent_tcp_retransmits(&self) -> Result<u64> {
+        self.agent_snmp_counter("Tcp", "RetransSegs")
     }
 
     /// A command that runs `program args` in the world netns (not in the
@@ -323,13 +388,34 @@ impl Sandbox {
 
     /// [`Sandbox::spawn_daemon`] with extra daemon arguments.
     pub fn spawn_daemon_with_args(&self, bin: &Path, extra_args: &[&str]) -> Result<Daemon> {
+        self.spawn_daemon_in(&self.agent, bin, extra_args)
+    }
+
+    /// Starts `bin daemon` in the WORLD netns, with its API socket in the
+    /// scratch dir, and waits until it listens.
+    ///
+    /// For interface (TC) policies: the world's `eth0` then plays the host
+    /// side of the workload's veth (what the agent sends arrives there as
+    /// ingress, what it receives leaves there as egress), and the policy's
+    /// resolver 10.77.0.1 is the world's own address. Its metrics listener
+    /// is on the world's loopback.
+    pub fn spawn_daemon_in_world(&self, bin: &Path, extra_args: &[&str]) -> Result<Daemon> {
+        self.spawn_daemon_in(&self.world, bin, extra_args)
+    }
+
+    fn spawn_daemon_in(
+        &self,
+        netns: &NetnsGuard,
+        bin: &Path,
+        extra_args: &[&str],
+    ) -> Result<Daemon> {
         let socket = self.scratch_dir().join("api.sock");
         // A previous daemon of this sandbox may have left its socket behind.
         let _ = std::fs::remove_file(&socket);
         let mut command = Daemon::command(bin, &socket, extra_args);
         Placement {
             cgroup_procs: None,
-            netns: Some(self.agent.open()?),
+            netns: Some(netns.open()?),
         }
         .apply(&mut command);
         let child = ChildGuard::spawn(
@@ -339,6 +425,27 @@ impl Sandbox {
         )?;
         Daemon::wait_ready(bin, &socket, child)
     }
+}
+
+/// The value of `field` in the `protocol` lines of a `/proc/net/snmp` text
+/// (a header line `Tcp: Name1 Name2 ...`, then `Tcp: value1 value2 ...`).
+fn snmp_counter(text: &str, protocol: &str, field: &str) -> Result<u64> {
+    let prefix = format!("{protocol}:");
+    let mut lines = text.lines().filter(|l| l.starts_with(&prefix));
+    let (Some(names), Some(values)) = (lines.next(), lines.next()) else {
+        bail!("no {protocol} lines in /proc/net/snmp:\n{text}");
+    };
+    let index = names
+        .split_whitespace()
+        .position(|n| n == field)
+        .with_context(|| format!("no {protocol} {field} in /proc/net/snmp: {names}"))?;
+    let value = values
+        .split_whitespace()
+        .nth(index)
+        .with_context(|| format!("no value for {protocol} {field} in {values:?}"))?;
+    value
+        .parse()
+        .with_context(|| format!("{protocol} {field} is not a counter: {value:?}"))
 }
 
 /// True for addresses of the veth link (10.77.0.0/24, fd77::/64): they are
@@ -416,4 +523,20 @@ pub fn remove_stale_sandboxes() -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snmp_counter_reads_the_value_under_its_name() {
+        let text = "Ip: Forwarding DefaultTTL\nIp: 1 64\n\
+            Tcp: RtoAlgorithm RtoMin RetransSegs InErrs\nTcp: 1 200 17 0\n\
+            Udp: InDatagrams\nUdp: 5\n";
+        assert_eq!(snmp_counter(text, "Tcp", "RetransSegs").unwrap(), 17);
+        assert_eq!(snmp_counter(text, "Udp", "InDatagrams").unwrap(), 5);
+        assert!(snmp_counter(text, "Tcp", "Nope").is_err());
+        assert!(snmp_counter(text, "Icmp", "InMsgs").is_err());
+    }
 }

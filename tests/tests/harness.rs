@@ -17,7 +17,8 @@ use std::{
 };
 
 use openclaw_egress_e2e::{
-    AGENT_IPV4, AGENT_IPV6, ProbeOutcome, Sandbox, WorldConfig, is_root, probe_error,
+    AGENT_IPV4, AGENT_IPV6, HoldReport, ProbeOutcome, ResolveConnectReport, Sandbox, WorldConfig,
+    is_root, probe_error,
 };
 
 /// Skips the test (with a note on stderr) unless running as root.
@@ -438,10 +439,16 @@ if args[0] == "daemon":
         sys.exit(0)
     signal.signal(signal.SIGTERM, stop)
     log(event="drop", reason="not_allowed", src_port=40000)
+    log(target="openclaw_egress::drop", level="WARN", policy="p", verdict="dropped",
+        reason="dns_denied", direction="egress", proto="udp", src="10.77.0.2",
+        src_port=40001, dst="10.77.0.1", dst_port=53, cgroup_id=7,
+        dns_name="x.attacker.example", event_time="2026-01-01T00:00:00.000Z")
     while True:
         server.accept()[0].close()
 elif args[0] == "metrics":
     print("openclaw_egress_drops_total{policy=\"p\",reason=\"r\",direction=\"egress\"} 1")
+elif args[0] == "status":
+    print(json.dumps({"version": "0", "policies": []}))
 elif args[0] == "apply":
     if "bad" in args[1]:
         print("invalid policy: unknown field", file=sys.stderr)
@@ -504,6 +511,19 @@ fn daemon_wrapper_drives_a_stand_in_daemon() {
             .unwrap()
             .contains("openclaw_egress_drops_total")
     );
+    assert_eq!(daemon.metrics().unwrap().drops("p", "r", "egress"), 1);
+    assert_eq!(
+        daemon.status_json().unwrap()["policies"],
+        serde_json::json!([])
+    );
+
+    // Drop events, typed: only lines of the drop target count.
+    let typed = daemon
+        .wait_for_drop_event(|e| e.reason == "dns_denied", Duration::from_secs(5))
+        .unwrap();
+    assert_eq!(typed.dns_name, "x.attacker.example");
+    assert!(typed.is_from("10.77.0.2:40001".parse().unwrap()));
+    assert_eq!(daemon.drop_events(), [typed]);
     let good = sandbox.scratch_dir().join("good.yaml");
     assert!(daemon.apply(&good).unwrap().contains("applied"));
     let err = daemon
@@ -608,4 +628,201 @@ fn start_world_reports_why_it_failed() {
     let err = sandbox.start_world(&config).err().expect("a bind conflict");
     let text = format!("{err:#}");
     assert!(text.contains("binding TCP 203.0.113.10:7"), "{text}");
+}
+
+/// The inode of a named netns, as `/proc/<pid>/ns/net` names it.
+fn netns_inode(name: &str) -> u64 {
+    std::fs::metadata(Path::new("/run/netns").join(name))
+        .unwrap()
+        .ino()
+}
+
+#[test]
+fn daemon_and_commands_run_where_asked() {
+    require_root!();
+    if Command::new("python3").arg("--version").output().is_err() {
+        eprintln!("skipped: python3 is not installed");
+        return;
+    }
+    let sandbox = Sandbox::new().unwrap();
+    let fake = sandbox.scratch_dir().join("openclaw-egress");
+    std::fs::write(&fake, FAKE_DAEMON).unwrap();
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+
+    // The daemon for interface (TC) policies runs in the world netns.
+    let daemon = sandbox.spawn_daemon_in_world(&fake, &["--extra"]).unwrap();
+    let started = daemon
+        .wait_for_log(|v| v["message"] == "starting", Duration::from_secs(5))
+        .unwrap();
+    assert_eq!(
+        started["netns"],
+        format!("net:[{}]", netns_inode(sandbox.world_netns()))
+    );
+    assert!(
+        started["args"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a == "--extra"),
+        "{started}"
+    );
+    assert!(daemon.stop().expect("exit status").success());
+
+    // A command in the agent netns, outside the cgroup.
+    let output = sandbox
+        .command_in_agent_outside_cgroup(
+            "sh",
+            ["-c", "readlink /proc/self/ns/net; cat /proc/self/cgroup"],
+        )
+        .unwrap()
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let text = String::from_utf8(output.stdout).unwrap();
+    let mut lines = text.lines();
+    assert_eq!(
+        lines.next(),
+        Some(format!("net:[{}]", netns_inode(sandbox.agent_netns())).as_str())
+    );
+    let sandbox_cgroup = format!("0::/{}", sandbox.cgroup_relative());
+    assert!(lines.all(|l| l != sandbox_cgroup), "{text}");
+}
+
+#[test]
+fn resolve_connect_goes_from_each_answer_straight_to_a_connect() {
+    require_root!();
+    let sandbox = Sandbox::new().unwrap();
+    let config = basic_world()
+        .fresh_ips("fresh.example.com", "198.18.0.0/16")
+        .fresh_tcp_port(443);
+    let world = sandbox.start_world(&config).unwrap();
+
+    let report: ResolveConnectReport = sandbox
+        .probe_json(&[
+            "resolve-connect",
+            "10.77.0.1",
+            "fresh.example.com",
+            "443",
+            "--count",
+            "20",
+        ])
+        .unwrap();
+    report.assert_all_ok();
+    assert_eq!(report.count, 20);
+    assert_eq!(report.distinct_addresses, 20, "{report:?}");
+    assert!(report.failures.is_empty(), "{report:?}");
+    assert!(report.max_connect_us > 0, "{report:?}");
+    let asked = world
+        .dns_queries()
+        .iter()
+        .filter(|q| q.name == "fresh.example.com.")
+        .count();
+    assert_eq!(asked, 20);
+
+    // Failures are reported per round and stage: a name without address,
+    // a world host without a server on the port (connection refused).
+    let nxdomain: ResolveConnectReport = sandbox
+        .probe_json(&[
+            "resolve-connect",
+            "10.77.0.1",
+            "nope.example.com",
+            "443",
+            "--count",
+            "2",
+        ])
+        .unwrap();
+    assert_eq!(
+        (nxdomain.lookups_ok, nxdomain.connects_ok),
+        (0, 0),
+        "{nxdomain:?}"
+    );
+    assert_eq!(nxdomain.failures.len(), 2, "{nxdomain:?}");
+    assert_eq!(nxdomain.failures[1].round, 1);
+    assert_eq!(nxdomain.failures[0].stage, "lookup");
+    assert_eq!(nxdomain.failures[0].error, "no address (NXDOMAIN)");
+    let refused: ResolveConnectReport = sandbox
+        .probe_json(&["resolve-connect", "10.77.0.1", "api.example.com", "443"])
+        .unwrap();
+    assert_eq!(
+        (refused.lookups_ok, refused.connects_ok),
+        (1, 0),
+        "{refused:?}"
+    );
+    let [failure] = &refused.failures[..] else {
+        panic!("expected one failure, got {refused:?}");
+    };
+    assert_eq!(failure.stage, "connect");
+    assert_eq!(failure.error, probe_error::REFUSED);
+    assert_eq!(failure.addr, Some("203.0.113.10:443".parse().unwrap()));
+    assert!(failure.local.is_some(), "{failure:?}");
+}
+
+#[test]
+fn hold_keeps_one_connection_and_counts_its_rounds() {
+    require_root!();
+    let sandbox = Sandbox::new().unwrap();
+    let _world = sandbox.start_world(&basic_world()).unwrap();
+
+    let held: HoldReport = sandbox
+        .probe_json(&[
+            "hold",
+            "203.0.113.10:7",
+            "--seconds",
+            "1",
+            "--interval-ms",
+            "100",
+        ])
+        .unwrap();
+    held.assert_all_ok();
+    // Rounds at 0, 100, ..., 1000 ms.
+    assert_eq!(held.rounds_ok, 11, "{held:?}");
+    assert!((1000..3000).contains(&held.elapsed_ms), "{held:?}");
+    assert_eq!(held.target, Some("203.0.113.10:7".parse().unwrap()));
+    assert_eq!(held.local.map(|a| a.ip()), Some(IpAddr::V4(AGENT_IPV4)));
+
+    // With a DNS server, the target's name is looked up first.
+    let looked_up: HoldReport = sandbox
+        .probe_json(&[
+            "hold",
+            "api.example.com:7",
+            "--dns-server",
+            "10.77.0.1",
+            "--seconds",
+            "0.2",
+            "--interval-ms",
+            "100",
+        ])
+        .unwrap();
+    looked_up.assert_all_ok();
+    assert_eq!(looked_up.lookup_answers, ["203.0.113.10", "203.0.113.11"]);
+    assert_eq!(looked_up.target, Some("203.0.113.10:7".parse().unwrap()));
+
+    // A connection that never works says why.
+    let refused: HoldReport = sandbox
+        .probe_json(&["hold", "203.0.113.10:9", "--seconds", "1"])
+        .unwrap();
+    assert!(!refused.connected, "{refused:?}");
+    assert_eq!(refused.first_error.as_deref(), Some("connect: refused"));
+    assert_eq!(refused.rounds_ok, 0);
+}
+
+/// RetransSegs of the agent netns moves when a SYN has to be sent again,
+/// and only then.
+#[test]
+fn agent_tcp_retransmits_count_a_dropped_syn() {
+    require_root!();
+    let sandbox = Sandbox::new().unwrap();
+    let _world = sandbox.start_world(&basic_world()).unwrap();
+
+    let before = sandbox.agent_tcp_retransmits().unwrap();
+    probe(&sandbox, &["tcp", "203.0.113.10:7", "--send", "x"]).assert_ok();
+    assert_eq!(sandbox.agent_tcp_retransmits().unwrap(), before);
+
+    attach_drop_all_egress(sandbox.cgroup_path()).unwrap();
+    // The first SYN is dropped; the retransmission timer (1 s) fires once
+    // before the probe gives up at 1.5 s.
+    probe(&sandbox, &["tcp", "203.0.113.10:7", "--timeout-ms", "1500"])
+        .assert_error(probe_error::TIMEOUT);
+    let after = sandbox.agent_tcp_retransmits().unwrap();
+    assert!(after > before, "RetransSegs {before} -> {after}");
 }

@@ -141,7 +141,7 @@ fn drop_counters_move_by_exactly_the_number_of_drops() {
         "{content_type}"
     );
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    let http = Metrics::parse(&body);
+    let http = Metrics::parse(&body).unwrap_or_else(|e| panic!("{e:#}\n{body}"));
     assert_eq!(http.names(), after.names());
     assert!(
         http.names().contains(common::DROPS_TOTAL),

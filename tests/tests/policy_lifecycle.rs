@@ -201,7 +201,9 @@ fn new_version_of_a_policy_replaces_the_old_one_atomically() {
     let b = PolicyYaml::for_sandbox(&rig.sandbox)
         .fqdn("y.example.com", &["443/tcp"])
         .fqdn("z.example.com", &["7/udp"]);
-    let b_path = b.write(rig.sandbox.scratch_dir(), "b.yaml");
+    let b_path = b
+        .write(rig.sandbox.scratch_dir(), "b.yaml")
+        .expect("writing b.yaml");
     let swapped = AtomicBool::new(false);
     let (rounds, apply_output) = std::thread::scope(|scope| {
         let (started_tx, started_rx) = std::sync::mpsc::channel();

@@ -1,15 +1,15 @@
 //! Helpers shared by the end-to-end tests of the enforcer: a sandbox with a
 //! world and a real daemon, policy YAML writers, probes that expect a drop
 //! and find its event, a Prometheus text parser, `status --json`, a
-//! `monitor --json` reader and bounded polling.
+//! `monitor --json` reader and bounded polling. (The policy writer and
+//! the Prometheus parser live in the harness library and are re-exported.)
 //!
 //! Each test binary uses only some of these, so dead-code warnings are
 //! silenced for the module as a whole rather than item by item.
 #![allow(dead_code)]
 
 use std::{
-    collections::{BTreeMap, BTreeSet},
-    fmt::Write as _,
+    collections::BTreeSet,
     io::{BufRead as _, BufReader},
     net::{IpAddr, SocketAddr},
     path::{Path, PathBuf},
@@ -19,8 +19,17 @@ use std::{
     time::{Duration, Instant},
 };
 
+// Re-exported for the test files; each uses only some of them.
 use openclaw_egress_e2e::{
     Daemon, ProbeOutcome, Sandbox, World, WorldConfig, binary_path, probe_error,
+};
+#[allow(unused_imports)]
+pub use openclaw_egress_e2e::{
+    Metrics, PolicyYaml,
+    metrics::{
+        AUDIT_WOULD_DROP_TOTAL, DNS_ANSWERS_TOTAL, DNS_LEARNED_TOTAL, DNS_QUERIES_TOTAL,
+        DNS_REFUSED_TOTAL, DROPS_TOTAL,
+    },
 };
 use serde_json::Value;
 
@@ -36,7 +45,7 @@ pub fn skip_unless_root() -> bool {
 }
 
 /// The policy name every test uses (one daemon per test, so no clash).
-pub const POLICY: &str = "agent";
+pub const POLICY: &str = openclaw_egress_e2e::DEFAULT_POLICY_NAME;
 
 /// How long a drop event may take from the kernel to the daemon's log. It
 /// goes through a ring buffer and an epoll wakeup, so it is normally there
@@ -48,6 +57,22 @@ pub const EVENT_TIMEOUT: Duration = Duration::from_secs(10);
 /// shorter than the initial RTO (1 s) so that only one SYN goes out.
 pub const DROPPED_TCP_TIMEOUT_MS: &str = "500";
 
+/// Timeout of UDP probes that a TC classifier is expected to drop: unlike a
+/// cgroup drop (EPERM at send), a datagram shot on the interface just never
+/// gets an answer.
+pub const DROPPED_UDP_TIMEOUT_MS: &str = "500";
+
+/// Where the daemon runs, and so which hooks a test's policy uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DaemonSide {
+    /// In the agent netns; policies select the sandbox cgroup and probes run
+    /// inside it.
+    Agent,
+    /// In the world netns; policies select the world's `eth0` (TC) and
+    /// probes run outside the sandbox cgroup, so only TC can stop them.
+    World,
+}
+
 /// One test's world: a sandbox, the fake internet and a real daemon.
 ///
 /// Fields drop in declaration order: the daemon first (detaching its
@@ -56,11 +81,23 @@ pub struct Rig {
     pub daemon: Daemon,
     pub world: World,
     pub sandbox: Sandbox,
+    pub side: DaemonSide,
 }
 
 impl Rig {
-    /// A sandbox running `world` and `openclaw-egress daemon` (no policy yet).
+    /// A sandbox running `world` and `openclaw-egress daemon` in the agent
+    /// netns (no policy yet).
     pub fn start(world: &WorldConfig) -> Self {
+        Self::start_on(world, DaemonSide::Agent)
+    }
+
+    /// A sandbox running `world` and `openclaw-egress daemon` in the world
+    /// netns, for interface (TC) policies on the world's `eth0`.
+    pub fn start_tc(world: &WorldConfig) -> Self {
+        Self::start_on(world, DaemonSide::World)
+    }
+
+    fn start_on(world: &WorldConfig, side: DaemonSide) -> Self {
         let sandbox = Sandbox::new().expect("creating the sandbox");
         let world = sandbox
             .start_world(world)
@@ -71,13 +108,25 @@ impl Rig {
             "{} is missing: run `cargo build --bins` first (or set OPENCLAW_EGRESS_BIN_DIR)",
             bin.display()
         );
-        let daemon = sandbox
-            .spawn_daemon(&bin)
-            .unwrap_or_else(|e| panic!("starting the daemon: {e:#}"));
+        let daemon = match side {
+            DaemonSide::Agent => sandbox.spawn_daemon(&bin),
+            DaemonSide::World => sandbox.spawn_daemon_in_world(&bin, &[]),
+        }
+        .unwrap_or_else(|e| panic!("starting the daemon: {e:#}"));
         Self {
             daemon,
             world,
             sandbox,
+            side,
+        }
+    }
+
+    /// The policy this rig's tests start from: on the sandbox cgroup, or
+    /// (for [`Rig::start_tc`]) on the world's `eth0`, with no rules.
+    pub fn policy(&self) -> PolicyYaml {
+        match self.side {
+            DaemonSide::Agent => PolicyYaml::for_sandbox(&self.sandbox),
+            DaemonSide::World => PolicyYaml::for_interfaces(&["eth0"]),
         }
     }
 
@@ -85,24 +134,41 @@ impl Rig {
     /// unless the daemon took it. Returns the file's path.
     #[track_caller]
     pub fn apply(&self, policy: &PolicyYaml, file: &str) -> PathBuf {
-        let path = policy.write(self.sandbox.scratch_dir(), file);
+        let path = policy
+            .write(self.sandbox.scratch_dir(), file)
+            .unwrap_or_else(|e| panic!("{e:#}"));
         self.daemon
             .apply(&path)
             .unwrap_or_else(|e| panic!("applying {}: {e:#}", path.display()));
         path
     }
 
-    /// Runs oce-probe in the sandbox cgroup; panics if it could not run.
+    /// Runs oce-probe in the agent netns (inside the sandbox cgroup, unless
+    /// this is a TC rig); panics if it could not run.
     #[track_caller]
     pub fn probe(&self, args: &[&str]) -> ProbeOutcome {
-        self.sandbox
-            .probe(args)
-            .unwrap_or_else(|e| panic!("oce-probe {args:?}: {e:#}"))
+        let outcome = match self.side {
+            DaemonSide::Agent => self.sandbox.probe(args),
+            DaemonSide::World => self.sandbox.probe_outside_cgroup(args),
+        };
+        outcome.unwrap_or_else(|e| panic!("oce-probe {args:?}: {e:#}"))
+    }
+
+    /// Like [`Rig::probe`], for the subcommands with their own report type
+    /// (`resolve-connect`, `hold`).
+    #[track_caller]
+    pub fn probe_json<T: serde::de::DeserializeOwned>(&self, args: &[&str]) -> T {
+        let report = match self.side {
+            DaemonSide::Agent => self.sandbox.probe_json(args),
+            DaemonSide::World => self.sandbox.probe_json_outside_cgroup(args),
+        };
+        report.unwrap_or_else(|e| panic!("oce-probe {args:?}: {e:#}"))
     }
 
     /// Asserts that `args` works from the agent netns outside the cgroup,
     /// where no policy applies: the target is really there, so a failure
-    /// inside the cgroup can only be the policy's doing.
+    /// inside the cgroup can only be the policy's doing. (Before a policy
+    /// is applied, also what a TC rig's probes see.)
     #[track_caller]
     pub fn assert_reachable_without_policy(&self, args: &[&str]) {
         let outcome = self
@@ -115,7 +181,7 @@ impl Rig {
         );
     }
 
-    /// Asserts that `args` works inside the cgroup.
+    /// Asserts that `args` works.
     #[track_caller]
     pub fn assert_allowed(&self, args: &[&str]) -> ProbeOutcome {
         let outcome = self.probe(args);
@@ -126,9 +192,9 @@ impl Rig {
         outcome
     }
 
-    /// Asserts that `args` fails inside the cgroup the way a cgroup_skb drop
-    /// makes it fail (`error`), and that the daemon logged a drop event for
-    /// exactly this socket with `reason`. Returns the event.
+    /// Asserts that `args` fails the way a drop makes it fail (`error`),
+    /// and that the daemon logged a drop event for exactly this socket with
+    /// `reason`. Returns the event.
     #[track_caller]
     pub fn assert_dropped(&self, args: &[&str], error: &str, reason: &str) -> Value {
         let outcome = self.probe(args);
@@ -136,6 +202,29 @@ impl Rig {
             !outcome.ok && outcome.error.as_deref() == Some(error),
             "expected {args:?} to be dropped ({error:?}), got {outcome:?}"
         );
+        self.assert_event_of(args, &outcome, reason, "dropped")
+    }
+
+    /// Asserts that `args` works (an audit-mode policy lets it through) and
+    /// that the daemon logged an `audited` event with `reason` for exactly
+    /// this socket. Returns the event.
+    #[track_caller]
+    pub fn assert_audited(&self, args: &[&str], reason: &str) -> Value {
+        let outcome = self.assert_allowed(args);
+        self.assert_event_of(args, &outcome, reason, "audited")
+    }
+
+    /// The event of the probe that ran `args` and gave `outcome`, checked
+    /// against the probe: policy, verdict, reason, direction, protocol and
+    /// destination.
+    #[track_caller]
+    fn assert_event_of(
+        &self,
+        args: &[&str],
+        outcome: &ProbeOutcome,
+        reason: &str,
+        verdict: &str,
+    ) -> Value {
         let local = outcome
             .local
             .unwrap_or_else(|| panic!("{args:?}: the probe reported no local address"));
@@ -145,7 +234,7 @@ impl Rig {
         for (field, expected) in [
             ("reason", Value::from(reason)),
             ("policy", POLICY.into()),
-            ("verdict", "dropped".into()),
+            ("verdict", verdict.into()),
             ("direction", "egress".into()),
             ("proto", proto.into()),
             ("dst", dst.ip().to_string().into()),
@@ -191,11 +280,9 @@ impl Rig {
     /// `status --json`.
     #[track_caller]
     pub fn status(&self) -> Value {
-        let text = self
-            .daemon
-            .cli_ok(&["status", "--json"])
-            .unwrap_or_else(|e| panic!("status --json: {e:#}"));
-        serde_json::from_str(&text).unwrap_or_else(|e| panic!("status --json: {e}: {text}"))
+        self.daemon
+            .status_json()
+            .unwrap_or_else(|e| panic!("status --json: {e:#}"))
     }
 
     /// The applied policies in `status --json`.
@@ -207,14 +294,50 @@ impl Rig {
         }
     }
 
+    /// The addresses `status --json` shows under the name rule `name` (an
+    /// `fqdn` or an `fqdnPattern` as written in the policy) of the only
+    /// applied policy.
+    #[track_caller]
+    pub fn status_addresses(&self, name: &str) -> BTreeSet<IpAddr> {
+        let policies = self.status_policies();
+        let [policy] = &policies[..] else {
+            panic!("expected one applied policy, got {policies:#?}");
+        };
+        let names = policy["names"]
+            .as_array()
+            .unwrap_or_else(|| panic!("status: `names` is not a list: {policy:#}"));
+        let entry = names
+            .iter()
+            .find(|n| n["name"] == name)
+            .unwrap_or_else(|| panic!("status: no name rule {name:?} in {names:#?}"));
+        entry["addresses"]
+            .as_array()
+            .unwrap_or_else(|| panic!("status: no addresses in {entry:#}"))
+            .iter()
+            .map(|a| {
+                a["ip"]
+                    .as_str()
+                    .and_then(|ip| ip.parse().ok())
+                    .unwrap_or_else(|| panic!("status: bad address {a}"))
+            })
+            .collect()
+    }
+
     /// `metrics` (over the API), parsed.
     #[track_caller]
     pub fn metrics(&self) -> Metrics {
-        let text = self
-            .daemon
-            .metrics_text()
-            .unwrap_or_else(|e| panic!("metrics: {e:#}"));
-        Metrics::parse(&text)
+        self.daemon
+            .metrics()
+            .unwrap_or_else(|e| panic!("metrics: {e:#}"))
+    }
+
+    /// The sum of the series of metric `name` of this test's policy that
+    /// have (at least) `labels`.
+    #[track_caller]
+    pub fn counter(&self, name: &str, labels: &[(&str, &str)]) -> u64 {
+        let mut all = vec![("policy", POLICY)];
+        all.extend_from_slice(labels);
+        self.metrics().sum(name, &all)
     }
 }
 
@@ -243,244 +366,11 @@ pub fn is_drop_event_from(v: &Value, local: SocketAddr) -> bool {
         && v["src"] == local.ip().to_string()
 }
 
-/// A policy file, written as YAML text (not through a YAML library, so the
-/// tests see exactly what a person would write).
-#[derive(Clone, Debug)]
-pub struct PolicyYaml {
-    pub name: String,
-    pub mode: String,
-    pub cgroup_path: String,
-    pub resolvers: Vec<String>,
-    /// (`fqdn` | `fqdnPattern` | `cidr`, value, ports).
-    pub rules: Vec<(String, String, Vec<String>)>,
-}
-
-impl PolicyYaml {
-    /// An enforcing policy named [`POLICY`] on the sandbox's cgroup (as a
-    /// path relative to the cgroup2 mount, as in `policies/`), with the
-    /// world's DNS server on both families as resolvers, and no rules.
-    pub fn for_sandbox(sandbox: &Sandbox) -> Self {
-        Self {
-            name: POLICY.to_owned(),
-            mode: "enforce".to_owned(),
-            cgroup_path: sandbox.cgroup_relative().to_owned(),
-            resolvers: vec!["10.77.0.1".to_owned(), "fd77::1".to_owned()],
-            rules: Vec::new(),
-        }
-    }
-
-    pub fn cgroup_path(mut self, path: &str) -> Self {
-        self.cgroup_path = path.to_owned();
-        self
-    }
-
-    pub fn resolvers(mut self, resolvers: &[&str]) -> Self {
-        self.resolvers = resolvers.iter().map(|r| (*r).to_owned()).collect();
-        self
-    }
-
-    pub fn fqdn(self, name: &str, ports: &[&str]) -> Self {
-        self.rule("fqdn", name, ports)
-    }
-
-    pub fn cidr(self, cidr: &str, ports: &[&str]) -> Self {
-        self.rule("cidr", cidr, ports)
-    }
-
-    fn rule(mut self, kind: &str, value: &str, ports: &[&str]) -> Self {
-        self.rules.push((
-            kind.to_owned(),
-            value.to_owned(),
-            ports.iter().map(|p| (*p).to_owned()).collect(),
-        ));
-        self
-    }
-
-    pub fn to_yaml(&self) -> String {
-        let quoted = |items: &[String]| {
-            items
-                .iter()
-                .map(|i| format!("\"{i}\""))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        let mut yaml = format!(
-            "apiVersion: openclaw.io/v1\n\
-             kind: EgressPolicy\n\
-             metadata:\n  name: {}\n\
-             spec:\n  mode: {}\n\
-             \x20 selector:\n    cgroupPath: {}\n\
-             \x20 dns:\n    resolvers: [{}]\n\
-             \x20 egress:\n",
-            self.name,
-            self.mode,
-            self.cgroup_path,
-            quoted(&self.resolvers)
-        );
-        if self.rules.is_empty() {
-            yaml.truncate(yaml.len() - 1);
-            yaml.push_str(" []\n");
-        }
-        for (kind, value, ports) in &self.rules {
-            writeln!(
-                yaml,
-                "    - {kind}: \"{value}\"\n      ports: [{}]",
-                quoted(ports)
-            )
-            .expect("writing to a String");
-        }
-        yaml
-    }
-
-    /// Writes the policy to `dir/file` and returns the path.
-    #[track_caller]
-    pub fn write(&self, dir: &Path, file: &str) -> PathBuf {
-        write_file(dir, file, &self.to_yaml())
-    }
-}
-
 #[track_caller]
 pub fn write_file(dir: &Path, file: &str, text: &str) -> PathBuf {
     let path = dir.join(file);
     std::fs::write(&path, text).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
     path
-}
-
-/// One sample of a Prometheus text exposition.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Sample {
-    pub name: String,
-    pub labels: BTreeMap<String, String>,
-    pub value: f64,
-}
-
-/// A parsed Prometheus text exposition (format 0.0.4).
-#[derive(Clone, Debug, Default)]
-pub struct Metrics {
-    /// Metric family name -> type, from the `# TYPE` lines.
-    pub types: BTreeMap<String, String>,
-    pub samples: Vec<Sample>,
-}
-
-impl Metrics {
-    #[track_caller]
-    pub fn parse(text: &str) -> Self {
-        let mut metrics = Self::default();
-        for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
-            if let Some(rest) = line.strip_prefix("# TYPE ") {
-                let (name, kind) = rest
-                    .split_once(' ')
-                    .unwrap_or_else(|| panic!("bad TYPE line {line:?}"));
-                metrics.types.insert(name.to_owned(), kind.to_owned());
-            } else if !line.starts_with('#') {
-                metrics.samples.push(parse_sample(line));
-            }
-        }
-        metrics
-    }
-
-    /// The metric family names (from `# TYPE`).
-    pub fn names(&self) -> BTreeSet<String> {
-        self.types.keys().cloned().collect()
-    }
-
-    /// The samples of metric `name`.
-    pub fn series(&self, name: &str) -> Vec<&Sample> {
-        self.samples.iter().filter(|s| s.name == name).collect()
-    }
-
-    /// The value of the series of `name` whose labels are exactly `labels`.
-    pub fn value(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-        let wanted: BTreeMap<String, String> = labels
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
-        self.samples
-            .iter()
-            .find(|s| s.name == name && s.labels == wanted)
-            .map(|s| s.value)
-    }
-
-    /// `openclaw_egress_drops_total{policy,reason,direction}`, which the
-    /// daemon exports for every reason and direction from the start.
-    #[track_caller]
-    pub fn drops(&self, policy: &str, reason: &str, direction: &str) -> u64 {
-        let labels = [
-            ("policy", policy),
-            ("reason", reason),
-            ("direction", direction),
-        ];
-        let value = self
-            .value(DROPS_TOTAL, &labels)
-            .unwrap_or_else(|| panic!("no {DROPS_TOTAL} series {labels:?} in {self:#?}"));
-        value as u64
-    }
-
-    /// Every `openclaw_egress_drops_total` series, keyed by
-    /// (policy, reason, direction).
-    pub fn drop_series(&self) -> BTreeMap<(String, String, String), u64> {
-        self.series(DROPS_TOTAL)
-            .into_iter()
-            .map(|s| {
-                let label = |k: &str| s.labels.get(k).cloned().unwrap_or_default();
-                (
-                    (label("policy"), label("reason"), label("direction")),
-                    s.value as u64,
-                )
-            })
-            .collect()
-    }
-}
-
-pub const DROPS_TOTAL: &str = "openclaw_egress_drops_total";
-
-/// `name{k="v",...} value` or `name value` (no timestamps: the daemon
-/// does not write them).
-#[track_caller]
-fn parse_sample(line: &str) -> Sample {
-    let bad = || -> ! { panic!("bad sample line {line:?}") };
-    let (name, labels, rest) = match line.find('{') {
-        Some(open) => {
-            let (labels, rest) = parse_labels(&line[open + 1..]).unwrap_or_else(|| bad());
-            (&line[..open], labels, rest)
-        }
-        None => {
-            let (name, rest) = line.split_once(' ').unwrap_or_else(|| bad());
-            (name, BTreeMap::new(), rest)
-        }
-    };
-    let value = rest.trim().parse().unwrap_or_else(|_| bad());
-    Sample {
-        name: name.to_owned(),
-        labels,
-        value,
-    }
-}
-
-/// Parses `k="v",k2="v2"}` and returns the labels and what follows the `}`.
-fn parse_labels(mut text: &str) -> Option<(BTreeMap<String, String>, &str)> {
-    let mut labels = BTreeMap::new();
-    loop {
-        text = text.trim_start_matches(',');
-        if let Some(rest) = text.strip_prefix('}') {
-            return Some((labels, rest));
-        }
-        let (key, rest) = text.split_once("=\"")?;
-        let mut value = String::new();
-        let mut chars = rest.char_indices();
-        let end = loop {
-            match chars.next()? {
-                (i, '"') => break i,
-                (_, '\\') => match chars.next()?.1 {
-                    'n' => value.push('\n'),
-                    other => value.push(other),
-                },
-                (_, c) => value.push(c),
-            }
-        };
-        labels.insert(key.to_owned(), value);
-        text = &rest[end + 1..];
-    }
 }
 
 /// Calls `check` until it returns `Ok`, at most for `timeout`; panics with

@@ -1,12 +1,17 @@
 //! `oce-probe`: one network exchange from inside the sandbox, reported as a
-//! single JSON line ([`ProbeOutcome`]) on stdout.
+//! single JSON line ([`ProbeOutcome`]) on stdout. Two subcommands run a
+//! longer exchange in one process and report it as a JSON line of their own:
+//! `resolve-connect` ([`openclaw_egress_e2e::ResolveConnectReport`]) and
+//! `hold` ([`openclaw_egress_e2e::HoldReport`]).
 //!
 //! The exit code is 0 whether the exchange worked or not (the JSON says);
 //! only usage errors exit non-zero. The harness starts it in the agent netns
 //! and, usually, inside the sandbox cgroup.
 
 mod dns;
+mod hold;
 mod net;
+mod resolve_connect;
 
 use std::{
     io::{BufRead, BufReader, Write as _},
@@ -55,6 +60,40 @@ enum Probe {
         #[arg(long, default_value_t = 2000)]
         timeout_ms: u64,
     },
+    /// COUNT rounds of: one UDP DNS query for NAME (no retries), then at
+    /// once a TCP connect to the first address of the answer on PORT,
+    /// reading the greeting, then close. Reports a ResolveConnectReport.
+    ResolveConnect {
+        server: String,
+        name: String,
+        port: u16,
+        #[arg(long, default_value_t = 1)]
+        count: u64,
+        #[arg(long = "type", value_enum, default_value_t = QueryType::A)]
+        query_type: QueryType,
+        /// Per lookup and per connect.
+        #[arg(long, default_value_t = 2000)]
+        timeout_ms: u64,
+    },
+    /// Connect once to TARGET (ADDR:PORT; with --dns-server, NAME:PORT,
+    /// resolved by one UDP query right before connecting), read the
+    /// greeting, then every interval send a line and read its echo, for the
+    /// given time (at most SECONDS plus one timeout when rounds fail).
+    /// Reports a HoldReport.
+    Hold {
+        target: String,
+        #[arg(long)]
+        seconds: f64,
+        #[arg(long, default_value_t = 200)]
+        interval_ms: u64,
+        /// Resolve TARGET's name through this DNS server (ADDR or
+        /// ADDR:PORT) first.
+        #[arg(long)]
+        dns_server: Option<String>,
+        /// Connect, greeting and each echo.
+        #[arg(long, default_value_t = 2000)]
+        timeout_ms: u64,
+    },
     /// Print this process's cgroup (the harness's self-test).
     #[command(hide = true)]
     Cgroup,
@@ -67,8 +106,83 @@ pub(crate) enum QueryType {
     Aaaa,
 }
 
+/// Usage errors exit 2, like clap's.
+fn usage_error(message: &str) -> ! {
+    eprintln!("oce-probe: {message}");
+    std::process::exit(2);
+}
+
+fn print_json(report: &impl serde::Serialize) {
+    println!(
+        "{}",
+        serde_json::to_string(report).expect("report serializes")
+    );
+}
+
+fn dns_server(server: &str) -> SocketAddr {
+    parse_server(server).unwrap_or_else(|| {
+        usage_error(&format!(
+            "bad DNS server {server:?}: want ADDR or ADDR:PORT"
+        ))
+    })
+}
+
 fn main() {
     let outcome = match Cli::parse().command {
+        Probe::ResolveConnect {
+            server,
+            name,
+            port,
+            count,
+            query_type,
+            timeout_ms,
+        } => {
+            let report = resolve_connect::run(
+                dns_server(&server),
+                &name,
+                port,
+                count,
+                query_type,
+                Duration::from_millis(timeout_ms),
+            );
+            return print_json(&report);
+        }
+        Probe::Hold {
+            target,
+            seconds,
+            interval_ms,
+            dns_server: server,
+            timeout_ms,
+        } => {
+            let target = match server {
+                Some(server) => {
+                    let (name, port) = target
+                        .rsplit_once(':')
+                        .and_then(|(name, port)| Some((name.to_owned(), port.parse().ok()?)))
+                        .unwrap_or_else(|| usage_error(&format!("{target:?} is not NAME:PORT")));
+                    hold::Target::Lookup {
+                        server: dns_server(&server),
+                        name,
+                        port,
+                    }
+                }
+                None => hold::Target::Addr(
+                    target
+                        .parse()
+                        .unwrap_or_else(|_| usage_error(&format!("{target:?} is not ADDR:PORT"))),
+                ),
+            };
+            if !(seconds.is_finite() && seconds >= 0.0) {
+                usage_error(&format!("bad --seconds {seconds}"));
+            }
+            let report = hold::run(
+                target,
+                Duration::from_secs_f64(seconds),
+                Duration::from_millis(interval_ms.max(1)),
+                Duration::from_millis(timeout_ms),
+            );
+            return print_json(&report);
+        }
         Probe::Tcp {
             target,
             timeout_ms,
@@ -93,17 +207,13 @@ fn main() {
                 tcp,
                 Duration::from_millis(timeout_ms),
             ),
-            None => {
-                eprintln!("oce-probe: bad DNS server {server:?}: want ADDR or ADDR:PORT");
-                std::process::exit(2);
-            }
+            None => usage_error(&format!(
+                "bad DNS server {server:?}: want ADDR or ADDR:PORT"
+            )),
         },
         Probe::Cgroup => cgroup(),
     };
-    println!(
-        "{}",
-        serde_json::to_string(&outcome).expect("outcome serializes")
-    );
+    print_json(&outcome);
 }
 
 fn parse_server(server: &str) -> Option<SocketAddr> {
@@ -134,7 +244,7 @@ fn tcp(target: SocketAddr, timeout: Duration, send: Option<&str>) -> ProbeOutcom
 }
 
 /// One line without its newline; EOF before any byte is an error.
-fn read_line(reader: &mut impl BufRead) -> std::io::Result<String> {
+pub(crate) fn read_line(reader: &mut impl BufRead) -> std::io::Result<String> {
     let mut line = String::new();
     if reader.read_line(&mut line)? == 0 {
         return Err(std::io::Error::new(

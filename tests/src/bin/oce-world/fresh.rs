@@ -4,10 +4,12 @@
 
 use std::{
     collections::HashMap,
-    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, UdpSocket},
     process::Command,
     str::FromStr,
     sync::Mutex,
+    thread,
+    time::{Duration, Instant},
 };
 
 use anyhow::{Context as _, Result, bail};
@@ -140,6 +142,7 @@ impl FreshIps {
                 String::from_utf8_lossy(&output.stderr).trim()
             );
         }
+        wait_until_local(ip)?;
         for &port in &self.tcp_ports {
             servers::spawn_tcp_echo(bind(ip, port)?);
         }
@@ -147,6 +150,45 @@ impl FreshIps {
             servers::spawn_http(bind(ip, port)?);
         }
         Ok(())
+    }
+}
+
+/// Waits until packets to `ip` are delivered locally.
+///
+/// `ip addr add` returns before an IPv6 address is usable: even with
+/// `nodad`, the kernel inserts its local route from a workqueue a moment
+/// later (an IPv4 address's route goes in at once). A SYN arriving in
+/// between finds no route (`Ip6InNoRoutes`) and is retransmitted a second
+/// later, which a test of "the first SYN after a lookup is never dropped"
+/// must not mistake for the enforcer's doing. So the answer only goes out
+/// once a datagram sent to the address arrives there: a local send and an
+/// incoming packet use the same local route.
+pub(crate) fn wait_until_local(ip: IpAddr) -> Result<()> {
+    const DEADLINE: Duration = Duration::from_secs(5);
+    let receiver = UdpSocket::bind(SocketAddr::new(ip, 0))
+        .with_context(|| format!("binding UDP {ip}:0 to check the address"))?;
+    receiver.set_read_timeout(Some(Duration::from_millis(5)))?;
+    let target = receiver.local_addr()?;
+    let unspecified: IpAddr = match ip {
+        IpAddr::V4(_) => Ipv4Addr::UNSPECIFIED.into(),
+        IpAddr::V6(_) => Ipv6Addr::UNSPECIFIED.into(),
+    };
+    let sender = UdpSocket::bind(SocketAddr::new(unspecified, 0))?;
+    let started = Instant::now();
+    let mut buf = [0; 16];
+    loop {
+        // Until the route is there, the send fails (no route) or the
+        // datagram goes nowhere.
+        if sender.send_to(b"up?", target).is_ok()
+            && let Ok((_, from)) = receiver.recv_from(&mut buf)
+            && from.port() == sender.local_addr()?.port()
+        {
+            return Ok(());
+        }
+        if started.elapsed() > DEADLINE {
+            bail!("{ip} was not deliverable within {DEADLINE:?} of adding it");
+        }
+        thread::sleep(Duration::from_millis(1));
     }
 }
 

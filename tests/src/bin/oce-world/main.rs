@@ -125,6 +125,24 @@ fn run(args: Args) -> Result<()> {
     let udp = args.udp.iter().map(bind_udp).collect::<Result<Vec<_>>>()?;
     let http = args.http.iter().map(bind_tcp).collect::<Result<Vec<_>>>()?;
 
+    // The harness adds world hosts right before starting us; an IPv6
+    // address may not be routable yet (see `fresh::wait_until_local`), and
+    // `ready` must mean that every server is reachable.
+    let mut hosts: Vec<IpAddr> = args
+        .dns
+        .iter()
+        .chain(&args.tcp)
+        .chain(&args.udp)
+        .chain(&args.http)
+        .map(SocketAddr::ip)
+        .filter(|ip| !ip.is_unspecified())
+        .collect();
+    hosts.sort();
+    hosts.dedup();
+    for ip in hosts {
+        fresh::wait_until_local(ip)?;
+    }
+
     for socket in dns_udp {
         thread::spawn(move || dns::serve_udp(socket, zone));
     }

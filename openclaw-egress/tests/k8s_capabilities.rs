@@ -1,0 +1,184 @@
+//! The DaemonSet's capabilities are enough, and each one is needed: the
+//! real daemon runs with exactly the capability set of
+//! `deploy/daemonset.yaml` (as the container runtime would give it: uid 0,
+//! bounding set = the added capabilities, no_new_privs) and applies a policy
+//! to a fresh cgroup; then once more without each capability, and the
+//! apply must fail.
+//!
+//! Needs root (it creates a cgroup and loads programs), like the kernel
+//! tests, and `setpriv` (util-linux). The policy has no `fqdn` rules, so
+//! the daemon sends no DNS query.
+
+mod k8s_common;
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Child, Command, Output, Stdio},
+    thread,
+    time::{Duration, Instant},
+};
+
+use k8s_common::{deploy_dir, yaml_documents};
+use k8s_openapi::api::apps::v1::DaemonSet;
+
+const DAEMON: &str = env!("CARGO_BIN_EXE_openclaw-egress");
+
+fn daemonset_capabilities() -> Vec<String> {
+    let doc = yaml_documents(&deploy_dir().join("daemonset.yaml")).remove(0);
+    let daemon_set: DaemonSet = serde_json::from_value(doc).unwrap();
+    let pod = daemon_set.spec.unwrap().template.spec.unwrap();
+    let security = pod.containers[0].security_context.clone().unwrap();
+    let capabilities = security.capabilities.unwrap();
+    assert_eq!(capabilities.drop, Some(vec!["ALL".to_owned()]));
+    capabilities.add.unwrap()
+}
+
+/// A cgroup v2 directory that is removed again.
+struct TestCgroup(PathBuf);
+
+impl TestCgroup {
+    fn new() -> TestCgroup {
+        let mount = openclaw_egress::cgroup::cgroup2_mount().expect("cgroup v2 is mounted");
+        let path = mount.join(format!("openclaw-k8s-caps-{}", std::process::id()));
+        std::fs::create_dir(&path)
+            .unwrap_or_else(|e| panic!("creating {} (needs root): {e}", path.display()));
+        TestCgroup(path)
+    }
+}
+
+impl Drop for TestCgroup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+/// The daemon, started under `setpriv` with only `capabilities`.
+struct Daemon {
+    child: Child,
+    socket: PathBuf,
+}
+
+impl Daemon {
+    fn start(dir: &Path, capabilities: &[String]) -> Daemon {
+        let socket = dir.join("api.sock");
+        let _ = std::fs::remove_file(&socket);
+        let bounding: String = std::iter::once("-all".to_owned())
+            .chain(
+                capabilities
+                    .iter()
+                    .map(|c| format!("+{}", c.to_lowercase())),
+            )
+            .collect::<Vec<_>>()
+            .join(",");
+        let child = Command::new("setpriv")
+            .args([
+                "--bounding-set",
+                &bounding,
+                "--inh-caps",
+                "-all",
+                "--no-new-privs",
+                "--",
+            ])
+            .arg(DAEMON)
+            .arg("--socket")
+            .arg(&socket)
+            .args(["daemon", "--metrics-addr", "none"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("setpriv (util-linux) runs");
+        let started = Instant::now();
+        while !socket.exists() {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "the daemon did not start with {capabilities:?}"
+            );
+            thread::sleep(Duration::from_millis(50));
+        }
+        Daemon { child, socket }
+    }
+
+    fn cli(&self, args: &[&str]) -> Output {
+        Command::new(DAEMON)
+            .arg("--socket")
+            .arg(&self.socket)
+            .args(args)
+            .output()
+            .unwrap()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        // SIGTERM: the daemon detaches what it attached.
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        let _ = self.child.wait();
+    }
+}
+
+/// Applies a policy on a fresh cgroup with only `capabilities`; the CLI's
+/// output on failure.
+fn apply_with(capabilities: &[String]) -> Result<(), String> {
+    let scratch = tempfile::tempdir().unwrap();
+    let cgroup = TestCgroup::new();
+    let name = format!("k8s-caps-{}", std::process::id());
+    let policy = scratch.path().join("policy.yaml");
+    std::fs::write(
+        &policy,
+        format!(
+            "apiVersion: openclaw.io/v1\nkind: EgressPolicy\nmetadata: {{name: {name}}}\n\
+             spec:\n  selector: {{cgroupPath: {}}}\n  dns: {{resolvers: [127.0.0.1]}}\n  \
+             egress:\n    - cidr: 203.0.113.0/24\n      ports: [443/tcp]\n    \
+             - fqdnPattern: \"*.example.test\"\n      ports: [443/tcp]\n",
+            cgroup.0.display()
+        ),
+    )
+    .unwrap();
+    let daemon = Daemon::start(scratch.path(), capabilities);
+    let applied = daemon.cli(&["apply", policy.to_str().unwrap()]);
+    let result = if applied.status.success() {
+        let status = daemon.cli(&["status"]);
+        let status = String::from_utf8_lossy(&status.stdout);
+        assert!(status.contains(&name), "{status}");
+        let removed = daemon.cli(&["remove", &name]);
+        assert!(removed.status.success(), "{removed:?}");
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&applied.stderr).into_owned())
+    };
+    drop(daemon);
+    result
+}
+
+#[test]
+fn k8s_capabilities_of_the_daemonset_are_enough_and_each_is_needed() {
+    let capabilities = daemonset_capabilities();
+    if let Err(error) = apply_with(&capabilities) {
+        panic!("the daemon cannot apply a policy with {capabilities:?}: {error}");
+    }
+    for missing in &capabilities {
+        let fewer: Vec<String> = capabilities
+            .iter()
+            .filter(|c| *c != missing)
+            .cloned()
+            .collect();
+        let result = apply_with(&fewer);
+        assert!(
+            result.is_err(),
+            "the daemon works without {missing}: drop it from deploy/daemonset.yaml"
+        );
+        let error = result.unwrap_err();
+        // The failure is a permission error, not something unrelated.
+        assert!(
+            [
+                "Operation not permitted",
+                "Permission denied",
+                "prohibited for !root"
+            ]
+            .iter()
+            .any(|p| error.contains(p)),
+            "without {missing}: {error}"
+        );
+    }
+}

@@ -1,0 +1,404 @@
+//! From recorded API responses to workload events, without a cluster: the
+//! pod list, watch events and relist in `fixtures/k8s/` go through the
+//! same pure functions the watcher uses, against fake cgroup trees in a
+//! temporary directory, for both kubelet cgroup drivers and for the search
+//! fallback. The story the fixtures tell is in `fixtures/k8s/README.md`.
+
+mod k8s_common;
+
+use std::{fs, path::Path};
+
+use k8s_common::*;
+use k8s_openapi::api::core::v1::Pod;
+use kube::runtime::watcher;
+use openclaw_egress::k8s::{
+    CgroupDriver, CgroupLayout, NotRunning, PodCgroupError, PodTracker, QosClass, WorkloadEvent,
+    event_for, running_pod,
+};
+
+fn feed(tracker: &mut PodTracker, events: Vec<watcher::Event<Pod>>) -> Vec<WorkloadEvent> {
+    events.into_iter().flat_map(|e| tracker.handle(e)).collect()
+}
+
+/// The whole story through a tracker, as kube's watcher would deliver it.
+fn story_events(layout: CgroupLayout) -> Vec<WorkloadEvent> {
+    feed(&mut PodTracker::new(NODE, layout), watcher_events())
+}
+
+#[test]
+fn k8s_events_story_systemd() {
+    let tree = CgroupTree::new(Layout::Systemd);
+    let layout = CgroupLayout::detect(tree.mount());
+    assert_eq!(layout.driver(), Some(CgroupDriver::Systemd));
+    assert_eq!(story_events(layout), expected_story(&tree));
+}
+
+#[test]
+fn k8s_events_story_cgroupfs() {
+    let tree = CgroupTree::new(Layout::Cgroupfs);
+    let layout = CgroupLayout::detect(tree.mount());
+    assert_eq!(layout.driver(), Some(CgroupDriver::Cgroupfs));
+    assert_eq!(story_events(layout), expected_story(&tree));
+}
+
+#[test]
+fn k8s_events_story_kind_layout_found_by_search() {
+    let tree = CgroupTree::new(Layout::KindSystemd);
+    let layout = CgroupLayout::detect(tree.mount());
+    assert_eq!(layout.driver(), None, "kind's cgroupRoot hides the driver");
+    assert_eq!(story_events(layout), expected_story(&tree));
+}
+
+/// The story step by step, so a failure names the step.
+#[test]
+fn k8s_events_each_step_of_the_story() {
+    let tree = CgroupTree::new(Layout::Systemd);
+    let mut tracker = PodTracker::new(NODE, CgroupLayout::detect(tree.mount()));
+    assert_eq!(tracker.handle(watcher::Event::Init), []);
+    let mut listed = Vec::new();
+    for pod in pod_list("pods-list.json") {
+        listed.extend(tracker.handle(watcher::Event::InitApply(pod)));
+    }
+    assert_eq!(
+        listed,
+        [
+            running(&tree, &CODING, CODING_LABELS),
+            running(&tree, &RESEARCH, RESEARCH_LABELS),
+            running(&tree, &WEB, WEB_LABELS),
+            running(&tree, &ETCD, ETCD_LABELS),
+        ],
+        "only running pods of this node; not Pending, not node-b, not Succeeded"
+    );
+    assert_eq!(tracker.handle(watcher::Event::InitDone), []);
+
+    let mut watch = watch_events("pods-watch.jsonl").into_iter();
+    // `None` for a bookmark: the watcher's business, it never reaches the
+    // tracker.
+    let mut next =
+        || watcher_event(watch.next().expect("a watch event")).map(|event| tracker.handle(event));
+    assert_eq!(
+        next(),
+        Some(vec![running(&tree, &BATCH, BATCH_LABELS)]),
+        "Pending -> Running"
+    );
+    assert_eq!(next(), Some(vec![]), "a status-only update");
+    assert_eq!(
+        next(),
+        Some(vec![running(&tree, &CODING, CODING_LABELS_RELABELLED)]),
+        "a label added to a running pod"
+    );
+    assert_eq!(
+        next(),
+        Some(vec![]),
+        "deletionTimestamp set: still running, still filtered"
+    );
+    assert_eq!(next(), Some(vec![gone(&WEB)]), "deleted");
+    assert_eq!(next(), Some(vec![gone(&RESEARCH)]), "phase Failed");
+    assert_eq!(next(), None, "the bookmark");
+    assert_eq!(next(), Some(vec![]), "a new pod, still Pending");
+    assert_eq!(
+        next(),
+        Some(vec![]),
+        "a Succeeded pod deleted: it was never reported"
+    );
+}
+
+#[test]
+fn k8s_events_relist_reports_pods_deleted_while_the_watch_was_down() {
+    let tree = CgroupTree::new(Layout::Cgroupfs);
+    let mut tracker = PodTracker::new(NODE, CgroupLayout::detect(tree.mount()));
+    feed(&mut tracker, list_events("pods-list.json"));
+    // The relist arrives before any watch event: CODING and WEB are
+    // missing from it, RESEARCH failed, BATCH and the new pod run, ETCD is
+    // unchanged.
+    let events = feed(&mut tracker, list_events("pods-relist.json"));
+    assert_eq!(
+        events,
+        [
+            // Listed, but Failed now.
+            gone(&RESEARCH),
+            running(&tree, &BATCH, BATCH_LABELS),
+            running(&tree, &NEW_CODING, CODING_LABELS),
+            // Not listed: Gone at InitDone only (in UID order), since a
+            // pod further down the list is not gone.
+            gone(&CODING),
+            gone(&WEB),
+        ]
+    );
+    assert_eq!(tracker.running().len(), 3);
+    // Relisting the same again changes nothing.
+    assert_eq!(feed(&mut tracker, list_events("pods-relist.json")), []);
+}
+
+#[test]
+fn k8s_events_a_running_pod_without_cgroup_waits_for_it() {
+    let tree = CgroupTree::new(Layout::Systemd);
+    let coding_dir = tree.mount().join(CODING.systemd);
+    fs::remove_dir_all(&coding_dir).unwrap();
+
+    let mut tracker = PodTracker::new(NODE, CgroupLayout::detect(tree.mount()));
+    let events = feed(&mut tracker, list_events("pods-list.json"));
+    assert!(
+        !events.iter().any(|e| e.pod().uid == CODING.uid),
+        "no Running before the cgroup exists: {events:?}"
+    );
+    assert_eq!(tracker.missing_cgroups(), 1);
+    assert_eq!(tracker.retry_missing_cgroups(), [], "still missing");
+
+    fs::create_dir(&coding_dir).unwrap();
+    assert_eq!(
+        tracker.retry_missing_cgroups(),
+        [running(&tree, &CODING, CODING_LABELS)]
+    );
+    assert_eq!(tracker.missing_cgroups(), 0);
+    assert_eq!(tracker.retry_missing_cgroups(), []);
+
+    // A cgroup that disappears under a running pod: Gone now, Running
+    // again once it is back (a recreated sandbox needs a new attach).
+    fs::remove_dir_all(&coding_dir).unwrap();
+    let coding = find_pod("pods-list.json", CODING.uid);
+    assert_eq!(
+        tracker.handle(watcher::Event::Apply(coding)),
+        [gone(&CODING)]
+    );
+    fs::create_dir(&coding_dir).unwrap();
+    assert_eq!(
+        tracker.retry_missing_cgroups(),
+        [running(&tree, &CODING, CODING_LABELS)]
+    );
+
+    // A pod deleted while it waited is forgotten.
+    fs::remove_dir_all(&coding_dir).unwrap();
+    let coding = find_pod("pods-list.json", CODING.uid);
+    tracker.handle(watcher::Event::Apply(coding.clone()));
+    assert_eq!(tracker.missing_cgroups(), 1);
+    assert_eq!(tracker.handle(watcher::Event::Delete(coding)), []);
+    assert_eq!(tracker.missing_cgroups(), 0);
+}
+
+#[test]
+fn k8s_events_event_for_each_listed_pod() {
+    let tree = CgroupTree::new(Layout::Systemd);
+    let layout = CgroupLayout::detect(tree.mount());
+    let reason =
+        |uid: &str| running_pod(&find_pod("pods-list.json", uid), NODE, &layout).unwrap_err();
+
+    let event = |uid: &str| event_for(&find_pod("pods-list.json", uid), NODE, &layout);
+    assert_eq!(
+        event(CODING.uid),
+        Some(running(&tree, &CODING, CODING_LABELS))
+    );
+    assert_eq!(
+        event(RESEARCH.uid),
+        Some(running(&tree, &RESEARCH, RESEARCH_LABELS))
+    );
+    assert_eq!(event(WEB.uid), Some(running(&tree, &WEB, WEB_LABELS)));
+    assert_eq!(event(ETCD.uid), Some(running(&tree, &ETCD, ETCD_LABELS)));
+
+    // Every pod below has a cgroup in the tree: only the reason given
+    // keeps it out.
+    assert_eq!(event(BATCH.uid), None);
+    assert!(matches!(reason(BATCH.uid), NotRunning::Phase(Some(p)) if p == "Pending"));
+    assert_eq!(event(OTHER_NODE.uid), None);
+    assert!(matches!(reason(OTHER_NODE.uid), NotRunning::OtherNode(Some(n)) if n == "node-b"));
+    assert_eq!(event(REPORT.uid), None);
+    assert!(matches!(reason(REPORT.uid), NotRunning::Phase(Some(p)) if p == "Succeeded"));
+    // The same pod seen from node-b.
+    assert!(
+        event_for(
+            &find_pod("pods-list.json", OTHER_NODE.uid),
+            "node-b",
+            &layout
+        )
+        .is_some()
+    );
+}
+
+#[test]
+fn k8s_events_static_pods_use_the_mirror_annotation() {
+    // etcd's mirror pod: metadata.uid is the API server's, the cgroup is
+    // named after kubernetes.io/config.mirror.
+    let tree = CgroupTree::new(Layout::Cgroupfs);
+    let layout = CgroupLayout::detect(tree.mount());
+    let etcd = find_pod("pods-list.json", ETCD.uid);
+    let mount = tree.mount();
+    assert!(mount.join(ETCD.cgroupfs).is_dir());
+    assert!(ETCD.cgroupfs.contains(ETCD_MIRROR_HASH));
+    fs::create_dir(mount.join(format!("kubepods/burstable/pod{}", ETCD.uid))).unwrap();
+    fs::remove_dir_all(mount.join(ETCD.cgroupfs)).unwrap();
+    assert!(
+        matches!(
+            running_pod(&etcd, NODE, &layout),
+            Err(NotRunning::Cgroup(PodCgroupError::NotFound { .. }))
+        ),
+        "a directory named after metadata.uid is not the static pod's"
+    );
+}
+
+#[test]
+fn k8s_events_missing_qos_class_tries_every_class() {
+    let tree = CgroupTree::new(Layout::Systemd);
+    let layout = CgroupLayout::detect(tree.mount());
+    for (pod, labels) in [
+        (&RESEARCH, RESEARCH_LABELS),
+        (&CODING, CODING_LABELS),
+        (&WEB, WEB_LABELS),
+    ] {
+        let mut object = find_pod("pods-list.json", pod.uid);
+        object.status.as_mut().unwrap().qos_class = None;
+        assert_eq!(
+            event_for(&object, NODE, &layout),
+            Some(running(&tree, pod, labels)),
+            "{}",
+            pod.name
+        );
+    }
+}
+
+#[test]
+fn k8s_cgroup_layout_detection() {
+    let dir = tempfile::tempdir().unwrap();
+    let mount = dir.path();
+    let detect = || CgroupLayout::detect(mount).driver();
+    assert_eq!(detect(), None, "an empty tree");
+    fs::write(mount.join("kubepods"), "").unwrap();
+    assert_eq!(detect(), None, "a file is not the kubelet's directory");
+    fs::remove_file(mount.join("kubepods")).unwrap();
+    fs::create_dir(mount.join("kubepods")).unwrap();
+    assert_eq!(detect(), Some(CgroupDriver::Cgroupfs));
+    fs::create_dir(mount.join("kubepods.slice")).unwrap();
+    assert_eq!(detect(), None, "both: ambiguous, so search");
+    fs::remove_dir(mount.join("kubepods")).unwrap();
+    assert_eq!(detect(), Some(CgroupDriver::Systemd));
+    assert_eq!(CgroupLayout::detect(mount).mount(), mount);
+}
+
+#[test]
+fn k8s_cgroup_layout_notices_a_kubelet_that_starts_later() {
+    // At boot the daemon may come up before the kubelet has made its
+    // directory; the detected layout keeps looking, a searching one not.
+    let dir = tempfile::tempdir().unwrap();
+    let mount = dir.path();
+    let detected = CgroupLayout::detect(mount);
+    let searching = CgroupLayout::searching(mount);
+    assert_eq!(detected.driver(), None);
+    let uid = "0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d";
+    let pod = mount
+        .join("kubepods.slice/kubepods-burstable.slice")
+        .join("kubepods-burstable-pod0a1b2c3d_4e5f_4a6b_8c7d_9e0f1a2b3c4d.slice");
+    fs::create_dir_all(&pod).unwrap();
+    assert_eq!(detected.driver(), Some(CgroupDriver::Systemd));
+    assert_eq!(searching.driver(), None);
+    assert_eq!(
+        detected.pod_cgroup(uid, Some(QosClass::Burstable)).unwrap(),
+        pod
+    );
+    assert_eq!(searching.pod_cgroup(uid, None).unwrap(), pod);
+    let fixed = CgroupLayout::with_driver(mount, CgroupDriver::Cgroupfs);
+    assert!(
+        fixed.pod_cgroup(uid, None).is_err(),
+        "a configured driver is not second-guessed"
+    );
+}
+
+#[test]
+fn k8s_cgroup_search_is_bounded_and_skips_leaves() {
+    let dir = tempfile::tempdir().unwrap();
+    let mount = dir.path();
+    let uid = "0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d";
+    let layout = CgroupLayout::searching(mount);
+    let not_found = |layout: &CgroupLayout| {
+        matches!(
+            layout.pod_cgroup(uid, Some(QosClass::Burstable)),
+            Err(PodCgroupError::NotFound { .. })
+        )
+    };
+    assert!(not_found(&layout));
+
+    // Under a container scope: never a pod's place, not searched.
+    let under_scope = mount.join("system.slice/containerd.service/x.scope");
+    fs::create_dir_all(under_scope.join(format!("pod{uid}"))).unwrap();
+    assert!(not_found(&layout));
+
+    // Depth 5 (the limit) is found, depth 6 is not.
+    let deep5 = mount.join("a/b/c/d").join(format!("pod{uid}"));
+    fs::create_dir_all(&deep5).unwrap();
+    assert_eq!(layout.pod_cgroup(uid, None).unwrap(), deep5);
+    fs::remove_dir(&deep5).unwrap();
+    let deep6 = mount.join("a/b/c/d/e").join(format!("pod{uid}"));
+    fs::create_dir_all(&deep6).unwrap();
+    assert!(not_found(&layout));
+
+    // The shallowest match wins (breadth first).
+    let shallow = mount.join("kubepods/besteffort").join(format!("pod{uid}"));
+    fs::create_dir_all(&shallow).unwrap();
+    let also = mount
+        .join("x/kubepods/besteffort")
+        .join(format!("pod{uid}"));
+    fs::create_dir_all(&also).unwrap();
+    assert_eq!(layout.pod_cgroup(uid, None).unwrap(), shallow);
+
+    // A systemd-style name with any prefix.
+    let kind = mount
+        .join("kubelet.slice/kubelet-kubepods.slice")
+        .join(format!(
+            "kubelet-kubepods-pod{}.slice",
+            uid.replace('-', "_")
+        ));
+    fs::create_dir_all(&kind).unwrap();
+    fs::remove_dir(&shallow).unwrap();
+    fs::remove_dir(&also).unwrap();
+    assert_eq!(layout.pod_cgroup(uid, None).unwrap(), kind);
+
+    // A missing mount is an error of its own, not "not found".
+    let gone = CgroupLayout::searching(&mount.join("nonexistent"));
+    assert!(matches!(
+        gone.pod_cgroup(uid, None),
+        Err(PodCgroupError::Search { .. })
+    ));
+}
+
+#[test]
+fn k8s_cgroup_known_driver_does_not_search() {
+    // With a detected driver only the computed paths count: a directory
+    // elsewhere named after the pod is not taken.
+    let dir = tempfile::tempdir().unwrap();
+    let mount = dir.path();
+    fs::create_dir(mount.join("kubepods.slice")).unwrap();
+    let uid = "0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d";
+    fs::create_dir_all(mount.join("elsewhere").join(format!("pod{uid}"))).unwrap();
+    let layout = CgroupLayout::detect(mount);
+    let error = layout
+        .pod_cgroup(uid, Some(QosClass::BestEffort))
+        .unwrap_err();
+    let message = error.to_string();
+    assert!(
+        message.contains("kubepods-besteffort-pod0a1b2c3d_4e5f_4a6b_8c7d_9e0f1a2b3c4d.slice"),
+        "the error names the path it looked for: {message}"
+    );
+    assert!(message.contains("systemd"), "{message}");
+}
+
+#[test]
+fn k8s_events_fixtures_are_what_the_api_server_sends() {
+    // Items of a list carry no kind/apiVersion (the list has them), watch
+    // objects do; a fixture edited into another shape would test less.
+    let list: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(fixture_path("pods-list.json")).unwrap()).unwrap();
+    assert_eq!(list["kind"], "PodList");
+    assert_eq!(list["apiVersion"], "v1");
+    assert!(list["metadata"]["resourceVersion"].is_string());
+    for item in list["items"].as_array().unwrap() {
+        assert!(item.get("kind").is_none());
+        assert!(item["metadata"]["uid"].is_string());
+    }
+    let watch = fs::read_to_string(fixture_path("pods-watch.jsonl")).unwrap();
+    for line in watch.lines() {
+        let event: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert!(
+            ["ADDED", "MODIFIED", "DELETED", "BOOKMARK"].contains(&event["type"].as_str().unwrap())
+        );
+        assert_eq!(event["object"]["kind"], "Pod");
+    }
+    assert!(Path::new(&fixture_path("README.md")).is_file());
+}
