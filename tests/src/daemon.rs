@@ -35,13 +35,23 @@ impl Daemon {
     pub const METRICS_ADDR: &str = "127.0.0.1:9464";
 
     /// The daemon's command line, without the netns placement.
-    pub(crate) fn command(bin: &Path, socket: &Path, extra_args: &[&str]) -> Command {
+    pub(crate) fn command(
+        bin: &Path,
+        socket: &Path,
+        state_dir: &Path,
+        pins_dir: &Path,
+        extra_args: &[&str],
+    ) -> Command {
         let mut command = Command::new(bin);
         command
             .arg("daemon")
             .arg("--socket")
             .arg(socket)
             .args(["--metrics-addr", Self::METRICS_ADDR, "--log-format", "json"])
+            .arg("--state-dir")
+            .arg(state_dir)
+            .arg("--bpffs-dir")
+            .arg(pins_dir)
             .args(extra_args);
         command
     }

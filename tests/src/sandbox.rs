@@ -34,6 +34,9 @@ pub const AGENT_IPV6: Ipv6Addr = Ipv6Addr::new(0xfd77, 0, 0, 0, 0, 0, 0, 2);
 pub const WORLD_IPV4: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 1);
 pub const WORLD_IPV6: Ipv6Addr = Ipv6Addr::new(0xfd77, 0, 0, 0, 0, 0, 0, 1);
 
+/// bpffs, where daemons pin (each sandbox's daemons under their own directory).
+const BPFFS: &str = "/sys/fs/bpf";
+
 /// Prefix of every name a sandbox creates; names are
 /// `oce-<pid>-<counter>[-a|-w]`, unique per process and across processes.
 const NAME_PREFIX: &str = "oce-";
@@ -71,9 +74,12 @@ impl Drop for DirGuard {
 /// and removes them, the resolv.conf and the scratch directory.
 #[derive(Debug)]
 pub struct Sandbox {
-    // Fields drop in declaration order: the cgroup first (killing probes and
-    // curls), then the namespaces (killing world servers and daemons that
-    // outlived their guards), then files.
+    // Fields drop in declaration order: the daemon's pins first (unpinning
+    // detaches what a daemon left enforcing: daemons keep enforcement when
+    // they stop), then the cgroup (killing probes and curls), then the
+    // namespaces (killing world servers and daemons that outlived their
+    // guards), then files.
+    pins: DirGuard,
     cgroup: CgroupGuard,
     agent: NetnsGuard,
     world: NetnsGuard,
@@ -95,6 +101,12 @@ impl Sandbox {
             if let Err(err) = remove_stale_sandboxes() {
                 eprintln!("openclaw-egress-e2e: removing stale sandboxes: {err:#}");
             }
+            // Mounted once here, rather than by whichever of several
+            // parallel daemons gets there first (two racing mounts would
+            // stack, hiding the first one's pins).
+            if let Err(err) = mount_bpffs() {
+                eprintln!("openclaw-egress-e2e: mounting bpffs: {err:#}");
+            }
         });
 
         static COUNTER: AtomicU32 = AtomicU32::new(0);
@@ -107,12 +119,14 @@ impl Sandbox {
         let scratch = DirGuard(std::env::temp_dir().join(&id));
         std::fs::create_dir(&scratch.0)
             .with_context(|| format!("creating {}", scratch.0.display()))?;
+        let pins = DirGuard(Path::new(BPFFS).join(&id));
         let cgroup = CgroupGuard::create(&id)?;
         let agent = NetnsGuard::create(&format!("{id}-a"))?;
         let world = NetnsGuard::create(&format!("{id}-w"))?;
         let resolv_conf = DirGuard(Path::new("/etc/netns").join(agent.name()));
 
         let sandbox = Self {
+            pins,
             cgroup,
             agent,
             world,
@@ -386,6 +400,12 @@ impl Sandbox {
         self.spawn_daemon_with_args(bin, &[])
     }
 
+    /// Where this sandbox's daemons pin their programs and maps (on bpffs;
+    /// removed, which detaches them, when the sandbox is dropped).
+    pub fn pins_dir(&self) -> &Path {
+        &self.pins.0
+    }
+
     /// [`Sandbox::spawn_daemon`] with extra daemon arguments.
     pub fn spawn_daemon_with_args(&self, bin: &Path, extra_args: &[&str]) -> Result<Daemon> {
         self.spawn_daemon_in(&self.agent, bin, extra_args)
@@ -412,7 +432,8 @@ impl Sandbox {
         let socket = self.scratch_dir().join("api.sock");
         // A previous daemon of this sandbox may have left its socket behind.
         let _ = std::fs::remove_file(&socket);
-        let mut command = Daemon::command(bin, &socket, extra_args);
+        let state = self.scratch_dir().join("state");
+        let mut command = Daemon::command(bin, &socket, &state, self.pins_dir(), extra_args);
         Placement {
             cgroup_procs: None,
             netns: Some(netns.open()?),
@@ -481,6 +502,25 @@ fn ip_tolerating_exists(args: &[&str]) -> Result<()> {
 ///
 /// [`Sandbox::new`] calls it once per process, before its first sandbox;
 /// calling it while this process has sandboxes would remove them.
+/// Mounts bpffs at /sys/fs/bpf unless it is mounted already.
+fn mount_bpffs() -> Result<()> {
+    let mounts = std::fs::read_to_string("/proc/mounts").context("reading /proc/mounts")?;
+    let mounted = mounts.lines().any(|line| {
+        let mut fields = line.split_whitespace().skip(1);
+        fields.next() == Some(BPFFS) && fields.next() == Some("bpf")
+    });
+    if !mounted {
+        let status = Command::new("mount")
+            .args(["-t", "bpf", "bpf", BPFFS])
+            .status()
+            .context("running mount")?;
+        if !status.success() {
+            bail!("mount -t bpf bpf {BPFFS}: {status}");
+        }
+    }
+    Ok(())
+}
+
 pub fn remove_stale_sandboxes() -> Result<()> {
     let is_stale = |name: &str| -> bool {
         let Some(rest) = name.strip_prefix(NAME_PREFIX) else {
@@ -516,7 +556,11 @@ pub fn remove_stale_sandboxes() -> Result<()> {
     for name in names_in(&mount) {
         cgroup::remove_cgroup(&mount.join(name))?;
     }
-    for dir in [Path::new("/etc/netns"), &std::env::temp_dir()] {
+    for dir in [
+        Path::new("/etc/netns"),
+        &std::env::temp_dir(),
+        Path::new(BPFFS),
+    ] {
         for name in names_in(dir) {
             std::fs::remove_dir_all(dir.join(&name))
                 .with_context(|| format!("removing {}", dir.join(name).display()))?;
