@@ -56,12 +56,24 @@ impl Drop for TestCgroup {
 struct Daemon {
     child: Child,
     socket: PathBuf,
+    pins: PathBuf,
 }
 
 impl Daemon {
     fn start(dir: &Path, capabilities: &[String]) -> Daemon {
         let socket = dir.join("api.sock");
         let _ = std::fs::remove_file(&socket);
+        // Its own state and pin directories: nothing of the host's default
+        // ones is touched. bpffs itself must be mounted by the host (the
+        // DaemonSet mounts /sys/fs/bpf from it; mounting needs SYS_ADMIN).
+        mount_bpffs();
+        // (bpffs names cannot contain dots, so not the temp dir's name.)
+        static STARTS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let pins = Path::new("/sys/fs/bpf").join(format!(
+            "oce-k8s-caps-{}-{}",
+            std::process::id(),
+            STARTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
         let bounding: String = std::iter::once("-all".to_owned())
             .chain(
                 capabilities
@@ -82,7 +94,10 @@ impl Daemon {
             .arg(DAEMON)
             .arg("--socket")
             .arg(&socket)
-            .args(["daemon", "--metrics-addr", "none"])
+            .args(["daemon", "--metrics-addr", "none", "--state-dir"])
+            .arg(dir.join("state"))
+            .arg("--bpffs-dir")
+            .arg(&pins)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -95,7 +110,11 @@ impl Daemon {
             );
             thread::sleep(Duration::from_millis(50));
         }
-        Daemon { child, socket }
+        Daemon {
+            child,
+            socket,
+            pins,
+        }
     }
 
     fn cli(&self, args: &[&str]) -> Output {
@@ -110,10 +129,27 @@ impl Daemon {
 
 impl Drop for Daemon {
     fn drop(&mut self) {
-        // SIGTERM: the daemon detaches what it attached.
+        // SIGTERM stops the daemon; what it pinned stays enforcing until
+        // the pins go (the policy was removed already; this is for failures).
         // SAFETY: kill(2) on our own child's pid.
         unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
         let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.pins);
+    }
+}
+
+/// Mounts bpffs at /sys/fs/bpf unless something is mounted there already.
+fn mount_bpffs() {
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
+    if !mounts
+        .lines()
+        .any(|line| line.split_whitespace().nth(1) == Some("/sys/fs/bpf"))
+    {
+        let status = Command::new("mount")
+            .args(["-t", "bpf", "bpf", "/sys/fs/bpf"])
+            .status()
+            .unwrap();
+        assert!(status.success(), "mounting bpffs: {status}");
     }
 }
 

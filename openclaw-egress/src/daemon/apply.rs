@@ -157,6 +157,7 @@ impl Daemon {
                 for instance in instances.read().expect("instances lock").iter() {
                     instance.retire(true);
                 }
+                self.remove_empty_pin_dirs(&policy.name, &generation);
                 return Err(error);
             }
         };
@@ -240,6 +241,7 @@ impl Daemon {
                     for instance in instances.read().expect("instances lock").iter() {
                         instance.retire(true);
                     }
+                    self.remove_empty_pin_dirs(&policy.name, generation);
                     return Err(ApplyError::Datapath {
                         name: policy.name.clone(),
                         workload: workload.to_string(),
@@ -249,6 +251,14 @@ impl Daemon {
             }
         }
         Ok(instances)
+    }
+
+    /// After a failed apply: its generation directory, and the policy's if
+    /// nothing else is in it (`remove_dir` only removes empty directories).
+    fn remove_empty_pin_dirs(&self, policy: &str, generation: &str) {
+        let policy_dir = self.pins_root.join(policy);
+        let _ = std::fs::remove_dir(policy_dir.join(generation));
+        let _ = std::fs::remove_dir(policy_dir);
     }
 
     /// Resolves the names, carries over what the old version learned, writes

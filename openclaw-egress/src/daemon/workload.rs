@@ -75,11 +75,13 @@ impl Workload {
     }
 }
 
-/// Keeps `[A-Za-z0-9._-]`, maps everything else (e.g. `/`) to `-`.
+/// Keeps `[A-Za-z0-9_-]`, maps everything else (e.g. `/`) to `-`. Dots
+/// too: bpffs refuses names containing a dot (EPERM), and cgroup paths of
+/// pods (`kubepods.slice`) have them.
 fn sanitize(text: &str) -> String {
     text.chars()
         .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+            if c.is_ascii_alphanumeric() || matches!(c, '_' | '-') {
                 c
             } else {
                 '-'
@@ -107,9 +109,12 @@ mod tests {
     #[test]
     fn slugs_are_directory_names() {
         let cgroup = Workload::Cgroup {
-            path: "/sys/fs/cgroup/unified/openclaw demo".into(),
+            path: "/sys/fs/cgroup/kubepods.slice/openclaw demo".into(),
         };
-        assert_eq!(cgroup.slug(), "cgroup-sys-fs-cgroup-unified-openclaw-demo");
+        assert_eq!(
+            cgroup.slug(),
+            "cgroup-sys-fs-cgroup-kubepods-slice-openclaw-demo"
+        );
         let interface = Workload::Interface {
             name: "veth1234".into(),
         };
