@@ -16,7 +16,7 @@ pub use addr::{Addr, ipv4_mapped};
 pub use config::{Mode, PolicyConfig};
 pub use dns::{DnsName, DnsNameRules, DnsStat, NameBudget, PortProto, RulePorts};
 pub use event::{DNS_NAME_MAX, Direction, DropEvent, Verdict};
-pub use maps::{AllowKey, AllowValue, CidrKey, CidrValue};
+pub use maps::{AllowKey, AllowValue, CidrKey, CidrValue, FlowKey};
 pub use reason::DropReason;
 
 /// IP protocol numbers the datapath understands.
@@ -40,6 +40,7 @@ mod pod {
     unsafe impl aya::Pod for CidrValue {}
     unsafe impl aya::Pod for PolicyConfig {}
     unsafe impl aya::Pod for DropEvent {}
+    unsafe impl aya::Pod for FlowKey {}
     unsafe impl aya::Pod for DnsName {}
     unsafe impl aya::Pod for DnsNameRules {}
     unsafe impl aya::Pod for RulePorts {}

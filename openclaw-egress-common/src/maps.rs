@@ -39,6 +39,7 @@ pub const DNS_NAMES_MAX_ENTRIES: u32 = 4096;
 pub const RULES_MAX: u32 = 1024;
 pub const INTERNAL_RANGES_MAX_ENTRIES: u32 = 64;
 pub const NAME_BUDGETS_MAX_ENTRIES: u32 = 16_384;
+pub const FLOWS_MAX_ENTRIES: u32 = 65_536;
 
 /// Key of the `ALLOW` hash map: one allowed (address, protocol, port).
 ///
@@ -62,6 +63,18 @@ impl AllowKey {
             _pad: 0,
         }
     }
+}
+
+/// Key of the TC hooks' flow verdict cache: one 5-tuple.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct FlowKey {
+    pub src: Addr,
+    pub dst: Addr,
+    pub src_port: u16,
+    pub dst_port: u16,
+    pub proto: u8,
+    pub _pad: [u8; 3],
 }
 
 /// Value of the `ALLOW` hash map.
@@ -137,5 +150,6 @@ mod tests {
         assert_eq!(core::mem::size_of::<AllowValue>(), 8 + 4 + 4);
         assert_eq!(core::mem::size_of::<CidrKey>(), 1 + 1 + 2 + 16);
         assert_eq!(core::mem::size_of::<CidrValue>(), 4);
+        assert_eq!(core::mem::size_of::<FlowKey>(), 16 + 16 + 2 + 2 + 1 + 3);
     }
 }

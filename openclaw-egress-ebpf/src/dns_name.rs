@@ -163,10 +163,12 @@ pub fn read(skb: &SkBuff, offset: usize, scratch: &mut DnsScratch) -> Result<usi
                 scratch.dotted[i - 1] = b'.';
             }
         } else {
-            let c = normalize(scratch.raw[i]).ok_or(())?;
-            scratch.raw[i] = c;
+            let original = scratch.raw[i];
+            scratch.raw[i] = normalize(original).ok_or(())?;
+            // Events show the name as sent: letter case can carry data
+            // (base64 in an exfiltration attempt, say).
             if i > 0 {
-                scratch.dotted[i - 1] = c;
+                scratch.dotted[i - 1] = original;
             }
         }
     }

@@ -7,7 +7,8 @@ use crate::{
     dns_query,
     flow::{self, Flow},
     maps::{ALLOW, CIDR, CONFIG, RESOLVERS},
-    report, socket_verdict,
+    report,
+    verdict_cache::{self, Cached},
 };
 
 const DNS_PORT: u16 = 53;
@@ -52,6 +53,15 @@ pub fn enforce(skb: &SkBuff, l3: usize, cgroup_id: u64, hook: Hook) -> bool {
         Mode::Audit => Verdict::Audited,
     };
     report::drop(flow.as_ref(), reason, Direction::Egress, verdict, cgroup_id);
+    // Audit mode reports a flow once, not every packet of it. (Not DNS:
+    // every query is its own question.)
+    if verdict == Verdict::Audited
+        && let Some(flow) = &flow
+        && flow.has_ports()
+        && flow.dst_port != DNS_PORT
+    {
+        verdict_cache::remember(skb, flow, hook, Cached::Audited);
+    }
     verdict == Verdict::Audited
 }
 
@@ -68,21 +78,19 @@ fn check(skb: &SkBuff, flow: &Flow, hook: Hook) -> Result<(), DropReason> {
         return Err(DropReason::Protocol);
     }
     // DNS goes to the policy's resolvers and nowhere else, whatever the other
-    // rules say, and only asks for allowed names. It is never cached on the
-    // socket: every query is checked.
+    // rules say, and only asks for allowed names. It is never cached: every
+    // query is checked.
     if flow.dst_port == DNS_PORT {
         if RESOLVERS.get_ptr(flow.dst).is_none() {
             return Err(DropReason::DnsResolver);
         }
         return dns_query::check(skb, flow);
     }
-    if hook == Hook::Cgroup && socket_verdict::is_cached(skb, flow) {
+    if verdict_cache::is_cached(skb, flow, hook) {
         return Ok(());
     }
     check_destination(flow)?;
-    if hook == Hook::Cgroup {
-        socket_verdict::remember(skb, flow);
-    }
+    verdict_cache::remember(skb, flow, hook, Cached::Allowed);
     Ok(())
 }
 

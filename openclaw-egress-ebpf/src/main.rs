@@ -23,6 +23,7 @@ mod report;
 mod socket_verdict;
 mod tc_from_workload;
 mod tc_to_workload;
+mod verdict_cache;
 
 #[cfg(not(test))]
 #[panic_handler]

@@ -7,13 +7,13 @@ use aya_ebpf::{
     maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
 };
 use openclaw_egress_common::{
-    Addr, AllowKey, AllowValue, CidrKey, CidrValue, DnsName, DnsNameRules, NameBudget,
+    Addr, AllowKey, AllowValue, CidrKey, CidrValue, DnsName, DnsNameRules, FlowKey, NameBudget,
     PolicyConfig, RulePorts,
     dns::DnsStat,
     maps::{
         ALLOW_MAX_ENTRIES, CIDR_MAX_ENTRIES, DNS_NAMES_MAX_ENTRIES, DROP_COUNTERS_LEN,
-        EVENTS_BYTES, INTERNAL_RANGES_MAX_ENTRIES, NAME_BUDGETS_MAX_ENTRIES, RESOLVERS_MAX_ENTRIES,
-        RULES_MAX,
+        EVENTS_BYTES, FLOWS_MAX_ENTRIES, INTERNAL_RANGES_MAX_ENTRIES, NAME_BUDGETS_MAX_ENTRIES,
+        RESOLVERS_MAX_ENTRIES, RULES_MAX,
     },
 };
 
@@ -64,6 +64,10 @@ pub static EVENTS_LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 /// Per-CPU work area for DNS names (too big for the 512-byte BPF stack).
 #[map]
 pub static SCRATCH: PerCpuArray<DnsScratch> = PerCpuArray::with_max_entries(1, 0);
+
+/// The verdict cache of TC hooks, per 5-tuple (see `verdict_cache`).
+#[map]
+pub static FLOWS: LruHashMap<FlowKey, u8> = LruHashMap::with_max_entries(FLOWS_MAX_ENTRIES, 0);
 
 /// The verdict cache of each socket of the workload.
 #[btf_map]

@@ -1,4 +1,4 @@
-//! A per-socket verdict cache (socket local storage).
+//! The verdict cache of cgroup hooks: socket local storage.
 //!
 //! Once a socket's destination is allowed, later packets of that socket to the
 //! same destination pass after a single lookup, and keep passing after the
@@ -14,18 +14,19 @@ use aya_ebpf::{
 };
 use openclaw_egress_common::Addr;
 
-use crate::{flow::Flow, maps::VERDICTS};
+use crate::{flow::Flow, maps::VERDICTS, verdict_cache::Cached};
 
-/// The destination a socket was allowed to reach.
+/// The destination a socket was allowed (or, in audit mode, reported) for.
 #[repr(C)]
 pub struct SocketVerdict {
     dst: Addr,
     port: u16,
     proto: u8,
-    allowed: u8,
+    /// A [`Cached`], 0 when unset.
+    verdict: u8,
 }
 
-/// Whether `flow`'s socket was already allowed to reach `flow`'s destination.
+/// Whether `flow`'s socket already has a verdict for `flow`'s destination.
 #[inline(always)]
 pub fn is_cached(skb: &SkBuff, flow: &Flow) -> bool {
     let verdict = storage(skb, 0);
@@ -34,15 +35,15 @@ pub fn is_cached(skb: &SkBuff, flow: &Flow) -> bool {
     }
     // SAFETY: non-null pointer to this socket's storage.
     let verdict = unsafe { &*verdict };
-    verdict.allowed == 1
+    verdict.verdict != 0
         && verdict.port == flow.dst_port
         && verdict.proto == flow.proto
         && verdict.dst == flow.dst
 }
 
-/// Remembers that `flow`'s socket may reach `flow`'s destination.
+/// Remembers `verdict` for `flow`'s socket and destination.
 #[inline(always)]
-pub fn remember(skb: &SkBuff, flow: &Flow) {
+pub fn remember(skb: &SkBuff, flow: &Flow, verdict_kind: Cached) {
     let verdict = storage(skb, u64::from(BPF_SK_STORAGE_GET_F_CREATE));
     if verdict.is_null() {
         return;
@@ -52,7 +53,7 @@ pub fn remember(skb: &SkBuff, flow: &Flow) {
     verdict.dst = flow.dst;
     verdict.port = flow.dst_port;
     verdict.proto = flow.proto;
-    verdict.allowed = 1;
+    verdict.verdict = verdict_kind as u8;
 }
 
 #[inline(always)]

