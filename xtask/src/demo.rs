@@ -72,9 +72,7 @@ pub fn run() -> Result<()> {
     let sandbox = Sandbox::new().context("creating the sandbox")?;
     let footprint = Footprint::of(&sandbox);
     let result = story(&workspace, &bin_dir, &sandbox, &mut checks);
-    if result.is_err() {
-        section("10. Tear down");
-    }
+    section("12. Tear down");
     note(
         "Removing the sandbox: killing what is left in its cgroup and namespaces, then\n\
          removing both network namespaces, the cgroup, /etc/netns/<agent> and the scratch\n\
@@ -107,7 +105,7 @@ pub fn run() -> Result<()> {
     }
     println!(
         "\ndemo passed: allowed traffic got through, blocked traffic was dropped and reported, \
-         the drop counters moved."
+         the drop counters moved, enforcement outlived the daemon, uninstall removed it."
     );
     Ok(())
 }
@@ -330,18 +328,19 @@ fn story(workspace: &Path, bin_dir: &Path, sandbox: &Sandbox, checks: &mut Check
     thread::sleep(Duration::from_millis(500));
 
     note(&format!(
-        "{EVIL} resolves (DNS to the policy's resolvers is allowed), but {EVIL_V4} is in no rule:\n\
-         the SYN is dropped in the kernel, so curl times out."
+        "The agent asks the policy's own resolver for {EVIL}: no rule allows that name, so\n\
+         the kernel drops the query itself (this is what stops DNS tunnelling through an\n\
+         allowed resolver). curl cannot even resolve the name."
     ));
     let curl = agent_curl(
         sandbox,
         &["-sS", "--max-time", "3", &format!("http://{EVIL}/")],
     )?;
-    // 28: curl's "operation timed out". Refused or unresolvable would mean
-    // something other than the policy stopped it.
+    // 6: curl's "could not resolve host". A timeout would mean the query
+    // left and only the connection was stopped.
     checks.record(
-        curl.status.code() == Some(28),
-        format!("blocked: http://{EVIL}/ timed out (its packets were dropped)"),
+        curl.status.code() == Some(6),
+        format!("blocked: the DNS query for {EVIL} never left the agent"),
     );
     note("A direct connection to an address no rule mentions:");
     let direct = agent_probe(sandbox, &["tcp", UNLISTED])?;
@@ -362,12 +361,12 @@ fn story(workspace: &Path, bin_dir: &Path, sandbox: &Sandbox, checks: &mut Check
     section("8. Drop events");
     let expected = [
         DropMatch {
-            what: format!("http://{EVIL}/"),
-            proto: "tcp",
-            dst: EVIL_V4.into(),
-            dst_port: 80,
+            what: format!("DNS query for {EVIL}"),
+            proto: "udp",
+            dst: "10.77.0.1".into(),
+            dst_port: 53,
             src_port: None,
-            reason: "no_rule",
+            reason: "dns_denied",
         },
         DropMatch {
             what: format!("TCP to {UNLISTED}"),
@@ -459,8 +458,12 @@ fn story(workspace: &Path, bin_dir: &Path, sandbox: &Sandbox, checks: &mut Check
         }
     }
 
-    section("10. Tear down");
-    note("Stopping the daemon with SIGTERM: it detaches the policy's programs and exits.");
+    section("10. Fail closed: the daemon stops, enforcement does not");
+    note(
+        "Stopping the daemon with SIGTERM. The programs and maps are pinned in bpffs, so\n\
+         they keep enforcing without it (a crash or SIGKILL is no different); a restarted\n\
+         daemon adopts them, learned addresses included.",
+    );
     let pid = daemon.pid();
     let status = daemon.stop();
     checks.record(
@@ -469,6 +472,47 @@ fn story(workspace: &Path, bin_dir: &Path, sandbox: &Sandbox, checks: &mut Check
             Some(status) => format!("daemon (pid {pid}) stopped: {status}"),
             None => format!("daemon (pid {pid}) could not be waited for"),
         },
+    );
+    let still_blocked = agent_probe(sandbox, &["tcp", UNLISTED])?;
+    checks.record(
+        still_blocked.error.as_deref() == Some(probe_error::TIMEOUT),
+        format!("daemon down: TCP to {UNLISTED} is still dropped"),
+    );
+    let still_allowed = agent_curl(
+        sandbox,
+        &["-sS", "--max-time", "5", &format!("http://{TRUSTED}/")],
+    )?;
+    checks.record(
+        still_allowed.status.success(),
+        format!("daemon down: http://{TRUSTED}/ still works"),
+    );
+
+    section("11. Uninstall");
+    note(
+        "`uninstall` removes every policy and pin (through the daemon if one runs, else\n\
+         directly); then nothing filters the agent any more.",
+    );
+    let state_dir = sandbox.scratch_dir().join("state");
+    let uninstall = cli(
+        &egress,
+        &socket,
+        &[
+            "uninstall",
+            "--state-dir",
+            &state_dir.display().to_string(),
+            "--bpffs-dir",
+            &sandbox.pins_dir().display().to_string(),
+        ],
+        None,
+    )?;
+    checks.record(
+        uninstall.status.success() && !sandbox.pins_dir().exists(),
+        format!("uninstalled: {} is gone", sandbox.pins_dir().display()),
+    );
+    let reopened = agent_probe(sandbox, &["tcp", UNLISTED])?;
+    checks.record(
+        reopened.ok,
+        format!("after uninstall: TCP to {UNLISTED} gets through again"),
     );
     note("Stopping the world (oce-world).");
     drop(world);
@@ -675,6 +719,7 @@ impl Footprint {
                 sandbox.cgroup_path().to_owned(),
                 Path::new("/etc/netns").join(sandbox.agent_netns()),
                 sandbox.scratch_dir().to_owned(),
+                sandbox.pins_dir().to_owned(),
             ],
         }
     }
