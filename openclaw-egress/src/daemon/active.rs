@@ -11,7 +11,7 @@ use super::{
     instance::{Instance, Instances},
     learned,
     names::Names,
-    workload::Workload,
+    workload::{self, Workload},
 };
 use crate::{
     api::{DropCount, NameStatus, PolicyStatus},
@@ -108,21 +108,13 @@ impl ActivePolicy {
             }
         }
         let workloads = self.workloads();
+        let (cgroup, interfaces) = workload::cgroup_and_interfaces(&workloads);
         PolicyStatus {
             name: self.policy.name.clone(),
             mode: mode_name(self.policy.mode).into(),
             source: self.source.clone(),
-            cgroup: workloads.iter().find_map(|w| match w {
-                Workload::Cgroup { path } => Some(path.clone()),
-                _ => None,
-            }),
-            interfaces: workloads
-                .iter()
-                .filter_map(|w| match w {
-                    Workload::Interface { name } => Some(name.clone()),
-                    _ => None,
-                })
-                .collect(),
+            cgroup,
+            interfaces,
             workloads: workloads.iter().map(ToString::to_string).collect(),
             applied_at: events::rfc3339(self.applied_at),
             rules: self.policy.egress.len(),

@@ -25,7 +25,7 @@ use super::{
     names::{self, Names},
     state::{InstanceRecord, PolicyRecord, unix_seconds},
     targets,
-    workload::{AttachError, Workload},
+    workload::{self, AttachError, Workload},
 };
 use crate::{
     api::ApplyReport,
@@ -163,13 +163,7 @@ impl Daemon {
         };
 
         // The refresher picks up where the first resolutions left off.
-        let resolver_task = tokio::spawn(names::keep_resolved(
-            resolver,
-            Arc::clone(&policy),
-            Arc::clone(&names),
-            Arc::clone(&instances),
-        ))
-        .abort_handle();
+        let resolver_task = names::spawn_refresher(resolver, &policy, &names, &instances);
         let active = Arc::new(ActivePolicy {
             policy: Arc::clone(&policy),
             source: source.into(),
@@ -196,18 +190,12 @@ impl Daemon {
             replaced,
             "policy applied"
         );
-        let workloads = active.workloads();
+        let (cgroup, interfaces) = workload::cgroup_and_interfaces(&active.workloads());
         Ok(ApplyReport {
             name: policy.name.clone(),
             replaced,
-            cgroup: workloads.iter().find_map(|w| w.cgroup().map(PathBuf::from)),
-            interfaces: workloads
-                .iter()
-                .filter_map(|w| match w {
-                    Workload::Interface { name } => Some(name.clone()),
-                    _ => None,
-                })
-                .collect(),
+            cgroup,
+            interfaces,
             names: active.name_status(),
             warnings,
         })

@@ -105,13 +105,18 @@ impl Daemon {
 
     /// Ends a policy's instances (see `Instance::retire`) and keeps their counters.
     fn retire(&self, active: &ActivePolicy, detach: bool) {
-        let counts = active.retire(detach);
+        self.keep_counts(&active.policy.name, &active.retire(detach));
+    }
+
+    /// Adds a retired instance's final counters to its policy's, so the
+    /// exported counters never go backwards.
+    fn keep_counts(&self, policy: &str, counts: &Counts) {
         self.retired
             .lock()
             .expect("retired lock")
-            .entry(active.policy.name.clone())
+            .entry(policy.to_string())
             .or_default()
-            .add(&counts);
+            .add(counts);
     }
 
     /// Detaches and forgets a policy.

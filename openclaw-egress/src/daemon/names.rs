@@ -147,9 +147,26 @@ pub async fn refresh(
     }
 }
 
+/// Starts [`keep_resolved`] for an applied policy; the handle stops it.
+pub fn spawn_refresher(
+    resolver: NameResolver,
+    policy: &Arc<Policy>,
+    names: &Names,
+    instances: &Instances,
+) -> tokio::task::AbortHandle {
+    tokio::spawn(keep_resolved(
+        resolver,
+        Arc::clone(policy),
+        Arc::clone(names),
+        Arc::clone(instances),
+    ))
+    .abort_handle()
+}
+
 /// Runs for the life of an applied policy (it is aborted when the policy
-/// goes): re-resolves names when due and garbage-collects expired entries.
-pub async fn keep_resolved(
+/// goes): re-resolves names when due (all of them at once when it starts
+/// from scratch) and garbage-collects expired entries.
+async fn keep_resolved(
     resolver: NameResolver,
     policy: Arc<Policy>,
     names: Names,

@@ -216,13 +216,7 @@ impl Daemon {
             .write()
             .expect("instances lock")
             .retain(|other| !Arc::ptr_eq(other, instance));
-        let counts = instance.retire(true);
-        self.retired
-            .lock()
-            .expect("retired lock")
-            .entry(active.policy.name.clone())
-            .or_default()
-            .add(&counts);
+        self.keep_counts(&active.policy.name, &instance.retire(true));
         if let Err(error) = self.record(active) {
             tracing::error!(policy = %active.policy.name, "{}", full_message(&error));
         }

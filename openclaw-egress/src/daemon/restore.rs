@@ -85,13 +85,7 @@ fn adopt(daemon: &Daemon, record: &PolicyRecord) -> Result<Arc<ActivePolicy>, St
     }
     let names = Arc::new(Mutex::new(names::names_of(&policy)));
     // Every name is due at once: the refresher resolves them right away.
-    let resolver_task = tokio::spawn(names::keep_resolved(
-        resolver,
-        Arc::clone(&policy),
-        Arc::clone(&names),
-        Arc::clone(&instances),
-    ))
-    .abort_handle();
+    let resolver_task = names::spawn_refresher(resolver, &policy, &names, &instances);
     Ok(Arc::new(ActivePolicy {
         policy,
         source: record.source.clone(),

@@ -75,6 +75,23 @@ impl Workload {
     }
 }
 
+/// The cgroup and the interfaces among `workloads`, as the API reports a
+/// policy's attachment points (pods are listed with the workloads).
+pub fn cgroup_and_interfaces(workloads: &[Workload]) -> (Option<PathBuf>, Vec<String>) {
+    let cgroup = workloads.iter().find_map(|workload| match workload {
+        Workload::Cgroup { path } => Some(path.clone()),
+        _ => None,
+    });
+    let interfaces = workloads
+        .iter()
+        .filter_map(|workload| match workload {
+            Workload::Interface { name } => Some(name.clone()),
+            _ => None,
+        })
+        .collect();
+    (cgroup, interfaces)
+}
+
 /// Keeps `[A-Za-z0-9_-]`, maps everything else (e.g. `/`) to `-`. Dots
 /// too: bpffs refuses names containing a dot (EPERM), and cgroup paths of
 /// pods (`kubepods.slice`) have them.
