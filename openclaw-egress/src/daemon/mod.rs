@@ -219,6 +219,10 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
         tracing::info!(addr = %bound, "serving Prometheus metrics on /metrics");
     }
     if config.kubernetes {
+        // Pod selectors are valid from now on (the pod list fills in as the
+        // watcher connects): a podLabels policy applied before must not be
+        // refused as if pods were not followed.
+        *daemon.pods.write().expect("pods lock") = Some(BTreeMap::new());
         let daemon = Arc::clone(&daemon);
         tokio::spawn(async move {
             if let Err(error) = daemon.watch_pods().await {

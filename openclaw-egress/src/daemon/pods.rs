@@ -75,7 +75,6 @@ impl Daemon {
         let client = k8s::default_client().await?;
         let layout = CgroupLayout::detect(&cgroup::cgroup2_mount()?);
         tracing::info!(node, driver = ?layout.driver(), "watching this node's pods");
-        *self.pods.write().expect("pods lock") = Some(BTreeMap::new());
         let mut events = Box::pin(PodWatcher::new(client, node, layout).events());
         while let Some(event) = events.next().await {
             match event {
@@ -227,11 +226,20 @@ impl Daemon {
     /// `dir` (a mounted ConfigMap in DaemonSet mode).
     pub async fn follow_policy_dir(self: Arc<Self>, dir: PathBuf) {
         let mut policies = PolicyDir::new(&dir);
+        // The last failure per file, so a retried apply that keeps failing
+        // is logged once, not every poll.
+        let mut failures: BTreeMap<PathBuf, String> = BTreeMap::new();
         loop {
             match policies.poll() {
                 Ok(changes) => {
                     for change in changes {
-                        self.policy_change(change).await;
+                        if let Some((name, file, error)) = self.policy_change(change).await {
+                            if failures.get(&file) != Some(&error) {
+                                tracing::error!(file = %file.display(), "policy not applied (retrying): {error}");
+                                failures.insert(file, error);
+                            }
+                            policies.apply_failed(&name);
+                        }
                     }
                 }
                 Err(error) => tracing::error!(dir = %dir.display(), "{}", full_message(&error)),
@@ -240,9 +248,11 @@ impl Daemon {
         }
     }
 
-    async fn policy_change(&self, change: PolicyChange) {
+    /// Carries out one change; a failed apply comes back as (policy name,
+    /// file, error) to be retried.
+    async fn policy_change(&self, change: PolicyChange) -> Option<(String, PathBuf, String)> {
         match change {
-            PolicyChange::Apply { file, .. } => {
+            PolicyChange::Apply { file, policy } => {
                 let source = file.display().to_string();
                 let result = match std::fs::read_to_string(&file) {
                     Ok(yaml) => self
@@ -252,9 +262,7 @@ impl Daemon {
                         .map_err(|e| full_message(&e)),
                     Err(error) => Err(error.to_string()),
                 };
-                if let Err(error) = result {
-                    tracing::error!(file = %source, "policy not applied: {error}");
-                }
+                return result.err().map(|error| (policy.name, file, error));
             }
             PolicyChange::Remove { file, name } => {
                 if let Err(error) = self.remove(&name).await {
@@ -267,5 +275,6 @@ impl Daemon {
                 full_message(&error)
             ),
         }
+        None
     }
 }

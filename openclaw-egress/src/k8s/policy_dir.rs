@@ -82,6 +82,8 @@ pub struct PolicyDir {
     applied: BTreeMap<String, (PathBuf, Policy)>,
     /// The last problem reported per file, to report each one once.
     reported: BTreeMap<PathBuf, String>,
+    /// Policies whose last apply failed: applied again on the next poll.
+    retry: BTreeSet<String>,
 }
 
 impl PolicyDir {
@@ -90,7 +92,14 @@ impl PolicyDir {
             dir: dir.into(),
             applied: BTreeMap::new(),
             reported: BTreeMap::new(),
+            retry: BTreeSet::new(),
         }
+    }
+
+    /// Says the daemon could not apply `name` (e.g. its cgroup does not exist
+    /// yet): the next poll asks for it again rather than taking it as done.
+    pub fn apply_failed(&mut self, name: &str) {
+        self.retry.insert(name.to_string());
     }
 
     pub fn dir(&self) -> &Path {
@@ -157,8 +166,11 @@ impl PolicyDir {
         self.reported.retain(|file, _| present.contains(file));
 
         let mut changes = rejected;
+        let retry = std::mem::take(&mut self.retry);
         for (name, (file, policy)) in &wanted {
-            if self.applied.get(name).map(|(_, applied)| applied) != Some(policy) {
+            if self.applied.get(name).map(|(_, applied)| applied) != Some(policy)
+                || retry.contains(name)
+            {
                 changes.push(PolicyChange::Apply {
                     file: file.clone(),
                     policy: policy.clone(),
