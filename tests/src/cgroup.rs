@@ -80,6 +80,19 @@ impl Drop for CgroupGuard {
     }
 }
 
+/// The child cgroups (subdirectories) of a cgroup.
+fn child_cgroups(path: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(path)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok())
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                .map(|e| e.path())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// The pids in a cgroup (empty if it is gone).
 pub(crate) fn pids(path: &Path) -> Vec<i32> {
     std::fs::read_to_string(path.join("cgroup.procs"))
@@ -89,13 +102,18 @@ pub(crate) fn pids(path: &Path) -> Vec<i32> {
         .collect()
 }
 
-/// Kills everything in the cgroup, waits until it is empty, removes it.
+/// Kills everything in the cgroup, waits until it is empty, removes it,
+/// child cgroups (e.g. [`crate::Sandbox::create_cgroup`]'s) first.
 ///
-/// A cgroup with processes in it cannot be removed (EBUSY), and a test that
-/// panicked may have left a probe or curl running in it.
+/// A cgroup with processes or children in it cannot be removed (EBUSY), and
+/// a test that panicked may have left a probe or curl running in it.
 pub(crate) fn remove_cgroup(path: &Path) -> Result<()> {
     if !path.exists() {
         return Ok(());
+    }
+    // Depth first: a cgroup's children must be gone before it can go.
+    for child in child_cgroups(path) {
+        remove_cgroup(&child)?;
     }
     let kill_file = path.join("cgroup.kill");
     let deadline = Instant::now() + Duration::from_secs(10);

@@ -3,7 +3,7 @@
 use std::{
     os::unix::net::UnixStream,
     path::{Path, PathBuf},
-    process::{Command, Output},
+    process::{Command, ExitStatus, Output},
     thread,
     time::{Duration, Instant},
 };
@@ -197,5 +197,27 @@ impl Daemon {
     /// whether it exited successfully, e.g. to test a restart.
     pub fn stop(mut self) -> Option<std::process::ExitStatus> {
         self.child.stop()
+    }
+
+    /// Like [`Daemon::stop`] (SIGTERM, then SIGKILL after 5 s), but keeps
+    /// the wrapper, so its log can still be read afterwards.
+    pub fn terminate(&mut self) -> Option<ExitStatus> {
+        self.child.stop()
+    }
+
+    /// SIGKILL now: the daemon gets no chance to clean up (a crash, the
+    /// OOM killer). Returns the exit status; the log stays readable.
+    pub fn kill(&mut self) -> Option<ExitStatus> {
+        self.child.kill()
+    }
+
+    /// `Some(status)` once the daemon has exited (e.g. after `uninstall`).
+    pub fn exit_status(&mut self) -> Option<ExitStatus> {
+        self.child.exited()
+    }
+
+    /// Waits up to `timeout` for the daemon to exit by itself.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        self.child.wait_exit(timeout)
     }
 }

@@ -43,11 +43,21 @@
 //! answer, [`ResolveConnectReport`]) and `hold` (one connection used for a
 //! while, [`HoldReport`]). [`Sandbox::agent_tcp_retransmits`] shows whether
 //! any segment had to be sent twice.
+//!
+//! For the operational side: [`Daemon::kill`] and [`Daemon::terminate`]
+//! stop a daemon and a second [`Sandbox::spawn_daemon`] starts another on
+//! the same state and pin directories ([`Sandbox::state_dir`],
+//! [`Sandbox::pins_dir`]), as a restart would; [`Sandbox::create_cgroup`]
+//! and [`Sandbox::probe_in_cgroup`] give more workloads than the sandbox
+//! cgroup (pods), and [`kube::FakeKubeApi`] plays the Kubernetes API server
+//! for `daemon --kubernetes` ([`Sandbox::bind_tcp_in_agent`],
+//! [`Sandbox::spawn_daemon_with_env`]).
 
 mod bins;
 mod cgroup;
 mod daemon;
 mod events;
+pub mod kube;
 pub mod metrics;
 mod netns;
 mod placement;
@@ -64,7 +74,7 @@ pub use events::{DROP_EVENT_TARGET, DropEvent};
 pub use metrics::{Metrics, Sample};
 pub use policy::{DEFAULT_POLICY_NAME, PolicyYaml};
 pub use probe::{HoldReport, ProbeOutcome, ResolveConnectReport, RoundFailure, probe_error};
-pub use process::{LogLine, Stream};
+pub use process::{LogLine, Stream, run_with_deadline};
 pub use sandbox::{
     AGENT_IPV4, AGENT_IPV6, Sandbox, WORLD_IPV4, WORLD_IPV6, is_root, remove_stale_sandboxes,
 };

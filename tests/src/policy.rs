@@ -23,6 +23,8 @@ pub struct PolicyYaml {
     pub cgroup_path: Option<String>,
     /// `spec.selector.interfaces` (omitted when empty).
     pub interfaces: Vec<String>,
+    /// `spec.selector.podLabels` (omitted when empty), in order.
+    pub pod_labels: Vec<(String, String)>,
     pub resolvers: Vec<String>,
     /// `spec.dns.minTTL` (omitted when `None`: the daemon's default).
     pub min_ttl: Option<u32>,
@@ -52,6 +54,7 @@ impl PolicyYaml {
             mode: "enforce".to_owned(),
             cgroup_path: None,
             interfaces: interfaces.iter().map(|i| (*i).to_owned()).collect(),
+            pod_labels: Vec::new(),
             resolvers: vec!["10.77.0.1".to_owned(), "fd77::1".to_owned()],
             min_ttl: None,
             max_ips_per_name: None,
@@ -79,6 +82,18 @@ impl PolicyYaml {
     pub fn interfaces(mut self, interfaces: &[&str]) -> Self {
         self.interfaces
             .extend(interfaces.iter().map(|i| (*i).to_owned()));
+        self
+    }
+
+    /// Adds `podLabels` to the selector (DaemonSet mode: the daemon runs
+    /// with `--kubernetes`). [`PolicyYaml::for_interfaces`]`(&[])` and this
+    /// give a policy that selects pods only.
+    pub fn pod_labels(mut self, labels: &[(&str, &str)]) -> Self {
+        self.pod_labels.extend(
+            labels
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        );
         self
     }
 
@@ -144,6 +159,12 @@ impl PolicyYaml {
             writeln!(yaml, "    interfaces: [{}]", quoted(&self.interfaces))
                 .expect("writing to a String");
         }
+        if !self.pod_labels.is_empty() {
+            yaml.push_str("    podLabels:\n");
+            for (key, value) in &self.pod_labels {
+                writeln!(yaml, "      {key}: \"{value}\"").expect("writing to a String");
+            }
+        }
         writeln!(yaml, "  dns:\n    resolvers: [{}]", quoted(&self.resolvers))
             .expect("writing to a String");
         if let Some(ttl) = self.min_ttl {
@@ -196,6 +217,15 @@ mod tests {
              \x20 dns:\n    resolvers: [\"10.77.0.1\", \"fd77::1\"]\n    minTTL: 1\n    maxIPsPerName: 2\n\
              \x20 egress:\n    - fqdnPattern: \"*.pkg.test\"\n      ports: [\"443/tcp\"]\n\
              \x20   - cidr: \"10.1.2.0/24\"\n      ports: [\"5432/tcp\", \"53/udp\"]\n"
+        );
+        let pods =
+            PolicyYaml::for_interfaces(&[]).pod_labels(&[("app", "openclaw"), ("tier", "a")]);
+        assert!(
+            pods.to_yaml().contains(
+                "  selector:\n    podLabels:\n      app: \"openclaw\"\n      tier: \"a\"\n  dns:\n"
+            ),
+            "{}",
+            pods.to_yaml()
         );
         let empty = PolicyYaml::for_interfaces(&[]).cgroup_path("agent");
         assert_eq!(

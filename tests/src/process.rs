@@ -196,6 +196,16 @@ impl ChildGuard {
         )
     }
 
+    /// SIGKILL now (no chance to clean up) and reap; returns the exit
+    /// status.
+    pub(crate) fn kill(&mut self) -> Option<ExitStatus> {
+        if let Some(status) = self.exited() {
+            return Some(status);
+        }
+        let _ = self.child.kill();
+        self.child.wait().ok()
+    }
+
     /// SIGTERM, wait up to the grace period, then SIGKILL; returns the exit
     /// status.
     pub(crate) fn stop(&mut self) -> Option<ExitStatus> {
@@ -228,8 +238,9 @@ impl Drop for ChildGuard {
 }
 
 /// Runs a short-lived command to completion, killing it after `deadline`
-/// (so a hung child fails the test instead of hanging it).
-pub(crate) fn run_with_deadline(command: &mut Command, deadline: Duration) -> Result<Output> {
+/// (so a hung child fails the test instead of hanging it). Stdin is
+/// `/dev/null`; stdout and stderr are captured.
+pub fn run_with_deadline(command: &mut Command, deadline: Duration) -> Result<Output> {
     let mut child = command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

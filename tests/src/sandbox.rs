@@ -3,7 +3,9 @@
 
 use std::{
     ffi::OsStr,
-    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    fs::File,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener},
+    os::fd::AsRawFd as _,
     path::{Path, PathBuf},
     process::Command,
     sync::{
@@ -260,6 +262,26 @@ impl Sandbox {
         ProbeOutcome::parse(&self.run_probe_stdout(args, in_cgroup)?)
     }
 
+    /// Runs `oce-probe <args>` in the agent netns inside `cgroup` (an
+    /// absolute cgroup directory, e.g. one made by
+    /// [`Sandbox::create_cgroup`]): a workload other than the sandbox
+    /// cgroup itself, such as a pod's cgroup.
+    pub fn probe_in_cgroup(&self, cgroup: &Path, args: &[&str]) -> Result<ProbeOutcome> {
+        let procs = open_procs(cgroup)?;
+        ProbeOutcome::parse(&self.run_probe_placed(args, Some(procs))?)
+    }
+
+    /// [`Sandbox::probe_json`] inside `cgroup` (see
+    /// [`Sandbox::probe_in_cgroup`]).
+    pub fn probe_json_in_cgroup<T: DeserializeOwned>(
+        &self,
+        cgroup: &Path,
+        args: &[&str],
+    ) -> Result<T> {
+        let procs = open_procs(cgroup)?;
+        parse_last_line(&self.run_probe_placed(args, Some(procs))?)
+    }
+
     /// Runs `oce-probe <args>` in the agent netns and inside the sandbox
     /// cgroup, and parses its JSON line as `T`: for the subcommands whose
     /// report is not a [`ProbeOutcome`] (`resolve-connect` gives a
@@ -276,10 +298,17 @@ impl Sandbox {
     /// Runs oce-probe to completion; its stdout, or an error if it exited
     /// non-zero (a usage error: the probe itself reports failures as JSON).
     fn run_probe_stdout(&self, args: &[&str], in_cgroup: bool) -> Result<String> {
+        let procs = in_cgroup.then(|| self.cgroup.open_procs()).transpose()?;
+        self.run_probe_placed(args, procs)
+    }
+
+    /// Runs oce-probe in the agent netns, in the cgroup whose `cgroup.procs`
+    /// is given (else in the caller's cgroup).
+    fn run_probe_placed(&self, args: &[&str], cgroup_procs: Option<File>) -> Result<String> {
         let mut command = Command::new(binary_path("oce-probe"));
         command.args(args);
         Placement {
-            cgroup_procs: in_cgroup.then(|| self.cgroup.open_procs()).transpose()?,
+            cgroup_procs,
             netns: Some(self.agent.open()?),
         }
         .apply(&mut command);
@@ -341,6 +370,61 @@ impl Sandbox {
         }
         .apply(&mut command);
         Ok(command)
+    }
+
+    /// A command that runs `program args` in the agent netns inside
+    /// `cgroup` (an absolute cgroup directory, e.g. one made by
+    /// [`Sandbox::create_cgroup`]). Entered with setns(2), so /sys and
+    /// /etc/resolv.conf stay the host's.
+    pub fn command_in_cgroup(
+        &self,
+        cgroup: &Path,
+        program: impl AsRef<OsStr>,
+        args: impl IntoIterator<Item = impl AsRef<OsStr>>,
+    ) -> Result<Command> {
+        let mut command = Command::new(program);
+        command.args(args);
+        Placement {
+            cgroup_procs: Some(open_procs(cgroup)?),
+            netns: Some(self.agent.open()?),
+        }
+        .apply(&mut command);
+        Ok(command)
+    }
+
+    /// Creates the cgroup `<sandbox cgroup>/<name>` (e.g. a pod's cgroup for
+    /// a Kubernetes test) and returns its absolute path; it is removed with
+    /// the sandbox. A policy on it filters only what runs in it; note that
+    /// programs attached to the sandbox cgroup apply to it too (cgroup_skb
+    /// programs are inherited by descendants).
+    pub fn create_cgroup(&self, name: &str) -> Result<PathBuf> {
+        if name.is_empty() || name.contains('/') || name.starts_with('.') {
+            bail!("{name:?} is not a cgroup directory name");
+        }
+        let path = self.cgroup.path().join(name);
+        std::fs::create_dir(&path)
+            .with_context(|| format!("creating cgroup {}", path.display()))?;
+        Ok(path)
+    }
+
+    /// Binds a TCP listener on `addr` in the agent netns (e.g.
+    /// `127.0.0.1:0`), for servers the daemon talks to, such as a fake
+    /// Kubernetes API server. The socket belongs to the agent netns for
+    /// good; it can be served from any thread.
+    pub fn bind_tcp_in_agent(&self, addr: SocketAddr) -> Result<TcpListener> {
+        let netns = self.agent.open()?;
+        // setns(2) with CLONE_NEWNET changes only the calling thread's
+        // namespace: a short-lived thread binds, the test's own threads stay
+        // where they are.
+        std::thread::spawn(move || -> Result<TcpListener> {
+            // SAFETY: setns(2) on an fd we own, for this thread only.
+            if unsafe { libc::setns(netns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                return Err(std::io::Error::last_os_error()).context("setns into the agent netns");
+            }
+            TcpListener::bind(addr).with_context(|| format!("binding {addr} in the agent netns"))
+        })
+        .join()
+        .map_err(|_| anyhow::anyhow!("the binding thread panicked"))?
     }
 
     /// A counter of the agent netns's `/proc/net/snmp`, e.g. `("Tcp",
@@ -408,7 +492,27 @@ impl Sandbox {
 
     /// [`Sandbox::spawn_daemon`] with extra daemon arguments.
     pub fn spawn_daemon_with_args(&self, bin: &Path, extra_args: &[&str]) -> Result<Daemon> {
-        self.spawn_daemon_in(&self.agent, bin, extra_args)
+        self.spawn_daemon_in(&self.agent, bin, extra_args, &[])
+    }
+
+    /// [`Sandbox::spawn_daemon_with_args`] with extra environment variables
+    /// (e.g. `KUBECONFIG` and `NODE_NAME` for `--kubernetes`). Proxy and
+    /// in-cluster variables of the test's own environment are removed, so
+    /// that the daemon talks to exactly the servers the test set up.
+    pub fn spawn_daemon_with_env(
+        &self,
+        bin: &Path,
+        extra_args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<Daemon> {
+        self.spawn_daemon_in(&self.agent, bin, extra_args, env)
+    }
+
+    /// Where this sandbox's daemons keep their policy records
+    /// (`--state-dir`, in the scratch dir): a restarted daemon finds its
+    /// predecessor's records there.
+    pub fn state_dir(&self) -> PathBuf {
+        self.scratch_dir().join("state")
     }
 
     /// Starts `bin daemon` in the WORLD netns, with its API socket in the
@@ -420,7 +524,7 @@ impl Sandbox {
     /// resolver 10.77.0.1 is the world's own address. Its metrics listener
     /// is on the world's loopback.
     pub fn spawn_daemon_in_world(&self, bin: &Path, extra_args: &[&str]) -> Result<Daemon> {
-        self.spawn_daemon_in(&self.world, bin, extra_args)
+        self.spawn_daemon_in(&self.world, bin, extra_args, &[])
     }
 
     fn spawn_daemon_in(
@@ -428,12 +532,19 @@ impl Sandbox {
         netns: &NetnsGuard,
         bin: &Path,
         extra_args: &[&str],
+        env: &[(&str, &str)],
     ) -> Result<Daemon> {
         let socket = self.scratch_dir().join("api.sock");
         // A previous daemon of this sandbox may have left its socket behind.
         let _ = std::fs::remove_file(&socket);
-        let state = self.scratch_dir().join("state");
+        let state = self.state_dir();
         let mut command = Daemon::command(bin, &socket, &state, self.pins_dir(), extra_args);
+        if !env.is_empty() {
+            for name in PROXY_AND_CLUSTER_ENV {
+                command.env_remove(name);
+            }
+            command.envs(env.iter().copied());
+        }
         Placement {
             cgroup_procs: None,
             netns: Some(netns.open()?),
@@ -446,6 +557,30 @@ impl Sandbox {
         )?;
         Daemon::wait_ready(bin, &socket, child)
     }
+}
+
+/// Variables that would send the daemon's HTTP clients elsewhere than the
+/// test's own servers (see [`Sandbox::spawn_daemon_with_env`]).
+const PROXY_AND_CLUSTER_ENV: &[&str] = &[
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "ALL_PROXY",
+    "NO_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "all_proxy",
+    "no_proxy",
+    "KUBERNETES_SERVICE_HOST",
+    "KUBERNETES_SERVICE_PORT",
+];
+
+/// `cgroup.procs` of `cgroup`, open for writing (see `placement.rs`).
+fn open_procs(cgroup: &Path) -> Result<File> {
+    let procs = cgroup.join("cgroup.procs");
+    File::options()
+        .write(true)
+        .open(&procs)
+        .with_context(|| format!("opening {} for writing", procs.display()))
 }
 
 /// The value of `field` in the `protocol` lines of a `/proc/net/snmp` text
@@ -495,13 +630,6 @@ fn ip_tolerating_exists(args: &[&str]) -> Result<()> {
     }
 }
 
-/// Removes sandboxes left behind by processes that no longer exist
-/// (namespaces, cgroups, /etc/netns entries and scratch dirs named
-/// `oce-<pid>-...` whose pid is dead). Sandboxes of live processes, e.g. a
-/// test binary running in parallel, are left alone.
-///
-/// [`Sandbox::new`] calls it once per process, before its first sandbox;
-/// calling it while this process has sandboxes would remove them.
 /// Mounts bpffs at /sys/fs/bpf unless it is mounted already.
 fn mount_bpffs() -> Result<()> {
     let mounts = std::fs::read_to_string("/proc/mounts").context("reading /proc/mounts")?;
@@ -521,6 +649,13 @@ fn mount_bpffs() -> Result<()> {
     Ok(())
 }
 
+/// Removes sandboxes left behind by processes that no longer exist
+/// (namespaces, cgroups, /etc/netns entries and scratch dirs named
+/// `oce-<pid>-...` whose pid is dead). Sandboxes of live processes, e.g. a
+/// test binary running in parallel, are left alone.
+///
+/// [`Sandbox::new`] calls it once per process, before its first sandbox;
+/// calling it while this process has sandboxes would remove them.
 pub fn remove_stale_sandboxes() -> Result<()> {
     let is_stale = |name: &str| -> bool {
         let Some(rest) = name.strip_prefix(NAME_PREFIX) else {

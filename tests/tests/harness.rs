@@ -826,3 +826,145 @@ fn agent_tcp_retransmits_count_a_dropped_syn() {
     let after = sandbox.agent_tcp_retransmits().unwrap();
     assert!(after > before, "RetransSegs {before} -> {after}");
 }
+
+#[test]
+fn child_cgroups_take_probes_and_go_with_the_sandbox() {
+    require_root!();
+    let sandbox = Sandbox::new().unwrap();
+    let _world = sandbox.start_world(&basic_world()).unwrap();
+    let child = sandbox.create_cgroup("pod-x").unwrap();
+    assert_eq!(child, sandbox.cgroup_path().join("pod-x"));
+    assert!(sandbox.create_cgroup("../escape").is_err());
+
+    // A probe placed in the child cgroup, in the agent netns.
+    let expected = format!("/{}/pod-x", sandbox.cgroup_relative());
+    let inside = sandbox.probe_in_cgroup(&child, &["cgroup"]).unwrap();
+    assert_eq!(inside.detail.as_deref(), Some(expected.as_str()));
+    sandbox
+        .probe_in_cgroup(&child, &["tcp", "203.0.113.10:7"])
+        .unwrap()
+        .assert_ok();
+    let output = sandbox
+        .command_in_cgroup(&child, "cat", ["/proc/self/cgroup"])
+        .unwrap()
+        .output()
+        .unwrap();
+    let cgroups = String::from_utf8(output.stdout).unwrap();
+    assert!(
+        cgroups.lines().any(|l| l == format!("0::{expected}")),
+        "{cgroups}"
+    );
+
+    // A process left in the child: dropping the sandbox kills it and
+    // removes both cgroups.
+    let mut sleeper = sandbox
+        .command_in_cgroup(&child, "sleep", ["600"])
+        .unwrap()
+        .spawn()
+        .unwrap();
+    let parent = sandbox.cgroup_path().to_path_buf();
+    drop(sandbox);
+    assert!(!child.exists() && !parent.exists(), "{}", child.display());
+    assert!(!sleeper.wait().unwrap().success());
+}
+
+#[test]
+fn fake_kube_api_lists_and_watches_the_pods_of_a_node() {
+    use openclaw_egress_e2e::kube::{FakeKubeApi, running_pod};
+    require_root!();
+    let sandbox = Sandbox::new().unwrap();
+    let listener = sandbox
+        .bind_tcp_in_agent("127.0.0.1:0".parse().unwrap())
+        .unwrap();
+    let api = FakeKubeApi::serve(listener).unwrap();
+    api.apply_pod(running_pod("ns", "a", "uid-a", "n1", &[("app", "x")]));
+    api.apply_pod(running_pod("ns", "b", "uid-b", "n2", &[("app", "x")]));
+    // curl in the agent netns: the server listens on its loopback only.
+    let get = |query: &str| -> serde_json::Value {
+        let url = format!("http://{}/api/v1/pods?{query}", api.addr());
+        let output = sandbox
+            .command_in_agent_outside_cgroup("curl", ["-sS", "--max-time", "10", &url])
+            .unwrap()
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{output:?}");
+        let text = String::from_utf8(output.stdout).unwrap();
+        // A watch is one JSON object per line: wrap them in an array.
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect();
+        match &lines[..] {
+            [one] if one["kind"] == "PodList" => one.clone(),
+            _ => serde_json::Value::Array(lines),
+        }
+    };
+    let list = get("fieldSelector=spec.nodeName%3Dn1");
+    let items = list["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{list:#}");
+    assert_eq!(items[0]["metadata"]["uid"], "uid-a");
+    assert_eq!(items[0]["status"]["phase"], "Running");
+    let version: u64 = list["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+
+    // A watch from the list's version sees what happened since, on n1 only,
+    // and ends at its timeout.
+    api.apply_pod(running_pod("ns", "a", "uid-a", "n1", &[("app", "y")]));
+    assert!(api.delete_pod("ns", "b"));
+    assert!(api.delete_pod("ns", "a"));
+    assert!(!api.delete_pod("ns", "a"));
+    let events = get(&format!(
+        "watch=true&fieldSelector=spec.nodeName%3Dn1&resourceVersion={version}&timeoutSeconds=1"
+    ));
+    let kinds: Vec<(String, String)> = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["type"].as_str().unwrap().to_owned(),
+                e["object"]["metadata"]["labels"]["app"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("MODIFIED".to_owned(), "y".to_owned()),
+            ("DELETED".to_owned(), "y".to_owned())
+        ]
+    );
+    // Everything asked was recorded; other paths are 404s.
+    let output = sandbox
+        .command_in_agent_outside_cgroup(
+            "curl",
+            [
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                &format!("http://{}/api/v1/namespaces", api.addr()),
+            ],
+        )
+        .unwrap()
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "404");
+    let requests = api.requests();
+    assert_eq!(requests.len(), 3, "{requests:#?}");
+    assert!(!requests[0].is_watch());
+    assert_eq!(requests[0].node_selector(), Some("n1"));
+    assert!(requests[1].is_watch());
+    assert_eq!(api.open_watches(), 0);
+    assert!(
+        api.kubeconfig()
+            .contains(&format!("server: http://{}", api.addr()))
+    );
+}

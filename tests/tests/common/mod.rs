@@ -121,6 +121,33 @@ impl Rig {
         }
     }
 
+    /// Starts another daemon on this sandbox's state and pin directories,
+    /// as a restart would (the current one must have exited, e.g. after
+    /// [`Daemon::kill`] or [`Daemon::terminate`]), and returns the old one,
+    /// whose log stays readable.
+    #[track_caller]
+    pub fn restart_daemon(&mut self) -> Daemon {
+        let bin = binary_path("openclaw-egress");
+        let daemon = match self.side {
+            DaemonSide::Agent => self.sandbox.spawn_daemon(&bin),
+            DaemonSide::World => self.sandbox.spawn_daemon_in_world(&bin, &[]),
+        }
+        .unwrap_or_else(|e| panic!("restarting the daemon: {e:#}"));
+        std::mem::replace(&mut self.daemon, daemon)
+    }
+}
+
+/// [`Rig::restart_daemon`] for an agent-side rig, on its fields: usable
+/// while other code holds on to the rig's sandbox (e.g. a prober thread).
+#[track_caller]
+pub fn restart_daemon(sandbox: &Sandbox, daemon: &mut Daemon) -> Daemon {
+    let new = sandbox
+        .spawn_daemon(&binary_path("openclaw-egress"))
+        .unwrap_or_else(|e| panic!("restarting the daemon: {e:#}"));
+    std::mem::replace(daemon, new)
+}
+
+impl Rig {
     /// The policy this rig's tests start from: on the sandbox cgroup, or
     /// (for [`Rig::start_tc`]) on the world's `eth0`, with no rules.
     pub fn policy(&self) -> PolicyYaml {
@@ -405,13 +432,23 @@ pub struct Monitor {
 
 impl Monitor {
     pub fn spawn(daemon: &Daemon) -> Self {
+        Self::spawn_with(daemon, &["monitor", "--json"])
+    }
+
+    /// `openclaw-egress monitor` without `--json`: one line per event for
+    /// people (read with [`Monitor::next_line_matching`]).
+    pub fn spawn_human(daemon: &Daemon) -> Self {
+        Self::spawn_with(daemon, &["monitor"])
+    }
+
+    fn spawn_with(daemon: &Daemon, args: &[&str]) -> Self {
         let mut child = daemon
-            .cli_command(&["monitor", "--json"])
+            .cli_command(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
-            .unwrap_or_else(|e| panic!("spawning monitor --json: {e}"));
+            .unwrap_or_else(|e| panic!("spawning {args:?}: {e}"));
         let stdout = child.stdout.take().expect("piped");
         let (tx, lines) = mpsc::channel();
         thread::spawn(move || {
@@ -445,6 +482,24 @@ impl Monitor {
                 && predicate(&value)
             {
                 return Some(value);
+            }
+        }
+    }
+
+    /// The next line (JSON or not) for which `predicate` holds, waiting up
+    /// to `timeout`.
+    pub fn next_line_matching(
+        &mut self,
+        mut predicate: impl FnMut(&str) -> bool,
+        timeout: Duration,
+    ) -> Option<String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.checked_duration_since(Instant::now())?;
+            let line = self.lines.recv_timeout(left).ok()?;
+            self.seen.push(line.clone());
+            if predicate(&line) {
+                return Some(line);
             }
         }
     }
@@ -483,6 +538,37 @@ impl TempDir {
 impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Spawns `command` (stdin `/dev/null`, stdout and stderr captured) and
+/// waits for it, killing it after `deadline`; returns its pid (e.g. to find
+/// what `openclaw-egress exec` named after itself) and its output.
+#[track_caller]
+pub fn spawn_and_wait(command: &mut Command, deadline: Duration) -> (u32, std::process::Output) {
+    let child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawning {command:?}: {e}"));
+    let pid = child.id();
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(deadline) {
+        Ok(output) => (
+            pid,
+            output.unwrap_or_else(|e| panic!("waiting for {command:?}: {e}")),
+        ),
+        Err(_) => {
+            // Not reaped yet (the waiting thread still blocks on it), so the
+            // pid is still our child's.
+            // SAFETY: kill(2) has no memory-safety preconditions.
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+            panic!("{command:?} did not finish within {deadline:?}");
+        }
     }
 }
 

@@ -1,0 +1,543 @@
+//! A fake Kubernetes API server, for `openclaw-egress daemon --kubernetes`
+//! without a cluster.
+//!
+//! It serves the one resource the daemon's pod watcher asks for, the pods of
+//! the core API (`GET /api/v1/pods`), over plain HTTP/1.1 on a listener the
+//! test provides (e.g. [`crate::Sandbox::bind_tcp_in_agent`], so that the
+//! daemon reaches it on the agent netns's loopback). Like a real API server
+//! it keeps a resource version, answers a list with the current pods (only
+//! those on the node named by a `spec.nodeName=` field selector) and a
+//! watch (`watch=true`) with a chunked stream of `ADDED`/`MODIFIED`/
+//! `DELETED` events newer than the watch's `resourceVersion`, held open
+//! until `timeoutSeconds` (then ended, as a real server does, so the
+//! client watches again).
+//!
+//! Tests change the pods with [`FakeKubeApi::apply_pod`] and
+//! [`FakeKubeApi::delete_pod`]; every request is recorded
+//! ([`FakeKubeApi::requests`]) so a test can show what the daemon asked.
+
+use std::{
+    collections::BTreeMap,
+    fmt,
+    io::{BufRead as _, BufReader, ErrorKind, Write as _},
+    net::{Shutdown, SocketAddr, TcpListener, TcpStream},
+    path::{Path, PathBuf},
+    sync::{
+        Arc, Condvar, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+    thread::{self, JoinHandle},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, Result};
+use serde_json::{Value, json};
+
+/// One request as the fake API server received it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiRequest {
+    pub method: String,
+    /// The path, without the query.
+    pub path: String,
+    /// The query parameters, percent-decoded.
+    pub query: BTreeMap<String, String>,
+    /// The request target exactly as sent (path and query).
+    pub target: String,
+}
+
+impl ApiRequest {
+    /// True for a watch (`watch=true` or `watch=1`).
+    pub fn is_watch(&self) -> bool {
+        matches!(
+            self.query.get("watch").map(String::as_str),
+            Some("true" | "1")
+        )
+    }
+
+    /// The node of a `spec.nodeName=<node>` field selector, if any.
+    pub fn node_selector(&self) -> Option<&str> {
+        self.query
+            .get("fieldSelector")?
+            .split(',')
+            .find_map(|term| term.strip_prefix("spec.nodeName="))
+    }
+}
+
+impl fmt::Display for ApiRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.method, self.target)
+    }
+}
+
+/// A pod object as the API server would return it: in `namespace` with
+/// `name` and `uid`, scheduled on `node`, Running, QoS class BestEffort,
+/// with `labels`. (The daemon finds its cgroup by the UID.)
+pub fn running_pod(
+    namespace: &str,
+    name: &str,
+    uid: &str,
+    node: &str,
+    labels: &[(&str, &str)],
+) -> Value {
+    let labels: serde_json::Map<String, Value> = labels
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), Value::from(*v)))
+        .collect();
+    json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "uid": uid,
+            "labels": labels,
+            "creationTimestamp": "2026-01-01T00:00:00Z",
+        },
+        "spec": {
+            "nodeName": node,
+            "containers": [{"name": "agent", "image": "openclaw/agent:e2e"}],
+        },
+        "status": {"phase": "Running", "qosClass": "BestEffort"},
+    })
+}
+
+/// A running fake API server; stopped (every connection closed) on drop.
+pub struct FakeKubeApi {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    accept: Option<JoinHandle<()>>,
+}
+
+#[derive(Default)]
+struct Shared {
+    state: Mutex<ApiState>,
+    changed: Condvar,
+    shutdown: AtomicBool,
+}
+
+#[derive(Default)]
+struct ApiState {
+    resource_version: u64,
+    /// (namespace, name) -> the pod object as stored.
+    pods: BTreeMap<(String, String), Value>,
+    /// Every change so far: (resource version, type, object).
+    events: Vec<(u64, &'static str, Value)>,
+    requests: Vec<ApiRequest>,
+    /// Clones of the open connections, to close them on drop.
+    connections: Vec<TcpStream>,
+    /// Watch streams currently open.
+    open_watches: usize,
+}
+
+impl FakeKubeApi {
+    /// How long a watch is held open when the client asks for no
+    /// `timeoutSeconds`.
+    const DEFAULT_WATCH_TIMEOUT: Duration = Duration::from_secs(300);
+
+    /// Serves on `listener` (on threads) until dropped.
+    pub fn serve(listener: TcpListener) -> Result<Self> {
+        let addr = listener.local_addr().context("the listener's address")?;
+        listener
+            .set_nonblocking(true)
+            .context("making the listener non-blocking")?;
+        let shared = Arc::new(Shared::default());
+        shared.state.lock().unwrap().resource_version = 100;
+        let accept = {
+            let shared = Arc::clone(&shared);
+            thread::spawn(move || accept_loop(&listener, &shared))
+        };
+        Ok(Self {
+            addr,
+            shared,
+            accept: Some(accept),
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// A kubeconfig pointing at this server over plain HTTP, with no
+    /// credentials.
+    pub fn kubeconfig(&self) -> String {
+        format!(
+            "apiVersion: v1\n\
+             kind: Config\n\
+             clusters:\n\
+             - name: fake\n  cluster:\n    server: http://{}\n\
+             contexts:\n\
+             - name: fake\n  context:\n    cluster: fake\n    user: fake\n    namespace: default\n\
+             current-context: fake\n\
+             users:\n\
+             - name: fake\n  user: {{}}\n",
+            self.addr
+        )
+    }
+
+    /// Writes [`FakeKubeApi::kubeconfig`] to `dir/kubeconfig` and returns
+    /// its path.
+    pub fn write_kubeconfig(&self, dir: &Path) -> Result<PathBuf> {
+        let path = dir.join("kubeconfig");
+        std::fs::write(&path, self.kubeconfig())
+            .with_context(|| format!("writing {}", path.display()))?;
+        Ok(path)
+    }
+
+    /// Creates or replaces a pod (an `ADDED` or `MODIFIED` event for
+    /// watchers); its `metadata.resourceVersion` is set here.
+    pub fn apply_pod(&self, mut pod: Value) {
+        let key = pod_key(&pod);
+        let mut state = self.shared.state.lock().unwrap();
+        state.resource_version += 1;
+        let version = state.resource_version;
+        pod["metadata"]["resourceVersion"] = version.to_string().into();
+        let kind = if state.pods.contains_key(&key) {
+            "MODIFIED"
+        } else {
+            "ADDED"
+        };
+        state.pods.insert(key, pod.clone());
+        state.events.push((version, kind, pod));
+        self.shared.changed.notify_all();
+    }
+
+    /// Deletes a pod (a `DELETED` event for watchers); false if there was
+    /// no such pod.
+    pub fn delete_pod(&self, namespace: &str, name: &str) -> bool {
+        let mut state = self.shared.state.lock().unwrap();
+        let Some(mut pod) = state.pods.remove(&(namespace.to_owned(), name.to_owned())) else {
+            return false;
+        };
+        state.resource_version += 1;
+        let version = state.resource_version;
+        pod["metadata"]["resourceVersion"] = version.to_string().into();
+        state.events.push((version, "DELETED", pod));
+        self.shared.changed.notify_all();
+        true
+    }
+
+    /// Every request so far, in order.
+    pub fn requests(&self) -> Vec<ApiRequest> {
+        self.shared.state.lock().unwrap().requests.clone()
+    }
+
+    /// Watch streams open right now.
+    pub fn open_watches(&self) -> usize {
+        self.shared.state.lock().unwrap().open_watches
+    }
+
+    /// The first request (from the start) for which `predicate` holds,
+    /// waiting up to `timeout`.
+    pub fn wait_for_request(
+        &self,
+        mut predicate: impl FnMut(&ApiRequest) -> bool,
+        timeout: Duration,
+    ) -> Option<ApiRequest> {
+        let deadline = Instant::now() + timeout;
+        let mut state = self.shared.state.lock().unwrap();
+        loop {
+            if let Some(found) = state.requests.iter().find(|r| predicate(r)) {
+                return Some(found.clone());
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return None;
+            }
+            state = self
+                .shared
+                .changed
+                .wait_timeout(state, deadline - now)
+                .unwrap()
+                .0;
+        }
+    }
+}
+
+impl Drop for FakeKubeApi {
+    fn drop(&mut self) {
+        self.shared.shutdown.store(true, Ordering::SeqCst);
+        self.shared.changed.notify_all();
+        for connection in self.shared.state.lock().unwrap().connections.drain(..) {
+            let _ = connection.shutdown(Shutdown::Both);
+        }
+        if let Some(accept) = self.accept.take() {
+            let _ = accept.join();
+        }
+    }
+}
+
+fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
+    while !shared.shutdown.load(Ordering::SeqCst) {
+        match listener.accept() {
+            Ok((stream, _)) => {
+                if stream.set_nonblocking(false).is_err() {
+                    continue;
+                }
+                if let Ok(clone) = stream.try_clone() {
+                    shared.state.lock().unwrap().connections.push(clone);
+                }
+                let shared = Arc::clone(shared);
+                thread::spawn(move || {
+                    if let Err(err) = serve_connection(stream, &shared)
+                        && !shared.shutdown.load(Ordering::SeqCst)
+                        && err.kind() != ErrorKind::BrokenPipe
+                        && err.kind() != ErrorKind::ConnectionReset
+                    {
+                        eprintln!("fake kube API: connection: {err}");
+                    }
+                });
+            }
+            Err(err) if err.kind() == ErrorKind::WouldBlock => {
+                thread::sleep(Duration::from_millis(20));
+            }
+            Err(err) => {
+                eprintln!("fake kube API: accept: {err}");
+                thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+}
+
+/// Serves requests on one connection (keep-alive) until the client closes
+/// it or the server stops.
+fn serve_connection(stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut writer = stream;
+    loop {
+        let mut request_line = String::new();
+        if reader.read_line(&mut request_line)? == 0 {
+            return Ok(());
+        }
+        // Headers, up to the empty line. GETs have no body; a body that
+        // came anyway (Content-Length) is skipped.
+        let mut content_length = 0usize;
+        loop {
+            let mut header = String::new();
+            if reader.read_line(&mut header)? == 0 {
+                return Ok(());
+            }
+            let header = header.trim_end();
+            if header.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = header.split_once(':')
+                && name.eq_ignore_ascii_case("content-length")
+            {
+                content_length = value.trim().parse().unwrap_or(0);
+            }
+        }
+        if content_length > 0 {
+            let mut body = vec![0; content_length];
+            std::io::Read::read_exact(&mut reader, &mut body)?;
+        }
+        let request = parse_request_line(request_line.trim_end());
+        {
+            let mut state = shared.state.lock().unwrap();
+            state.requests.push(request.clone());
+        }
+        shared.changed.notify_all();
+
+        if request.method != "GET" || request.path != "/api/v1/pods" {
+            let status = json!({
+                "kind": "Status", "apiVersion": "v1", "metadata": {},
+                "status": "Failure", "reason": "NotFound", "code": 404,
+                "message": format!("the fake API server serves GET /api/v1/pods only, not {request}"),
+            });
+            write_json(&mut writer, "404 Not Found", &status)?;
+        } else if request.is_watch() {
+            watch(&mut writer, &request, shared)?;
+        } else {
+            let node = request.node_selector();
+            let state = shared.state.lock().unwrap();
+            let items: Vec<Value> = state
+                .pods
+                .values()
+                .filter(|pod| on_node(pod, node))
+                .cloned()
+                .collect();
+            let list = json!({
+                "kind": "PodList",
+                "apiVersion": "v1",
+                "metadata": {"resourceVersion": state.resource_version.to_string()},
+                "items": items,
+            });
+            drop(state);
+            write_json(&mut writer, "200 OK", &list)?;
+        }
+    }
+}
+
+/// Streams the watch events after the request's `resourceVersion` (all
+/// current pods as `ADDED` when it has none or `0`), then new ones as they
+/// happen, until `timeoutSeconds` has passed.
+fn watch(writer: &mut TcpStream, request: &ApiRequest, shared: &Shared) -> std::io::Result<()> {
+    let node = request.node_selector();
+    let timeout = request
+        .query
+        .get("timeoutSeconds")
+        .and_then(|t| t.parse().ok())
+        .map_or(FakeKubeApi::DEFAULT_WATCH_TIMEOUT, Duration::from_secs);
+    let deadline = Instant::now() + timeout;
+    let since: u64 = request
+        .query
+        .get("resourceVersion")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    writer.write_all(
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n",
+    )?;
+    writer.flush()?;
+
+    let mut state = shared.state.lock().unwrap();
+    state.open_watches += 1;
+    let mut pending: Vec<Value> = Vec::new();
+    let mut sent_up_to = since;
+    if since == 0 {
+        pending.extend(
+            state
+                .pods
+                .values()
+                .filter(|pod| on_node(pod, node))
+                .map(|pod| json!({"type": "ADDED", "object": pod})),
+        );
+        sent_up_to = state.resource_version;
+    }
+    let result = loop {
+        pending.extend(
+            state
+                .events
+                .iter()
+                .filter(|(version, _, pod)| *version > sent_up_to && on_node(pod, node))
+                .map(|(_, kind, pod)| json!({"type": kind, "object": pod})),
+        );
+        sent_up_to = state.resource_version;
+        if !pending.is_empty() {
+            // Written without the lock: a slow client must not stall the
+            // test's changes.
+            drop(state);
+            for event in pending.drain(..) {
+                if let Err(err) = write_chunk(writer, &format!("{event}\n")) {
+                    let mut state = shared.state.lock().unwrap();
+                    state.open_watches -= 1;
+                    return Err(err);
+                }
+            }
+            state = shared.state.lock().unwrap();
+            continue;
+        }
+        if shared.shutdown.load(Ordering::SeqCst) {
+            break Err(std::io::Error::new(
+                ErrorKind::Interrupted,
+                "server stopped",
+            ));
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            break Ok(());
+        }
+        let wait = (deadline - now).min(Duration::from_millis(100));
+        state = shared.changed.wait_timeout(state, wait).unwrap().0;
+    };
+    state.open_watches -= 1;
+    drop(state);
+    result?;
+    // The end of the stream: the client watches again.
+    writer.write_all(b"0\r\n\r\n")?;
+    writer.flush()
+}
+
+fn write_chunk(writer: &mut TcpStream, text: &str) -> std::io::Result<()> {
+    write!(writer, "{:x}\r\n{text}\r\n", text.len())?;
+    writer.flush()
+}
+
+fn write_json(writer: &mut TcpStream, status: &str, body: &Value) -> std::io::Result<()> {
+    let body = body.to_string();
+    write!(
+        writer,
+        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )?;
+    writer.flush()
+}
+
+fn on_node(pod: &Value, node: Option<&str>) -> bool {
+    node.is_none_or(|node| pod["spec"]["nodeName"] == node)
+}
+
+fn pod_key(pod: &Value) -> (String, String) {
+    let field = |name: &str| {
+        pod["metadata"][name]
+            .as_str()
+            .unwrap_or_else(|| panic!("a pod needs metadata.{name}: {pod}"))
+            .to_owned()
+    };
+    (field("namespace"), field("name"))
+}
+
+/// `GET /path?query HTTP/1.1`.
+fn parse_request_line(line: &str) -> ApiRequest {
+    let mut parts = line.split(' ');
+    let method = parts.next().unwrap_or_default().to_owned();
+    let target = parts.next().unwrap_or_default().to_owned();
+    let (path, query) = target.split_once('?').unwrap_or((&target, ""));
+    let query = query
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            (percent_decode(key), percent_decode(value))
+        })
+        .collect();
+    ApiRequest {
+        method,
+        path: path.to_owned(),
+        query,
+        target,
+    }
+}
+
+/// `application/x-www-form-urlencoded` decoding (`%XX`, `+` for space).
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("");
+                match u8::from_str_radix(hex, 16) {
+                    Ok(byte) => {
+                        out.push(byte);
+                        i += 3;
+                        continue;
+                    }
+                    Err(_) => out.push(b'%'),
+                }
+            }
+            b'+' => out.push(b' '),
+            byte => out.push(byte),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_lines_are_split_and_decoded() {
+        let request = parse_request_line(
+            "GET /api/v1/pods?&fieldSelector=spec.nodeName%3Dnode-1&watch=true&resourceVersion=7 HTTP/1.1",
+        );
+        assert_eq!(request.method, "GET");
+        assert_eq!(request.path, "/api/v1/pods");
+        assert!(request.is_watch());
+        assert_eq!(request.node_selector(), Some("node-1"));
+        assert_eq!(request.query["resourceVersion"], "7");
+        assert_eq!(percent_decode("a%2Cb+c%"), "a,b c%");
+        assert_eq!(percent_decode("%zz"), "%zz");
+    }
+}
