@@ -23,7 +23,7 @@ use super::{
     instance::{Instance, Instances},
     learned,
     names::{self, Names},
-    state::{InstanceRecord, PolicyRecord, unix_seconds},
+    state::{InstanceRecord, PolicyRecord, unix_millis, unix_seconds},
     targets,
     workload::{self, AttachError, Workload},
 };
@@ -301,7 +301,7 @@ impl Daemon {
             name: active.policy.name.clone(),
             source: active.source.clone(),
             yaml: active.yaml.clone(),
-            applied_at: unix_seconds(active.applied_at),
+            applied_at_ms: unix_millis(active.applied_at),
             generation: active.generation.clone(),
             instances: active
                 .instances()

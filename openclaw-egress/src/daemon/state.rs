@@ -19,8 +19,8 @@ pub struct PolicyRecord {
     pub name: String,
     pub source: String,
     pub yaml: String,
-    /// Seconds since the Unix epoch.
-    pub applied_at: u64,
+    /// Milliseconds since the Unix epoch.
+    pub applied_at_ms: u64,
     /// The apply's pin directory name (instances added later go there too).
     pub generation: String,
     pub instances: Vec<InstanceRecord>,
@@ -34,13 +34,19 @@ pub struct InstanceRecord {
 
 impl PolicyRecord {
     pub fn applied_at(&self) -> SystemTime {
-        SystemTime::UNIX_EPOCH + Duration::from_secs(self.applied_at)
+        SystemTime::UNIX_EPOCH + Duration::from_millis(self.applied_at_ms)
     }
 }
 
 pub fn unix_seconds(time: SystemTime) -> u64 {
+    unix_millis(time) / 1000
+}
+
+pub fn unix_millis(time: SystemTime) -> u64 {
     time.duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |since| since.as_secs())
+        .map_or(0, |since| {
+            u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+        })
 }
 
 /// The directory of policy records.
@@ -118,7 +124,7 @@ mod tests {
             name: "agent".into(),
             source: "p.yaml".into(),
             yaml: "kind: EgressPolicy\n".into(),
-            applied_at: 1_700_000_000,
+            applied_at_ms: 1_700_000_000_123,
             generation: "1700000000-0".into(),
             instances: vec![InstanceRecord {
                 workload: Workload::Interface {
