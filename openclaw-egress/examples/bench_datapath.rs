@@ -1,0 +1,540 @@
+//! Per-packet cost of the `cgroup_skb/egress` program, measured in the kernel
+//! with `BPF_PROG_TEST_RUN`. `cargo xtask bench` runs this and parses the one
+//! JSON object it prints on stdout; by hand (root):
+//!
+//! ```text
+//! cargo run --release --example bench_datapath -p openclaw-egress -- --entries 10,100000
+//! ```
+//!
+//! For each entry count N, a datapath instance is loaded whose `ALLOW` hash
+//! map holds N learned (address, TCP, port) entries, and the program is run
+//! on TCP SYNs to allowed destinations. The kernel times the runs itself
+//! (`duration` of `BPF_PROG_TEST_RUN`, nanoseconds per run).
+//!
+//! Which path a run takes matters more than N. The egress program keeps a
+//! verdict per socket (socket local storage), and `BPF_PROG_TEST_RUN` gives
+//! the skb a dummy socket: a fresh one per syscall (`net/bpf/test_run.c`
+//! allocates it with `sk_alloc` and frees it at the end), shared by all the
+//! `repeat` runs of that syscall. So:
+//!
+//! - `first_packet`: one run per syscall (`repeat = 1`), each to a randomly
+//!   chosen allowed destination. The socket has no verdict yet, so every
+//!   sample is the full path: parse, verdict-cache miss, `ALLOW` lookup,
+//!   expiry check, and creating the socket's verdict. This is what the first
+//!   packet of every connection costs, and the number the 100 ns target is
+//!   about.
+//! - `tc_first_packet`: the same decision through the TC program, which has
+//!   no socket and caches verdicts per 5-tuple in an LRU hash map instead:
+//!   one run per syscall, each a new 5-tuple, so every sample is a cache
+//!   miss, the full lookup and an LRU insert. For comparison: it shows what
+//!   the socket storage costs against another way of remembering a verdict.
+//! - `cache_hit`: `repeat` runs of one SYN per syscall; all but the first
+//!   find the socket's verdict. This is what every later packet of a
+//!   connection costs.
+//! - `harness`: a two-instruction program (`r0 = 1; exit`) of the same type,
+//!   timed the same way: the fixed cost of the measurement itself (the
+//!   timer, the run context, BH disable/enable), which `*_net_ns` subtracts.
+//!
+//! `cache_check` proves the verdict cache is what `repeat` runs hit: an
+//! allow entry that expires while one long `repeat` run is in progress
+//! keeps passing (the socket's cached verdict), while a fresh syscall (a new
+//! socket) after the expiry is dropped as `expired`.
+//!
+//! Samples of the different entry counts are interleaved round by round, so
+//! drift in machine load affects them all alike. A benchmark, not a test:
+//! it never judges the numbers.
+
+use std::{
+    net::{IpAddr, Ipv4Addr},
+    time::Duration,
+};
+
+use anyhow::{Context as _, Result, bail, ensure};
+use clap::Parser;
+use openclaw_egress::{
+    clock,
+    datapath::{Hooks, PolicyDatapath, encode, frames},
+    policy::{DnsConfig, EgressRule, Fqdn, Mode, Policy, PortSpec, Protocol, Selector, Target},
+};
+use openclaw_egress_common::{Direction, DropReason, Verdict, maps::counter_index};
+use serde::Serialize;
+
+/// The egress program's verdicts.
+const PASS: u32 = 1;
+const DROP: u32 = 0;
+/// The TC program's drop (`TC_ACT_SHOT`); anything else lets the packet on.
+const TC_ACT_SHOT: u32 = 2;
+
+/// The sending workload.
+const AGENT: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 77, 0, 2));
+/// Allowed destinations are `198.18.0.1 + i` (RFC 2544's benchmarking
+/// range, 198.18.0.0/15: 131 070 usable addresses).
+const FIRST_DESTINATION: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
+const MAX_ENTRIES: u32 = 131_070;
+const PORT: u16 = 443;
+
+#[derive(Parser)]
+#[command(about = "Per-packet cost of the egress program (BPF_PROG_TEST_RUN); prints JSON")]
+struct Args {
+    /// Allowed entries in the ALLOW map, one datapath instance each.
+    #[arg(long, value_delimiter = ',', default_value = "10,10000,100000")]
+    entries: Vec<u32>,
+    /// Single-run samples (repeat = 1) per entry count and path.
+    #[arg(long, default_value_t = 20_000)]
+    samples: u32,
+    /// Runs per syscall for the cache-hit path.
+    #[arg(long, default_value_t = 1_000_000)]
+    repeat: u32,
+    /// Syscalls (samples) per entry count for the cache-hit path.
+    #[arg(long, default_value_t = 11)]
+    repeat_samples: u32,
+    /// Rounds the samples are split into; each round visits every entry count.
+    #[arg(long, default_value_t = 10)]
+    rounds: u32,
+}
+
+/// Order statistics of a set of per-run durations, in nanoseconds.
+#[derive(Serialize)]
+struct Stats {
+    samples: usize,
+    median_ns: f64,
+    p10_ns: f64,
+    p90_ns: f64,
+}
+
+impl Stats {
+    fn of(mut values: Vec<f64>) -> Self {
+        values.sort_by(f64::total_cmp);
+        let at = |q: f64| {
+            let index = ((values.len() - 1) as f64 * q).round() as usize;
+            values[index]
+        };
+        Self {
+            samples: values.len(),
+            median_ns: at(0.5),
+            p10_ns: at(0.1),
+            p90_ns: at(0.9),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct EntryResult {
+    entries: u32,
+    first_packet: Stats,
+    /// `first_packet` median minus the harness's single-run median.
+    first_packet_net_ns: f64,
+    tc_first_packet: Stats,
+    tc_first_packet_net_ns: f64,
+    cache_hit: Stats,
+    /// `cache_hit` median minus the harness's per-run cost with `repeat`.
+    cache_hit_net_ns: f64,
+}
+
+#[derive(Serialize)]
+struct Harness {
+    /// The trivial program, one run per syscall.
+    single_run: Stats,
+    /// The trivial program, `repeat` runs per syscall (per-run average).
+    repeated: Stats,
+}
+
+#[derive(Serialize)]
+struct CacheCheck {
+    /// How long the one long `repeat` run took, and the entry's lifetime.
+    run_ms: f64,
+    entry_lifetime_ms: f64,
+    /// The long run outlasted the entry.
+    outlasted_entry: bool,
+    /// Verdict of the last run of the long syscall (1 = pass).
+    last_verdict_in_long_run: u32,
+    /// `expired` drops counted during the long run.
+    expired_drops_in_long_run: u64,
+    /// Verdict of a new syscall (new socket) after the expiry (0 = drop).
+    fresh_socket_verdict: u32,
+    /// `expired` drops after that syscall.
+    expired_drops_after_fresh_socket: u64,
+    /// Every run after the first in one syscall took the cache-hit path.
+    repeat_runs_hit_the_cache: bool,
+}
+
+#[derive(Serialize)]
+struct Report {
+    kernel: String,
+    samples: u32,
+    repeat: u32,
+    repeat_samples: u32,
+    rounds: u32,
+    harness: Harness,
+    results: Vec<EntryResult>,
+    cache_check: CacheCheck,
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    ensure!(
+        args.rounds > 0 && args.samples >= args.rounds && args.samples <= 64_000,
+        "need 0 < rounds <= samples <= 64000 (distinct source ports)"
+    );
+    for &n in &args.entries {
+        ensure!(
+            (1..=MAX_ENTRIES).contains(&n),
+            "--entries: {n} is not in 1..={MAX_ENTRIES}"
+        );
+    }
+
+    let trivial = trivial::Program::load().context("loading the trivial program (root?)")?;
+    let mut instances = Vec::new();
+    for &n in &args.entries {
+        eprintln!("bench_datapath: loading an instance with {n} allowed entries");
+        instances.push(Instance::load(n)?);
+    }
+
+    let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
+    let per_round = args.samples / args.rounds;
+    let fixed_frame = frames::tcp_syn(AGENT, 40000, destination(0), PORT);
+    let mut harness_single = Vec::new();
+    let mut first = vec![Vec::new(); instances.len()];
+    let mut tc = vec![Vec::new(); instances.len()];
+    eprintln!(
+        "bench_datapath: {} single runs per entry count and path, in {} rounds",
+        per_round * args.rounds,
+        args.rounds
+    );
+    for round in 0..args.rounds {
+        for _ in 0..per_round {
+            harness_single.push(nanos(trivial.run(&fixed_frame, 1)?.1));
+        }
+        for (index, instance) in instances.iter().enumerate() {
+            for sample in 0..per_round {
+                let frame = instance.random_frame(&mut rng, round * per_round + sample);
+                let result = instance.datapath.test_run_egress(&frame, 1)?;
+                ensure!(
+                    result.return_value == PASS,
+                    "the egress program dropped an allowed SYN ({} entries)",
+                    instance.entries
+                );
+                first[index].push(nanos(result.duration));
+            }
+            for sample in 0..per_round {
+                let frame = instance.random_frame(&mut rng, round * per_round + sample);
+                let result = instance.datapath.test_run_tc_from_workload(&frame)?;
+                ensure!(
+                    result.return_value != TC_ACT_SHOT,
+                    "the TC program dropped an allowed SYN ({} entries)",
+                    instance.entries
+                );
+                tc[index].push(nanos(result.duration));
+            }
+        }
+    }
+
+    eprintln!(
+        "bench_datapath: {} syscalls of {} runs per entry count (cache-hit path)",
+        args.repeat_samples, args.repeat
+    );
+    let mut harness_repeated = Vec::new();
+    let mut hits = vec![Vec::new(); instances.len()];
+    for _ in 0..args.repeat_samples {
+        harness_repeated.push(nanos(trivial.run(&fixed_frame, args.repeat)?.1));
+        for (index, instance) in instances.iter().enumerate() {
+            let frame = instance.random_frame(&mut rng, 0);
+            let result = instance.datapath.test_run_egress(&frame, args.repeat)?;
+            ensure!(result.return_value == PASS, "cache-hit runs dropped a SYN");
+            hits[index].push(nanos(result.duration));
+        }
+    }
+
+    let harness = Harness {
+        single_run: Stats::of(harness_single),
+        repeated: Stats::of(harness_repeated),
+    };
+    let results = instances
+        .iter()
+        .zip(first)
+        .zip(tc)
+        .zip(hits)
+        .map(|(((instance, first), tc), hits)| {
+            let first_packet = Stats::of(first);
+            let tc_first_packet = Stats::of(tc);
+            let cache_hit = Stats::of(hits);
+            EntryResult {
+                entries: instance.entries,
+                first_packet_net_ns: first_packet.median_ns - harness.single_run.median_ns,
+                tc_first_packet_net_ns: tc_first_packet.median_ns - harness.single_run.median_ns,
+                cache_hit_net_ns: cache_hit.median_ns - harness.repeated.median_ns,
+                first_packet,
+                tc_first_packet,
+                cache_hit,
+            }
+        })
+        .collect();
+    drop(instances);
+
+    let results: Vec<EntryResult> = results;
+    let cache_hit_ns = results
+        .first()
+        .map_or(50.0, |r| r.cache_hit.median_ns.max(1.0));
+    let cache_check = cache_check(cache_hit_ns)?;
+
+    let report = Report {
+        kernel: kernel_release(),
+        samples: per_round * args.rounds,
+        repeat: args.repeat,
+        repeat_samples: args.repeat_samples,
+        rounds: args.rounds,
+        harness,
+        results,
+        cache_check,
+    };
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(())
+}
+
+/// One loaded, filled, unattached datapath instance.
+struct Instance {
+    entries: u32,
+    datapath: PolicyDatapath,
+}
+
+impl Instance {
+    /// Rule 0 is an `fqdn` rule for 443/tcp; `entries` addresses are
+    /// "resolved" for it (ALLOW entries, as the daemon writes them).
+    fn load(entries: u32) -> Result<Self> {
+        let policy = policy();
+        let mut datapath = PolicyDatapath::load(Hooks {
+            cgroup: true,
+            interfaces: true,
+        })
+        .context("loading the programs (are we root?)")?;
+        let ips: Vec<IpAddr> = (0..entries).map(destination).collect();
+        let expires = clock::monotonic_ns_after(Duration::from_secs(24 * 3600));
+        let allow = encode::allow_entries(0, &policy.egress[0].ports, &ips, expires);
+        datapath.upsert_allow(&allow)?;
+        let static_entries = encode::static_entries(&policy)?;
+        datapath.install_static(&static_entries)?;
+        let stored = datapath.allow_entries().len();
+        ensure!(
+            stored == entries as usize,
+            "ALLOW holds {stored} entries, expected {entries}"
+        );
+        Ok(Self { entries, datapath })
+    }
+
+    /// A SYN to a random allowed destination from source port `1024 + n %
+    /// 64 000`: distinct `n` below 64 000 give distinct 5-tuples, so the TC
+    /// program's flow cache never already knows one.
+    fn random_frame(&self, rng: &mut XorShift, n: u32) -> Vec<u8> {
+        let index = u32::try_from(rng.next() % u64::from(self.entries)).expect("below entries");
+        let src_port = 1024 + u16::try_from(n % 64_000).expect("below 64 000");
+        frames::tcp_syn(AGENT, src_port, destination(index), PORT)
+    }
+}
+
+fn policy() -> Policy {
+    Policy {
+        name: "bench".into(),
+        mode: Mode::Enforce,
+        selector: Selector::default(),
+        dns: DnsConfig {
+            resolvers: vec![IpAddr::V4(Ipv4Addr::new(10, 77, 0, 1))],
+            min_ttl: DnsConfig::DEFAULT_MIN_TTL,
+            max_ips_per_name: DnsConfig::DEFAULT_MAX_IPS_PER_NAME,
+        },
+        egress: vec![EgressRule {
+            target: Target::Fqdn(Fqdn("api.bench.test".into())),
+            ports: vec![PortSpec {
+                port: PORT,
+                protocol: Protocol::Tcp,
+            }],
+        }],
+    }
+}
+
+fn destination(index: u32) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::from(u32::from(FIRST_DESTINATION) + index))
+}
+
+/// One long `repeat` run that outlasts its allow entry: if the runs after
+/// the first used the socket's cached verdict, they all pass and nothing is
+/// dropped as expired; a new syscall (a new dummy socket) afterwards takes
+/// the lookup path and is dropped as expired.
+fn cache_check(cache_hit_ns: f64) -> Result<CacheCheck> {
+    const LIFETIME: Duration = Duration::from_millis(20);
+    const RUN: Duration = Duration::from_millis(300);
+    let policy = policy();
+    let mut datapath = PolicyDatapath::load(Hooks::CGROUP)?;
+    let ip = destination(0);
+    let frame = frames::tcp_syn(AGENT, 40000, ip, PORT);
+    let expired = counter_index(Verdict::Dropped, Direction::Egress, DropReason::Expired) as usize;
+    datapath.install_static(&encode::static_entries(&policy)?)?;
+    let repeat = (RUN.as_nanos() as f64 / cache_hit_ns).clamp(1e6, f64::from(u32::MAX)) as u32;
+
+    let expires_at = clock::monotonic_ns_after(LIFETIME);
+    datapath.upsert_allow(&encode::allow_entries(
+        0,
+        &policy.egress[0].ports,
+        &[ip],
+        expires_at,
+    ))?;
+    let long = datapath.test_run_egress(&frame, repeat)?;
+    let outlasted_entry = clock::monotonic_ns() > expires_at;
+    let run_ns = long.duration.as_nanos() as f64 * f64::from(repeat);
+    let expired_in_long_run = datapath.drop_counts()?[expired];
+
+    let fresh = datapath.test_run_egress(&frame, 1)?;
+    let expired_after = datapath.drop_counts()?[expired];
+    if !outlasted_entry {
+        bail!("the cache check's long run ended before its allow entry expired");
+    }
+    Ok(CacheCheck {
+        run_ms: run_ns / 1e6,
+        entry_lifetime_ms: LIFETIME.as_secs_f64() * 1e3,
+        outlasted_entry,
+        last_verdict_in_long_run: long.return_value,
+        expired_drops_in_long_run: expired_in_long_run,
+        fresh_socket_verdict: fresh.return_value,
+        expired_drops_after_fresh_socket: expired_after,
+        repeat_runs_hit_the_cache: long.return_value == PASS
+            && expired_in_long_run == 0
+            && fresh.return_value == DROP
+            && expired_after == 1,
+    })
+}
+
+fn nanos(duration: Duration) -> f64 {
+    duration.as_nanos() as f64
+}
+
+fn kernel_release() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_default()
+}
+
+/// A small deterministic PRNG (xorshift64): the same destinations every run.
+struct XorShift(u64);
+
+impl XorShift {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+/// The measurement's own cost: a `cgroup_skb` program that only returns 1,
+/// loaded and run through raw `bpf(2)` calls (aya loads programs from ELF
+/// objects only).
+mod trivial {
+    use std::{
+        io,
+        os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
+        time::Duration,
+    };
+
+    const BPF_PROG_LOAD: libc::c_long = 5;
+    const BPF_PROG_TEST_RUN: libc::c_long = 10;
+    const BPF_PROG_TYPE_CGROUP_SKB: u32 = 8;
+    const BPF_CGROUP_INET_EGRESS: u32 = 1;
+
+    /// `r0 = 1` (BPF_ALU64 | BPF_MOV | BPF_K, imm 1) and `exit` (BPF_JMP | BPF_EXIT).
+    const INSNS: [u64; 2] = [0xb7 | (1 << 32), 0x95];
+    const LICENSE: &[u8] = b"GPL\0";
+
+    /// The `BPF_PROG_LOAD` part of `union bpf_attr`, up to `expected_attach_type`.
+    #[repr(C)]
+    #[derive(Default)]
+    struct ProgLoadAttr {
+        prog_type: u32,
+        insn_cnt: u32,
+        insns: u64,
+        license: u64,
+        log_level: u32,
+        log_size: u32,
+        log_buf: u64,
+        kern_version: u32,
+        prog_flags: u32,
+        prog_name: [u8; 16],
+        prog_ifindex: u32,
+        expected_attach_type: u32,
+    }
+
+    /// The `BPF_PROG_TEST_RUN` part of `union bpf_attr`.
+    #[repr(C)]
+    #[derive(Default)]
+    struct TestRunAttr {
+        prog_fd: u32,
+        retval: u32,
+        data_size_in: u32,
+        data_size_out: u32,
+        data_in: u64,
+        data_out: u64,
+        repeat: u32,
+        duration: u32,
+        ctx_size_in: u32,
+        ctx_size_out: u32,
+        ctx_in: u64,
+        ctx_out: u64,
+        flags: u32,
+        cpu: u32,
+        batch_size: u32,
+        _pad: u32,
+    }
+
+    pub struct Program(OwnedFd);
+
+    impl Program {
+        pub fn load() -> io::Result<Self> {
+            let mut attr = ProgLoadAttr {
+                prog_type: BPF_PROG_TYPE_CGROUP_SKB,
+                insn_cnt: INSNS.len() as u32,
+                insns: INSNS.as_ptr() as u64,
+                license: LICENSE.as_ptr() as u64,
+                expected_attach_type: BPF_CGROUP_INET_EGRESS,
+                ..ProgLoadAttr::default()
+            };
+            attr.prog_name[..7].copy_from_slice(b"trivial");
+            // SAFETY: a valid, fully initialised attr of the size we pass; the
+            // pointers in it outlive the call.
+            let fd = unsafe {
+                libc::syscall(
+                    libc::SYS_bpf,
+                    BPF_PROG_LOAD,
+                    &raw mut attr,
+                    size_of::<ProgLoadAttr>(),
+                )
+            };
+            if fd < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            // SAFETY: BPF_PROG_LOAD returned a new file descriptor we own.
+            Ok(Self(unsafe { OwnedFd::from_raw_fd(fd as i32) }))
+        }
+
+        /// (return value, duration per run) of `repeat` runs on `frame`.
+        pub fn run(&self, frame: &[u8], repeat: u32) -> io::Result<(u32, Duration)> {
+            let mut attr = TestRunAttr {
+                prog_fd: self.0.as_raw_fd() as u32,
+                data_size_in: frame.len() as u32,
+                data_in: frame.as_ptr() as u64,
+                repeat,
+                ..TestRunAttr::default()
+            };
+            // SAFETY: as above; `frame` outlives the call.
+            let rc = unsafe {
+                libc::syscall(
+                    libc::SYS_bpf,
+                    BPF_PROG_TEST_RUN,
+                    &raw mut attr,
+                    size_of::<TestRunAttr>(),
+                )
+            };
+            if rc < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok((attr.retval, Duration::from_nanos(u64::from(attr.duration))))
+        }
+    }
+}
