@@ -198,27 +198,12 @@ fn each_drop_reports_its_five_tuple() {
 
 #[test]
 fn tc_classifier_enforces_the_same_policy_on_ethernet_frames() {
-    const TC_NEXT: u32 = u32::MAX; // -1: continue
-    const TC_SHOT: u32 = 2;
-    let policy = common::policy(Mode::Enforce);
-    let mut datapath = PolicyDatapath::load(Hooks::INTERFACES).unwrap();
-    datapath
-        .upsert_allow(&encode::allow_entries(
-            0,
-            &policy.egress[0].ports,
-            &[TRUSTED],
-            clock::monotonic_ns_after(Duration::from_secs(600)),
-        ))
-        .unwrap();
-    datapath
-        .install_static(&encode::static_entries(&policy).unwrap())
-        .unwrap();
-    let run = |frame: &[u8]| {
-        datapath
-            .test_run_tc_from_workload(frame)
-            .unwrap()
-            .return_value
-    };
+    let loaded = load_with(
+        &common::policy(Mode::Enforce),
+        Hooks::INTERFACES,
+        clock::monotonic_ns_after(Duration::from_secs(600)),
+    );
+    let run = |frame: &[u8]| loaded.run_tc(frame);
 
     assert_eq!(run(&frames::tcp_syn(AGENT, 1, TRUSTED, 443)), TC_NEXT);
     assert_eq!(run(&frames::tcp_syn(AGENT, 1, TRUSTED, 80)), TC_SHOT);
@@ -241,89 +226,44 @@ fn tc_classifier_enforces_the_same_policy_on_ethernet_frames() {
     vlan[12..14].copy_from_slice(&[0x81, 0x00]);
     assert_eq!(run(&vlan), TC_SHOT);
 
-    let dropped = |reason: DropReason| {
-        datapath.drop_counts().unwrap()
-            [counter_index(Verdict::Dropped, Direction::Egress, reason) as usize]
-    };
-    assert_eq!(dropped(DropReason::NoRule), 2);
-    assert_eq!(dropped(DropReason::DnsDenied), 1);
-    assert_eq!(dropped(DropReason::Protocol), 2);
+    assert_eq!(loaded.dropped(DropReason::NoRule), 2);
+    assert_eq!(loaded.dropped(DropReason::DnsDenied), 1);
+    assert_eq!(loaded.dropped(DropReason::Protocol), 2);
 }
 
 #[test]
 fn tc_flows_allowed_once_survive_the_expiry_of_their_address() {
-    const TC_NEXT: u32 = u32::MAX;
-    const TC_SHOT: u32 = 2;
     let policy = common::policy(Mode::Enforce);
-    let mut datapath = PolicyDatapath::load(Hooks::INTERFACES).unwrap();
-    let allow = |datapath: &mut PolicyDatapath, expires_at_ns| {
-        datapath
-            .upsert_allow(&encode::allow_entries(
-                0,
-                &policy.egress[0].ports,
-                &[TRUSTED],
-                expires_at_ns,
-            ))
-            .unwrap();
-    };
-    allow(
-        &mut datapath,
+    let mut loaded = load_with(
+        &policy,
+        Hooks::INTERFACES,
         clock::monotonic_ns_after(Duration::from_secs(600)),
     );
-    datapath
-        .install_static(&encode::static_entries(&policy).unwrap())
-        .unwrap();
-    let run = |datapath: &PolicyDatapath, frame: &[u8]| {
-        datapath
-            .test_run_tc_from_workload(frame)
-            .unwrap()
-            .return_value
-    };
     let live = frames::tcp_syn(AGENT, 40000, TRUSTED, 443);
-    assert_eq!(run(&datapath, &live), TC_NEXT);
+    assert_eq!(loaded.run_tc(&live), TC_NEXT);
     // The address expires: the live flow goes on, a new one is refused.
-    allow(&mut datapath, clock::monotonic_ns() - 1);
-    assert_eq!(run(&datapath, &live), TC_NEXT);
+    loaded.set_rule0_expiry(&policy, clock::monotonic_ns() - 1);
+    assert_eq!(loaded.run_tc(&live), TC_NEXT);
     assert_eq!(
-        run(&datapath, &frames::tcp_syn(AGENT, 40001, TRUSTED, 443)),
+        loaded.run_tc(&frames::tcp_syn(AGENT, 40001, TRUSTED, 443)),
         TC_SHOT
     );
-    let expired = counter_index(Verdict::Dropped, Direction::Egress, DropReason::Expired);
-    assert_eq!(datapath.drop_counts().unwrap()[expired as usize], 1);
+    assert_eq!(loaded.dropped(DropReason::Expired), 1);
 }
 
 #[test]
 fn audit_mode_reports_a_flow_once_not_every_packet() {
-    const TC_NEXT: u32 = u32::MAX;
-    let policy = common::policy(Mode::Audit);
-    let mut datapath = PolicyDatapath::load(Hooks::INTERFACES).unwrap();
-    datapath
-        .install_static(&encode::static_entries(&policy).unwrap())
-        .unwrap();
+    let loaded = load_with(&common::policy(Mode::Audit), Hooks::INTERFACES, 0);
     let flow = frames::tcp_syn(AGENT, 40000, OTHER, 443);
     for _ in 0..5 {
-        assert_eq!(
-            datapath
-                .test_run_tc_from_workload(&flow)
-                .unwrap()
-                .return_value,
-            TC_NEXT
-        );
+        assert_eq!(loaded.run_tc(&flow), TC_NEXT);
     }
     // Another flow is its own report; DNS queries are reported each time.
-    datapath
-        .test_run_tc_from_workload(&frames::tcp_syn(AGENT, 40001, OTHER, 443))
-        .unwrap();
+    loaded.run_tc(&frames::tcp_syn(AGENT, 40001, OTHER, 443));
     let denied = frames::dns::query(1, "exfil.attacker.example", frames::dns::TYPE_A);
     for _ in 0..2 {
-        datapath
-            .test_run_tc_from_workload(&frames::udp(AGENT, 5353, RESOLVER, 53, &denied))
-            .unwrap();
+        loaded.run_tc(&frames::udp(AGENT, 5353, RESOLVER, 53, &denied));
     }
-    let audited = |reason| {
-        datapath.drop_counts().unwrap()
-            [counter_index(Verdict::Audited, Direction::Egress, reason) as usize]
-    };
-    assert_eq!(audited(DropReason::NoRule), 2);
-    assert_eq!(audited(DropReason::DnsDenied), 2);
+    assert_eq!(loaded.count(Verdict::Audited, DropReason::NoRule), 2);
+    assert_eq!(loaded.count(Verdict::Audited, DropReason::DnsDenied), 2);
 }

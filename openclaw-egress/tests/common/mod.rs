@@ -27,6 +27,9 @@ use openclaw_egress_common::{
 
 pub const PASS: u32 = 1;
 pub const DROP: u32 = 0;
+/// TC verdicts: -1 (continue) and TC_ACT_SHOT.
+pub const TC_NEXT: u32 = u32::MAX;
+pub const TC_SHOT: u32 = 2;
 
 pub const AGENT: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 77, 0, 2));
 pub const AGENT6: IpAddr = IpAddr::V6(Ipv6Addr::new(0xfd77, 0, 0, 0, 0, 0, 0, 2));
@@ -107,8 +110,13 @@ pub struct Loaded {
 /// Loads `policy`; if its rule 0 is an fqdn, its name "resolved" to
 /// TRUSTED and TRUSTED6 until `rule0_expires_at_ns`.
 pub fn load(policy: &Policy, rule0_expires_at_ns: u64) -> Loaded {
+    load_with(policy, Hooks::CGROUP, rule0_expires_at_ns)
+}
+
+/// [`load`] with the programs of `hooks` (cgroup or TC).
+pub fn load_with(policy: &Policy, hooks: Hooks, rule0_expires_at_ns: u64) -> Loaded {
     let mut datapath =
-        PolicyDatapath::load(Hooks::CGROUP).expect("programs load and verify (are we root?)");
+        PolicyDatapath::load(hooks).expect("programs load and verify (are we root?)");
     let events = datapath.take_events().unwrap();
     if let Some(rule) = policy.egress.first()
         && matches!(rule.target, Target::Fqdn(_))
@@ -141,6 +149,25 @@ impl Loaded {
             .test_run_egress(frame, 1)
             .unwrap()
             .return_value
+    }
+
+    pub fn run_tc(&self, frame: &[u8]) -> u32 {
+        self.datapath
+            .test_run_tc_from_workload(frame)
+            .unwrap()
+            .return_value
+    }
+
+    /// Sets rule 0's addresses (TRUSTED, TRUSTED6) to expire at `expires_at_ns`.
+    pub fn set_rule0_expiry(&mut self, policy: &Policy, expires_at_ns: u64) {
+        self.datapath
+            .upsert_allow(&encode::allow_entries(
+                0,
+                &policy.egress[0].ports,
+                &[TRUSTED, TRUSTED6],
+                expires_at_ns,
+            ))
+            .unwrap();
     }
 
     pub fn run_ingress(&self, frame: &[u8]) -> u32 {
