@@ -1,6 +1,10 @@
 //! The egress decision, shared by the cgroup_skb and TC programs.
 
-use aya_ebpf::{helpers::bpf_ktime_get_ns, maps::lpm_trie::Key, programs::sk_buff::SkBuff};
+use aya_ebpf::{
+    helpers::{bpf_ktime_get_ns, bpf_skb_cgroup_id},
+    maps::lpm_trie::Key,
+    programs::sk_buff::SkBuff,
+};
 use openclaw_egress_common::{AllowKey, CidrKey, Direction, DropReason, Mode, Verdict, proto};
 
 use crate::{
@@ -22,10 +26,24 @@ pub enum Hook {
     Tc,
 }
 
+impl Hook {
+    /// The sending workload's cgroup, for drop reports; 0 where there is no
+    /// socket. Asked only when a packet is reported: an allowed packet does
+    /// not pay for the helper call.
+    #[inline(always)]
+    fn cgroup_id(self, skb: &SkBuff) -> u64 {
+        match self {
+            // SAFETY: the context pointer is the one the kernel handed us.
+            Hook::Cgroup => unsafe { bpf_skb_cgroup_id(skb.skb) },
+            Hook::Tc => 0,
+        }
+    }
+}
+
 /// Decides the fate of the packet whose IP header starts at `l3`, reports a
 /// drop if there is one, and returns whether the packet may leave.
 #[inline(always)]
-pub fn enforce(skb: &SkBuff, l3: usize, cgroup_id: u64, hook: Hook) -> bool {
+pub fn enforce(skb: &SkBuff, l3: usize, hook: Hook) -> bool {
     // No config, or a config userspace has not finished filling: fail closed,
     // whatever the mode.
     let mode = match CONFIG.get(0) {
@@ -36,7 +54,7 @@ pub fn enforce(skb: &SkBuff, l3: usize, cgroup_id: u64, hook: Hook) -> bool {
                 DropReason::NotReady,
                 Direction::Egress,
                 Verdict::Dropped,
-                cgroup_id,
+                hook.cgroup_id(skb),
             );
             return false;
         }
@@ -52,7 +70,13 @@ pub fn enforce(skb: &SkBuff, l3: usize, cgroup_id: u64, hook: Hook) -> bool {
         Mode::Enforce => Verdict::Dropped,
         Mode::Audit => Verdict::Audited,
     };
-    report::drop(flow.as_ref(), reason, Direction::Egress, verdict, cgroup_id);
+    report::drop(
+        flow.as_ref(),
+        reason,
+        Direction::Egress,
+        verdict,
+        hook.cgroup_id(skb),
+    );
     // Audit mode reports a flow once, not every packet of it. (Not DNS:
     // every query is its own question.)
     if verdict == Verdict::Audited

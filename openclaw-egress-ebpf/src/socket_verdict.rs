@@ -8,9 +8,7 @@
 use core::ptr;
 
 use aya_ebpf::{
-    bindings::BPF_SK_STORAGE_GET_F_CREATE,
-    helpers::{bpf_sk_fullsock, bpf_sk_storage_get},
-    programs::sk_buff::SkBuff,
+    bindings::BPF_SK_STORAGE_GET_F_CREATE, helpers::bpf_sk_storage_get, programs::sk_buff::SkBuff,
 };
 use openclaw_egress_common::Addr;
 
@@ -64,11 +62,9 @@ fn storage(skb: &SkBuff, flags: u64) -> *mut SocketVerdict {
     if sk.is_null() {
         return ptr::null_mut();
     }
-    let sk = unsafe { bpf_sk_fullsock(sk) };
-    if sk.is_null() {
-        return ptr::null_mut();
-    }
     let map = ptr::from_ref(&VERDICTS).cast_mut().cast();
-    // SAFETY: a full socket and our socket storage map.
+    // SAFETY: a socket and our socket storage map. The helper itself returns
+    // NULL for a socket that is not a full one (request or time-wait
+    // sockets), which saves calling `bpf_sk_fullsock` on every packet.
     unsafe { bpf_sk_storage_get(map, sk.cast(), ptr::null_mut(), flags) }.cast()
 }

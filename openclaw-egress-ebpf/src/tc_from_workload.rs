@@ -27,7 +27,7 @@ pub fn tc_from_workload(ctx: TcContext) -> i32 {
     };
     match ethertype {
         ETHERTYPE_IPV4 | ETHERTYPE_IPV6 => {
-            if egress_policy::enforce(&ctx.skb, ETH_HEADER_LEN, 0, Hook::Tc) {
+            if egress_policy::enforce(&ctx.skb, ETH_HEADER_LEN, Hook::Tc) {
                 TC_NEXT
             } else {
                 TC_SHOT
