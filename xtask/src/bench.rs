@@ -3,10 +3,10 @@
 //!
 //! 1. Per packet ([`per_packet`]): the egress program run by the kernel with
 //!    `BPF_PROG_TEST_RUN` on TCP SYNs, with 10, 10 000 and 100 000 allowed
-//!    entries, through `openclaw-egress/examples/bench_datapath.rs` (xtask
+//!    entries, through `openclaw-egress/examples/bench_datapath/` (xtask
 //!    cannot link the `openclaw-egress` crate: its build needs the BPF
-//!    toolchain). Reported as nanoseconds per packet and as ratios to 10
-//!    entries.
+//!    toolchain). Reported as nanoseconds per packet (and per connection's
+//!    first packet) beside a bare hash lookup, and as ratios to 10 entries.
 //! 2. Throughput ([`throughput`]): TCP over the sandbox's veth with iperf3,
 //!    with no filter, our filter, an equivalent iptables rule list (with and
 //!    without conntrack), an nftables set and no filter again (an A/A

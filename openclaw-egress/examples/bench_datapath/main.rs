@@ -17,23 +17,34 @@
 //! allocates it with `sk_alloc` and frees it at the end), shared by all the
 //! `repeat` runs of that syscall. So:
 //!
+//! - `cache_hit`: `repeat` runs of one SYN per syscall; all but the first
+//!   find the socket's verdict. This is what every packet of a connection
+//!   after its first costs: the per-packet cost, which the 100 ns target is
+//!   about.
 //! - `first_packet`: one run per syscall (`repeat = 1`), each to a randomly
 //!   chosen allowed destination. The socket has no verdict yet, so every
 //!   sample is the full path: parse, verdict-cache miss, `ALLOW` lookup,
-//!   expiry check, and creating the socket's verdict. This is what the first
-//!   packet of every connection costs, and the number the 100 ns target is
-//!   about.
+//!   expiry check, and creating the socket's verdict; and the random
+//!   destination makes the lookup miss the CPU caches, more often the
+//!   larger the table. What a connection pays once, in the worst case.
+//! - `first_packet_same_destination`: the same, always to the same
+//!   destination: a new socket each time, but a lookup the CPU caches
+//!   already hold. The difference to `first_packet` is cache misses; what
+//!   is left over `cache_hit` is mostly creating the socket's storage.
 //! - `tc_first_packet`: the same decision through the TC program, which has
 //!   no socket and caches verdicts per 5-tuple in an LRU hash map instead:
 //!   one run per syscall, each a new 5-tuple, so every sample is a cache
-//!   miss, the full lookup and an LRU insert. For comparison: it shows what
-//!   the socket storage costs against another way of remembering a verdict.
-//! - `cache_hit`: `repeat` runs of one SYN per syscall; all but the first
-//!   find the socket's verdict. This is what every later packet of a
-//!   connection costs.
+//!   miss, the full lookup and an LRU insert.
+//! - `bare_lookup_cold` and `bare_lookup_warm`: a hand-written program that
+//!   only looks the packet's destination up in a hash map shaped and filled
+//!   like `ALLOW` (see `raw_bpf`), one run per syscall to random
+//!   destinations, and `repeat` runs of one. The floor for any policy kept
+//!   in a hash table: no design does a first packet to a random one of N
+//!   destinations for less than `bare_lookup_cold`.
 //! - `harness`: a two-instruction program (`r0 = 1; exit`) of the same type,
 //!   timed the same way: the fixed cost of the measurement itself (the
-//!   timer, the run context, BH disable/enable), which `*_net_ns` subtracts.
+//!   timer, the run context, BH disable/enable), which every `net_ns`
+//!   subtracts.
 //!
 //! `cache_check` proves the verdict cache is what `repeat` runs hit: an
 //! allow entry that expires while one long `repeat` run is in progress
@@ -56,8 +67,13 @@ use openclaw_egress::{
     datapath::{Hooks, PolicyDatapath, encode, frames},
     policy::{DnsConfig, EgressRule, Fqdn, Mode, Policy, PortSpec, Protocol, Selector, Target},
 };
-use openclaw_egress_common::{Direction, DropReason, Verdict, maps::counter_index};
+use openclaw_egress_common::{
+    Direction, DropReason, Verdict,
+    maps::{ALLOW_MAX_ENTRIES, counter_index},
+};
 use serde::Serialize;
+
+mod raw_bpf;
 
 /// The egress program's verdicts.
 const PASS: u32 = 1;
@@ -118,17 +134,58 @@ impl Stats {
     }
 }
 
+/// [`Stats`] of one path, and its median net of the measurement's own cost
+/// (the harness's median for the same kind of run).
+#[derive(Serialize)]
+struct Timing {
+    #[serde(flatten)]
+    stats: Stats,
+    net_ns: f64,
+}
+
+impl Timing {
+    fn of(samples: Vec<f64>, harness: &Stats) -> Self {
+        let stats = Stats::of(samples);
+        let net_ns = stats.median_ns - harness.median_ns;
+        Self { stats, net_ns }
+    }
+}
+
 #[derive(Serialize)]
 struct EntryResult {
     entries: u32,
-    first_packet: Stats,
-    /// `first_packet` median minus the harness's single-run median.
-    first_packet_net_ns: f64,
-    tc_first_packet: Stats,
-    tc_first_packet_net_ns: f64,
-    cache_hit: Stats,
-    /// `cache_hit` median minus the harness's per-run cost with `repeat`.
-    cache_hit_net_ns: f64,
+    cache_hit: Timing,
+    bare_lookup_warm: Timing,
+    first_packet: Timing,
+    first_packet_same_destination: Timing,
+    tc_first_packet: Timing,
+    bare_lookup_cold: Timing,
+}
+
+/// The samples of one entry count, nanoseconds per run.
+#[derive(Default)]
+struct Samples {
+    cache_hit: Vec<f64>,
+    bare_lookup_warm: Vec<f64>,
+    first_packet: Vec<f64>,
+    first_packet_same_destination: Vec<f64>,
+    tc_first_packet: Vec<f64>,
+    bare_lookup_cold: Vec<f64>,
+}
+
+impl Samples {
+    fn into_result(self, entries: u32, harness: &Harness) -> EntryResult {
+        let single = &harness.single_run;
+        EntryResult {
+            entries,
+            cache_hit: Timing::of(self.cache_hit, &harness.repeated),
+            bare_lookup_warm: Timing::of(self.bare_lookup_warm, &harness.repeated),
+            first_packet: Timing::of(self.first_packet, single),
+            first_packet_same_destination: Timing::of(self.first_packet_same_destination, single),
+            tc_first_packet: Timing::of(self.tc_first_packet, single),
+            bare_lookup_cold: Timing::of(self.bare_lookup_cold, single),
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -183,7 +240,7 @@ fn main() -> Result<()> {
         );
     }
 
-    let trivial = trivial::Program::load().context("loading the trivial program (root?)")?;
+    let trivial = raw_bpf::trivial().context("loading the trivial program (root?)")?;
     let mut instances = Vec::new();
     for &n in &args.entries {
         eprintln!("bench_datapath: loading an instance with {n} allowed entries");
@@ -194,8 +251,7 @@ fn main() -> Result<()> {
     let per_round = args.samples / args.rounds;
     let fixed_frame = frames::tcp_syn(AGENT, 40000, destination(0), PORT);
     let mut harness_single = Vec::new();
-    let mut first = vec![Vec::new(); instances.len()];
-    let mut tc = vec![Vec::new(); instances.len()];
+    let mut samples: Vec<Samples> = instances.iter().map(|_| Samples::default()).collect();
     eprintln!(
         "bench_datapath: {} single runs per entry count and path, in {} rounds",
         per_round * args.rounds,
@@ -205,26 +261,18 @@ fn main() -> Result<()> {
         for _ in 0..per_round {
             harness_single.push(nanos(trivial.run(&fixed_frame, 1)?.1));
         }
-        for (index, instance) in instances.iter().enumerate() {
+        for (instance, samples) in instances.iter().zip(&mut samples) {
             for sample in 0..per_round {
-                let frame = instance.random_frame(&mut rng, round * per_round + sample);
-                let result = instance.datapath.test_run_egress(&frame, 1)?;
-                ensure!(
-                    result.return_value == PASS,
-                    "the egress program dropped an allowed SYN ({} entries)",
-                    instance.entries
-                );
-                first[index].push(nanos(result.duration));
-            }
-            for sample in 0..per_round {
-                let frame = instance.random_frame(&mut rng, round * per_round + sample);
-                let result = instance.datapath.test_run_tc_from_workload(&frame)?;
-                ensure!(
-                    result.return_value != TC_ACT_SHOT,
-                    "the TC program dropped an allowed SYN ({} entries)",
-                    instance.entries
-                );
-                tc[index].push(nanos(result.duration));
+                let n = round * per_round + sample;
+                let frame = instance.random_frame(&mut rng, n);
+                samples.first_packet.push(instance.run_egress(&frame, 1)?);
+                samples
+                    .first_packet_same_destination
+                    .push(instance.run_egress(&fixed_frame, 1)?);
+                let frame = instance.random_frame(&mut rng, n);
+                samples.tc_first_packet.push(instance.run_tc(&frame)?);
+                let frame = instance.random_frame(&mut rng, n);
+                samples.bare_lookup_cold.push(instance.run_bare(&frame, 1)?);
             }
         }
     }
@@ -234,14 +282,16 @@ fn main() -> Result<()> {
         args.repeat_samples, args.repeat
     );
     let mut harness_repeated = Vec::new();
-    let mut hits = vec![Vec::new(); instances.len()];
     for _ in 0..args.repeat_samples {
         harness_repeated.push(nanos(trivial.run(&fixed_frame, args.repeat)?.1));
-        for (index, instance) in instances.iter().enumerate() {
+        for (instance, samples) in instances.iter().zip(&mut samples) {
             let frame = instance.random_frame(&mut rng, 0);
-            let result = instance.datapath.test_run_egress(&frame, args.repeat)?;
-            ensure!(result.return_value == PASS, "cache-hit runs dropped a SYN");
-            hits[index].push(nanos(result.duration));
+            samples
+                .cache_hit
+                .push(instance.run_egress(&frame, args.repeat)?);
+            samples
+                .bare_lookup_warm
+                .push(instance.run_bare(&frame, args.repeat)?);
         }
     }
 
@@ -249,32 +299,16 @@ fn main() -> Result<()> {
         single_run: Stats::of(harness_single),
         repeated: Stats::of(harness_repeated),
     };
-    let results = instances
+    let results: Vec<EntryResult> = instances
         .iter()
-        .zip(first)
-        .zip(tc)
-        .zip(hits)
-        .map(|(((instance, first), tc), hits)| {
-            let first_packet = Stats::of(first);
-            let tc_first_packet = Stats::of(tc);
-            let cache_hit = Stats::of(hits);
-            EntryResult {
-                entries: instance.entries,
-                first_packet_net_ns: first_packet.median_ns - harness.single_run.median_ns,
-                tc_first_packet_net_ns: tc_first_packet.median_ns - harness.single_run.median_ns,
-                cache_hit_net_ns: cache_hit.median_ns - harness.repeated.median_ns,
-                first_packet,
-                tc_first_packet,
-                cache_hit,
-            }
-        })
+        .zip(samples)
+        .map(|(instance, samples)| samples.into_result(instance.entries, &harness))
         .collect();
     drop(instances);
 
-    let results: Vec<EntryResult> = results;
     let cache_hit_ns = results
         .first()
-        .map_or(50.0, |r| r.cache_hit.median_ns.max(1.0));
+        .map_or(50.0, |r| r.cache_hit.stats.median_ns.max(1.0));
     let cache_check = cache_check(cache_hit_ns)?;
 
     let report = Report {
@@ -291,10 +325,12 @@ fn main() -> Result<()> {
     Ok(())
 }
 
-/// One loaded, filled, unattached datapath instance.
+/// One loaded, filled, unattached datapath instance, and the bare-lookup
+/// baseline over a map holding the same entries.
 struct Instance {
     entries: u32,
     datapath: PolicyDatapath,
+    bare_lookup: raw_bpf::Program,
 }
 
 impl Instance {
@@ -311,6 +347,13 @@ impl Instance {
         let expires = clock::monotonic_ns_after(Duration::from_secs(24 * 3600));
         let allow = encode::allow_entries(0, &policy.egress[0].ports, &ips, expires);
         datapath.upsert_allow(&allow)?;
+        let bare_map = raw_bpf::HashMap::allow_shaped(ALLOW_MAX_ENTRIES)
+            .context("creating the bare-lookup map")?;
+        for (key, value) in &allow {
+            bare_map.insert(key, value)?;
+        }
+        let bare_lookup = raw_bpf::bare_lookup(&bare_map, &allow[0].0)
+            .context("loading the bare-lookup program")?;
         let static_entries = encode::static_entries(&policy)?;
         datapath.install_static(&static_entries)?;
         let stored = datapath.allow_entries().len();
@@ -318,7 +361,45 @@ impl Instance {
             stored == entries as usize,
             "ALLOW holds {stored} entries, expected {entries}"
         );
-        Ok(Self { entries, datapath })
+        Ok(Self {
+            entries,
+            datapath,
+            bare_lookup,
+        })
+    }
+
+    /// Nanoseconds per run of the egress program, which must pass `frame`.
+    fn run_egress(&self, frame: &[u8], repeat: u32) -> Result<f64> {
+        let result = self.datapath.test_run_egress(frame, repeat)?;
+        ensure!(
+            result.return_value == PASS,
+            "the egress program dropped an allowed SYN ({} entries)",
+            self.entries
+        );
+        Ok(nanos(result.duration))
+    }
+
+    /// Nanoseconds per run of the TC program, which must pass `frame`.
+    fn run_tc(&self, frame: &[u8]) -> Result<f64> {
+        let result = self.datapath.test_run_tc_from_workload(frame)?;
+        ensure!(
+            result.return_value != TC_ACT_SHOT,
+            "the TC program dropped an allowed SYN ({} entries)",
+            self.entries
+        );
+        Ok(nanos(result.duration))
+    }
+
+    /// Nanoseconds per run of the bare lookup, which must find `frame`'s
+    /// destination.
+    fn run_bare(&self, frame: &[u8], repeat: u32) -> Result<f64> {
+        let (found, duration) = self.bare_lookup.run(frame, repeat)?;
+        ensure!(
+            found == 1,
+            "the bare lookup missed an allowed destination ({} entries)",
+            self.entries
+        );
+        Ok(nanos(duration))
     }
 
     /// A SYN to a random allowed destination from source port `1024 + n %
@@ -421,120 +502,5 @@ impl XorShift {
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
         self.0
-    }
-}
-
-/// The measurement's own cost: a `cgroup_skb` program that only returns 1,
-/// loaded and run through raw `bpf(2)` calls (aya loads programs from ELF
-/// objects only).
-mod trivial {
-    use std::{
-        io,
-        os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
-        time::Duration,
-    };
-
-    const BPF_PROG_LOAD: libc::c_long = 5;
-    const BPF_PROG_TEST_RUN: libc::c_long = 10;
-    const BPF_PROG_TYPE_CGROUP_SKB: u32 = 8;
-    const BPF_CGROUP_INET_EGRESS: u32 = 1;
-
-    /// `r0 = 1` (BPF_ALU64 | BPF_MOV | BPF_K, imm 1) and `exit` (BPF_JMP | BPF_EXIT).
-    const INSNS: [u64; 2] = [0xb7 | (1 << 32), 0x95];
-    const LICENSE: &[u8] = b"GPL\0";
-
-    /// The `BPF_PROG_LOAD` part of `union bpf_attr`, up to `expected_attach_type`.
-    #[repr(C)]
-    #[derive(Default)]
-    struct ProgLoadAttr {
-        prog_type: u32,
-        insn_cnt: u32,
-        insns: u64,
-        license: u64,
-        log_level: u32,
-        log_size: u32,
-        log_buf: u64,
-        kern_version: u32,
-        prog_flags: u32,
-        prog_name: [u8; 16],
-        prog_ifindex: u32,
-        expected_attach_type: u32,
-    }
-
-    /// The `BPF_PROG_TEST_RUN` part of `union bpf_attr`.
-    #[repr(C)]
-    #[derive(Default)]
-    struct TestRunAttr {
-        prog_fd: u32,
-        retval: u32,
-        data_size_in: u32,
-        data_size_out: u32,
-        data_in: u64,
-        data_out: u64,
-        repeat: u32,
-        duration: u32,
-        ctx_size_in: u32,
-        ctx_size_out: u32,
-        ctx_in: u64,
-        ctx_out: u64,
-        flags: u32,
-        cpu: u32,
-        batch_size: u32,
-        _pad: u32,
-    }
-
-    pub struct Program(OwnedFd);
-
-    impl Program {
-        pub fn load() -> io::Result<Self> {
-            let mut attr = ProgLoadAttr {
-                prog_type: BPF_PROG_TYPE_CGROUP_SKB,
-                insn_cnt: INSNS.len() as u32,
-                insns: INSNS.as_ptr() as u64,
-                license: LICENSE.as_ptr() as u64,
-                expected_attach_type: BPF_CGROUP_INET_EGRESS,
-                ..ProgLoadAttr::default()
-            };
-            attr.prog_name[..7].copy_from_slice(b"trivial");
-            // SAFETY: a valid, fully initialised attr of the size we pass; the
-            // pointers in it outlive the call.
-            let fd = unsafe {
-                libc::syscall(
-                    libc::SYS_bpf,
-                    BPF_PROG_LOAD,
-                    &raw mut attr,
-                    size_of::<ProgLoadAttr>(),
-                )
-            };
-            if fd < 0 {
-                return Err(io::Error::last_os_error());
-            }
-            // SAFETY: BPF_PROG_LOAD returned a new file descriptor we own.
-            Ok(Self(unsafe { OwnedFd::from_raw_fd(fd as i32) }))
-        }
-
-        /// (return value, duration per run) of `repeat` runs on `frame`.
-        pub fn run(&self, frame: &[u8], repeat: u32) -> io::Result<(u32, Duration)> {
-            let mut attr = TestRunAttr {
-                prog_fd: self.0.as_raw_fd() as u32,
-                data_size_in: frame.len() as u32,
-                data_in: frame.as_ptr() as u64,
-                repeat,
-                ..TestRunAttr::default()
-            };
-            // SAFETY: as above; `frame` outlives the call.
-            let rc = unsafe {
-                libc::syscall(
-                    libc::SYS_bpf,
-                    BPF_PROG_TEST_RUN,
-                    &raw mut attr,
-                    size_of::<TestRunAttr>(),
-                )
-            };
-            if rc < 0 {
-                return Err(io::Error::last_os_error());
-            }
-            Ok((attr.retval, Duration::from_nanos(u64::from(attr.duration))))
-        }
     }
 }
