@@ -243,15 +243,16 @@ pub fn matching_rules(scratch: &mut DnsScratch) -> bool {
         if i < pad {
             continue;
         }
-        if i > pad && scratch.label_starts[masked(i - pad)] == 1 {
-            if let Some(rules) = DNS_NAMES.get_ptr(&scratch.key) {
-                // SAFETY: as above.
-                let (one_label, any_depth) = unsafe { ((*rules).one_label, (*rules).any_depth) };
-                if i == load(&scratch.second_label) as usize {
-                    push(scratch, one_label);
-                }
-                push(scratch, any_depth);
+        if i > pad
+            && scratch.label_starts[masked(i - pad)] == 1
+            && let Some(rules) = DNS_NAMES.get_ptr(&scratch.key)
+        {
+            // SAFETY: as above.
+            let (one_label, any_depth) = unsafe { ((*rules).one_label, (*rules).any_depth) };
+            if i == load(&scratch.second_label) as usize {
+                push(scratch, one_label);
             }
+            push(scratch, any_depth);
         }
         scratch.key.bytes[i] = 0;
     }

@@ -9,6 +9,12 @@
 //!   classifiers on the host side of a workload's veth.
 #![no_std]
 #![no_main]
+// Map keys and values are passed by reference on purpose. aya-ebpf's map
+// methods take `impl Borrow<K>`, and a key passed by value is first copied
+// onto the 512-byte BPF stack: for a DNS name (up to 256 bytes, kept in
+// per-CPU scratch memory for exactly that reason) the program would not load.
+// One style for every map call, small keys included.
+#![allow(clippy::needless_borrows_for_generic_args)]
 
 mod cgroup_skb_egress;
 mod cgroup_skb_ingress;

@@ -32,7 +32,7 @@ const BPF_LINKER_VERSION: &str = "0.13.0";
 /// item. Order matters: `bpf-linker` links against `llvm-22-dev`'s libLLVM.
 pub fn run() -> Result<()> {
     debian_packages()?;
-    nightly_rust_src()?;
+    nightly_components()?;
     stable_components()?;
     bpf_linker()
 }
@@ -82,31 +82,33 @@ fn debian_packages() -> Result<()> {
 }
 
 /// aya-build compiles the eBPF crate with `cargo +nightly -Z build-std=core`,
-/// which needs the standard library's source for the nightly toolchain.
-fn nightly_rust_src() -> Result<()> {
+/// which needs the standard library's source for the nightly toolchain, and
+/// `cargo xtask test` lints that crate with nightly's clippy.
+fn nightly_components() -> Result<()> {
     let rustup = |args: &str| {
         let mut command = cmd::new("rustup");
         command.args(args.split(' '));
         command
     };
-    match cmd::probe(&mut rustup(
+    let Some(installed) = cmd::probe(&mut rustup(
         "component list --installed --toolchain nightly",
-    )) {
-        None => {
-            println!("→ installing nightly toolchain with rust-src ...");
-            cmd::run(&mut rustup(
-                "toolchain install nightly --profile minimal --component rust-src",
-            ))
-        }
-        Some(list) if !has_component(&list, "rust-src") => {
-            println!("→ installing rust-src (nightly) ...");
-            cmd::run(&mut rustup("component add rust-src --toolchain nightly"))
-        }
-        Some(_) => {
-            println!("✓ rust-src (nightly) present");
-            Ok(())
+    )) else {
+        println!("→ installing nightly toolchain with rust-src and clippy ...");
+        return cmd::run(&mut rustup(
+            "toolchain install nightly --profile minimal --component rust-src,clippy",
+        ));
+    };
+    for component in ["rust-src", "clippy"] {
+        if has_component(&installed, component) {
+            println!("✓ {component} (nightly) present");
+        } else {
+            println!("→ installing {component} (nightly) ...");
+            cmd::run(&mut rustup(&format!(
+                "component add {component} --toolchain nightly"
+            )))?;
         }
     }
+    Ok(())
 }
 
 /// `cargo xtask test` runs `cargo fmt` and `cargo clippy` with the workspace's

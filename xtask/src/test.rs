@@ -20,7 +20,8 @@ pub struct Args {
     pub cargo_test_args: Vec<String>,
 }
 
-/// Runs `setup`, then: format check, clippy, build of the binaries, tests.
+/// Runs `setup`, then: format check, clippy (the workspace, and the eBPF crate
+/// for the BPF target), build of the binaries, tests.
 ///
 /// The binaries are built before `cargo test` because the end-to-end tests
 /// (package `openclaw-egress-e2e`, part of the default members) drive the real
@@ -53,12 +54,23 @@ pub fn run(args: &Args) -> Result<()> {
     tests
         .args(&args.cargo_test_args)
         .env("OPENCLAW_EGRESS_BIN_DIR", &bin_dir);
+    // The eBPF crate is linted for the target it is built for, with the
+    // toolchain it is built with, in a target directory of its own.
+    let mut ebpf_clippy = cargo(
+        &workspace.join("openclaw-egress-ebpf"),
+        "+nightly clippy --release --target bpfel-unknown-none -Z build-std=core -- -D warnings",
+    );
+    ebpf_clippy.env(
+        "CARGO_TARGET_DIR",
+        target_dir(workspace).join("ebpf-clippy"),
+    );
     let steps = [
         ("format check", cargo(workspace, "fmt --all -- --check")),
         (
             "clippy",
             cargo(workspace, "clippy --all-targets -- -D warnings"),
         ),
+        ("clippy (eBPF crate)", ebpf_clippy),
         ("build binaries", cargo(workspace, "build --bins")),
         ("tests", tests),
     ];
@@ -70,10 +82,10 @@ pub fn run(args: &Args) -> Result<()> {
     Ok(())
 }
 
-/// `cargo ARGS` (split at spaces) run in the workspace root.
-fn cargo(workspace: &Path, args: &str) -> Command {
+/// `cargo ARGS` (split at spaces) run in `dir`.
+fn cargo(dir: &Path, args: &str) -> Command {
     let mut command = cmd::new("cargo");
-    command.args(args.split(' ')).current_dir(workspace);
+    command.args(args.split(' ')).current_dir(dir);
     command
 }
 
