@@ -35,7 +35,7 @@ use std::{
 
 use anyhow::{Context as _, Result, bail};
 
-use crate::{cmd, setup};
+use crate::{cmd, setup, workspace};
 
 /// Where the harness looks for `openclaw-egress`, `oce-world` and `oce-probe`.
 const BIN_DIR_ENV: &str = "OPENCLAW_EGRESS_BIN_DIR";
@@ -95,7 +95,7 @@ pub fn run() -> Result<()> {
     }
     let settings = Settings::from_env()?;
     setup::run()?;
-    let workspace = workspace_dir();
+    let workspace = workspace::root();
     let machine_before = machine::Machine::now();
 
     let per_packet = if settings.per_packet {
@@ -115,28 +115,15 @@ pub fn run() -> Result<()> {
     let results = report::Results::new(machine_before, per_packet, throughput);
     println!();
     print!("{}", results.table());
-    let path = target_dir(&workspace).join("bench").join("results.json");
+    let path = workspace::target_dir(&workspace)
+        .join("bench")
+        .join("results.json");
     results.write(&path)?;
     println!("\nresults: {}", path.display());
     if !results.all_targets_met() {
         println!("note: a target was missed (✗ above); this is a benchmark, so it still exits 0.");
     }
     Ok(())
-}
-
-/// The workspace root (see `demo::workspace_dir`).
-fn workspace_dir() -> PathBuf {
-    let manifest_dir = env::var_os("CARGO_MANIFEST_DIR")
-        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
-    manifest_dir
-        .parent()
-        .map_or_else(|| PathBuf::from(".."), Path::to_path_buf)
-}
-
-/// `$CARGO_TARGET_DIR` (relative to the workspace) or `<workspace>/target`.
-fn target_dir(workspace: &Path) -> PathBuf {
-    env::var_os("CARGO_TARGET_DIR")
-        .map_or_else(|| workspace.join("target"), |dir| workspace.join(dir))
 }
 
 /// Builds the daemon and the harness's binaries in release mode (iperf3's
@@ -149,7 +136,7 @@ fn build(workspace: &Path) -> Result<PathBuf> {
         .current_dir(workspace);
     println!("$ {}", cmd::display(&command));
     cmd::run(&mut command).context("building the release binaries")?;
-    let bin_dir = target_dir(workspace).join("release");
+    let bin_dir = workspace::target_dir(workspace).join("release");
     for name in BINARIES {
         let path = bin_dir.join(name);
         if !path.is_file() {

@@ -31,7 +31,7 @@ use openclaw_egress_e2e::{Daemon, ProbeOutcome, Sandbox, WorldConfig, probe_erro
 use serde_json::Value;
 
 use self::narrate::{Checks, note, output, section, shell};
-use crate::{cmd, setup};
+use crate::{cmd, setup, workspace};
 
 /// The policy the demo applies, relative to the workspace.
 const POLICY: &str = "policies/openclaw.yaml";
@@ -65,7 +65,7 @@ pub fn run() -> Result<()> {
     setup::run()?;
 
     section("2. Build");
-    let workspace = workspace_dir();
+    let workspace = workspace::root();
     let bin_dir = build(&workspace)?;
 
     let mut checks = Checks::default();
@@ -110,17 +110,6 @@ pub fn run() -> Result<()> {
     Ok(())
 }
 
-/// The workspace root. `cargo run` sets CARGO_MANIFEST_DIR at run time too;
-/// it is preferred to the compile-time value, which is stale when two
-/// checkouts share a target dir.
-fn workspace_dir() -> PathBuf {
-    let manifest_dir = env::var_os("CARGO_MANIFEST_DIR")
-        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
-    manifest_dir
-        .parent()
-        .map_or_else(|| PathBuf::from(".."), Path::to_path_buf)
-}
-
 /// Builds the workspace's binaries (default members: the daemon, the
 /// harness's `oce-world` and `oce-probe`) and points the harness at them.
 fn build(workspace: &Path) -> Result<PathBuf> {
@@ -129,11 +118,7 @@ fn build(workspace: &Path) -> Result<PathBuf> {
     shell("host", &cmd::display(&command));
     cmd::run(&mut command).context("building the demo's binaries")?;
 
-    // Where cargo put them: $CARGO_TARGET_DIR (relative to the workspace,
-    // where cargo ran) or <workspace>/target.
-    let target = env::var_os("CARGO_TARGET_DIR")
-        .map_or_else(|| workspace.join("target"), |dir| workspace.join(dir));
-    let bin_dir = target.join("debug");
+    let bin_dir = workspace::target_dir(workspace).join("debug");
     for name in BINARIES {
         let path = bin_dir.join(name);
         if !path.is_file() {

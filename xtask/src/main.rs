@@ -10,6 +10,7 @@ mod cmd;
 mod demo;
 mod setup;
 mod test;
+mod workspace;
 
 use std::process::ExitCode;
 

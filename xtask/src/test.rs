@@ -1,15 +1,11 @@
 //! `cargo xtask test`: everything CI checks, in the order that fails fastest,
 //! stopping at the first failing step.
 
-use std::{
-    env,
-    path::{Path, PathBuf},
-    process::Command,
-};
+use std::{path::Path, process::Command};
 
 use anyhow::{Context as _, Result, bail};
 
-use crate::{cmd, setup};
+use crate::{cmd, setup, workspace};
 
 /// Arguments of `cargo xtask test`.
 #[derive(clap::Args)]
@@ -38,14 +34,8 @@ pub fn run(args: &Args) -> Result<()> {
     }
     setup::run()?;
 
-    // `cargo run` sets CARGO_MANIFEST_DIR at run time too; prefer it to the
-    // compile-time value, which is stale when two checkouts share a target dir.
-    let manifest_dir = env::var_os("CARGO_MANIFEST_DIR")
-        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
-    let workspace = manifest_dir
-        .parent()
-        .context("xtask lives in a subdirectory of the workspace")?;
-    let bin_dir = target_dir(workspace).join("debug");
+    let workspace = &workspace::root();
+    let bin_dir = workspace::target_dir(workspace).join("debug");
 
     // No `--workspace`: it would take in the eBPF crate, which only builds
     // for the BPF target (via openclaw-egress/build.rs). The default members
@@ -62,7 +52,7 @@ pub fn run(args: &Args) -> Result<()> {
     );
     ebpf_clippy.env(
         "CARGO_TARGET_DIR",
-        target_dir(workspace).join("ebpf-clippy"),
+        workspace::target_dir(workspace).join("ebpf-clippy"),
     );
     let steps = [
         ("format check", cargo(workspace, "fmt --all -- --check")),
@@ -87,11 +77,4 @@ fn cargo(dir: &Path, args: &str) -> Command {
     let mut command = cmd::new("cargo");
     command.args(args.split(' ')).current_dir(dir);
     command
-}
-
-/// Where cargo puts build output: `$CARGO_TARGET_DIR` (relative to the
-/// workspace, where we run cargo) or `<workspace>/target`.
-fn target_dir(workspace: &Path) -> PathBuf {
-    env::var_os("CARGO_TARGET_DIR")
-        .map_or_else(|| workspace.join("target"), |dir| workspace.join(dir))
 }
