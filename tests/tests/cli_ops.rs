@@ -113,6 +113,14 @@ impl ExecRun {
 /// exec's own cgroup, so only exec's policy applies to it.
 #[track_caller]
 fn exec(sandbox: &Sandbox, socket: &Path, policy: &Path, command: &[&str]) -> ExecRun {
+    let mut cmd = exec_command(sandbox, socket, policy, command);
+    let (pid, output) = spawn_and_wait(&mut cmd, Duration::from_secs(60));
+    ExecRun { pid, output }
+}
+
+/// The command line of [`exec`], not started.
+#[track_caller]
+fn exec_command(sandbox: &Sandbox, socket: &Path, policy: &Path, command: &[&str]) -> Command {
     let mut args = vec![
         "exec".to_owned(),
         "--socket".to_owned(),
@@ -122,11 +130,9 @@ fn exec(sandbox: &Sandbox, socket: &Path, policy: &Path, command: &[&str]) -> Ex
         "--".to_owned(),
     ];
     args.extend(command.iter().map(|a| (*a).to_owned()));
-    let mut cmd = sandbox
+    sandbox
         .command_in_agent_outside_cgroup(binary_path("openclaw-egress"), &args)
-        .unwrap_or_else(|e| panic!("{e:#}"));
-    let (pid, output) = spawn_and_wait(&mut cmd, Duration::from_secs(60));
-    ExecRun { pid, output }
+        .unwrap_or_else(|e| panic!("{e:#}"))
 }
 
 /// Nothing of an exec run is left: its cgroup, its policy (in status, in
@@ -329,6 +335,114 @@ fn exec_refuses_a_bad_policy_or_a_missing_daemon_without_running_the_command() {
     );
     assert!(!marker.exists(), "the command ran without a daemon");
     assert!(!run.cgroup().exists(), "{} is left", run.cgroup().display());
+}
+
+#[test]
+fn what_a_killed_exec_leaves_keeps_enforcing_until_the_next_exec_removes_it() {
+    if skip_unless_root() {
+        return;
+    }
+    let rig = Rig::start(&world());
+    let policy = PolicyYaml::for_sandbox(&rig.sandbox)
+        .fqdn("x.example.com", &["443/tcp"])
+        .write(rig.sandbox.scratch_dir(), "policy.yaml")
+        .unwrap();
+    let socket = rig.daemon.socket();
+    let probe = binary_path("oce-probe");
+    let probe = probe.to_str().unwrap();
+
+    let policy_names = || -> Vec<Value> {
+        rig.status_policies()
+            .iter()
+            .map(|p| p["name"].clone())
+            .collect()
+    };
+
+    // An exec whose command outlives it: SIGKILL leaves exec no chance to
+    // clean up. (No pipes: the orphaned command would hold them open.)
+    let mut killed = exec_command(&rig.sandbox, socket, &policy, &["sleep", "600"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = killed.id();
+    let name = format!("{POLICY}-exec-{pid}");
+    poll_until("the exec's policy in status", EVENT_TIMEOUT, || {
+        let names = policy_names();
+        names
+            .contains(&Value::from(name.as_str()))
+            .then_some(())
+            .ok_or(format!("{names:?}"))
+    });
+    // SAFETY: kill(2) has no memory-safety preconditions; the child is not
+    // reaped yet, so the pid is still exec's.
+    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    let output = Output {
+        status: killed.wait().unwrap(),
+        stdout: Vec::new(),
+        stderr: Vec::new(),
+    };
+    let killed = ExecRun { pid, output };
+    assert_eq!(killed.output.status.signal(), Some(libc::SIGKILL));
+    let cgroup = killed.cgroup();
+    let _orphans = KillOnDrop(cgroup.clone());
+
+    // Its command still runs, in its cgroup, under its policy: a later exec
+    // leaves both alone.
+    let run = exec(&rig.sandbox, socket, &policy, &[probe, "tcp", X]);
+    run.assert_code(0);
+    run.probe_outcome().assert_ok();
+    assert!(
+        cgroup.exists(),
+        "{} was removed under a running command",
+        cgroup.display()
+    );
+    let procs = std::fs::read_to_string(cgroup.join("cgroup.procs")).unwrap();
+    assert!(!procs.trim().is_empty(), "the orphaned command is gone");
+    assert_eq!(policy_names(), [Value::from(name.as_str())]);
+    assert!(!run.stderr().contains("left behind"), "{}", run.stderr());
+
+    // Once the command is gone too, the next exec removes what is left, and
+    // says so.
+    std::fs::write(cgroup.join("cgroup.kill"), "1").unwrap();
+    poll_until("the killed exec's cgroup to empty", EVENT_TIMEOUT, || {
+        let events = std::fs::read_to_string(cgroup.join("cgroup.events")).unwrap();
+        events
+            .lines()
+            .any(|l| l == "populated 0")
+            .then_some(())
+            .ok_or(events)
+    });
+    let run = exec(&rig.sandbox, socket, &policy, &["true"]);
+    run.assert_code(0);
+    let stderr = run.stderr();
+    assert!(
+        stderr.contains(&format!(
+            "removed what exec {pid} left behind: policy {name}, cgroup {}",
+            cgroup.display()
+        )),
+        "{stderr}"
+    );
+    assert_exec_cleaned_up(&rig, &killed);
+    assert_exec_cleaned_up(&rig, &run);
+}
+
+/// Kills whatever is left in a cgroup and removes it, should a test fail
+/// before it does so itself.
+struct KillOnDrop(PathBuf);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if std::fs::write(self.0.join("cgroup.kill"), "1").is_ok() {
+            for _ in 0..100 {
+                if std::fs::remove_dir(&self.0).is_ok() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
 }
 
 #[test]

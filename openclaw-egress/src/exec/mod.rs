@@ -5,6 +5,8 @@
 //! command starts, and the command joins the cgroup between fork and exec: no
 //! packet of it ever leaves unfiltered.
 
+mod leftovers;
+
 use std::{
     fs::File,
     io::Write as _,
@@ -40,8 +42,9 @@ pub async fn run(
     let suffix = format!("-exec-{pid}");
     let base = &policy.name[..policy.name.len().min(MAX_NAME_LEN - suffix.len())];
     let name = format!("{}{suffix}", base.trim_end_matches('-'));
-    let sandbox =
-        Sandbox::create(&cgroup::cgroup2_mount()?.join(format!("openclaw-egress-exec-{pid}")))?;
+    let mount = cgroup::cgroup2_mount()?;
+    leftovers::remove(socket, &mount).await;
+    let sandbox = Sandbox::create(&mount.join(leftovers::cgroup_name(pid)))?;
 
     let request = Request::Apply {
         source,
