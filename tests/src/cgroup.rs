@@ -107,7 +107,7 @@ pub(crate) fn pids(path: &Path) -> Vec<i32> {
 ///
 /// A cgroup with processes or children in it cannot be removed (EBUSY), and
 /// a test that panicked may have left a probe or curl running in it.
-pub(crate) fn remove_cgroup(path: &Path) -> Result<()> {
+pub fn remove_cgroup(path: &Path) -> Result<()> {
     if !path.exists() {
         return Ok(());
     }

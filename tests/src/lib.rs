@@ -68,7 +68,7 @@ mod sandbox;
 mod world;
 
 pub use bins::binary_path;
-pub use cgroup::cgroup2_mount;
+pub use cgroup::{cgroup2_mount, remove_cgroup};
 pub use daemon::Daemon;
 pub use events::{DROP_EVENT_TARGET, DropEvent};
 pub use metrics::{Metrics, Sample};

@@ -23,7 +23,7 @@ use common::{
 };
 use openclaw_egress_e2e::{
     AGENT_IPV4, AGENT_IPV6, Daemon, ProbeOutcome, Sandbox, WorldConfig, binary_path, cgroup2_mount,
-    probe_error,
+    probe_error, remove_cgroup,
 };
 use serde_json::Value;
 
@@ -144,11 +144,7 @@ fn assert_exec_cleaned_up(rig: &Rig, run: &ExecRun) {
         "exec's cgroup {} is left",
         run.cgroup().display()
     );
-    let names: Vec<Value> = rig
-        .status_policies()
-        .iter()
-        .map(|p| p["name"].clone())
-        .collect();
+    let names = rig.policy_names();
     assert!(names.is_empty(), "policies left after exec: {names:?}");
     let pins = rig.sandbox.pins_dir().join(run.policy_name());
     assert!(!pins.exists(), "{} is left", pins.display());
@@ -351,13 +347,6 @@ fn what_a_killed_exec_leaves_keeps_enforcing_until_the_next_exec_removes_it() {
     let probe = binary_path("oce-probe");
     let probe = probe.to_str().unwrap();
 
-    let policy_names = || -> Vec<Value> {
-        rig.status_policies()
-            .iter()
-            .map(|p| p["name"].clone())
-            .collect()
-    };
-
     // An exec whose command outlives it: SIGKILL leaves exec no chance to
     // clean up. (No pipes: the orphaned command would hold them open.)
     let mut killed = exec_command(&rig.sandbox, socket, &policy, &["sleep", "600"])
@@ -369,9 +358,9 @@ fn what_a_killed_exec_leaves_keeps_enforcing_until_the_next_exec_removes_it() {
     let pid = killed.id();
     let name = format!("{POLICY}-exec-{pid}");
     poll_until("the exec's policy in status", EVENT_TIMEOUT, || {
-        let names = policy_names();
+        let names = rig.policy_names();
         names
-            .contains(&Value::from(name.as_str()))
+            .contains(&name)
             .then_some(())
             .ok_or(format!("{names:?}"))
     });
@@ -386,7 +375,7 @@ fn what_a_killed_exec_leaves_keeps_enforcing_until_the_next_exec_removes_it() {
     let killed = ExecRun { pid, output };
     assert_eq!(killed.output.status.signal(), Some(libc::SIGKILL));
     let cgroup = killed.cgroup();
-    let _orphans = KillOnDrop(cgroup.clone());
+    let _orphans = RemoveOnDrop(cgroup.clone());
 
     // Its command still runs, in its cgroup, under its policy: a later exec
     // leaves both alone.
@@ -400,7 +389,7 @@ fn what_a_killed_exec_leaves_keeps_enforcing_until_the_next_exec_removes_it() {
     );
     let procs = std::fs::read_to_string(cgroup.join("cgroup.procs")).unwrap();
     assert!(!procs.trim().is_empty(), "the orphaned command is gone");
-    assert_eq!(policy_names(), [Value::from(name.as_str())]);
+    assert_eq!(rig.policy_names(), [name.as_str()]);
     assert!(!run.stderr().contains("left behind"), "{}", run.stderr());
 
     // Once the command is gone too, the next exec removes what is left, and
@@ -430,17 +419,12 @@ fn what_a_killed_exec_leaves_keeps_enforcing_until_the_next_exec_removes_it() {
 
 /// Kills whatever is left in a cgroup and removes it, should a test fail
 /// before it does so itself.
-struct KillOnDrop(PathBuf);
+struct RemoveOnDrop(PathBuf);
 
-impl Drop for KillOnDrop {
+impl Drop for RemoveOnDrop {
     fn drop(&mut self) {
-        if std::fs::write(self.0.join("cgroup.kill"), "1").is_ok() {
-            for _ in 0..100 {
-                if std::fs::remove_dir(&self.0).is_ok() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
+        if let Err(error) = remove_cgroup(&self.0) {
+            eprintln!("cleanup: {error:#}");
         }
     }
 }

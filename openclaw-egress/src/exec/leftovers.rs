@@ -19,6 +19,11 @@ pub fn cgroup_name(pid: u32) -> String {
     format!("{PREFIX}{pid}")
 }
 
+/// How the exec with process id `pid` names its policy: `<name><suffix>`.
+pub fn policy_suffix(pid: u32) -> String {
+    format!("-exec-{pid}")
+}
+
 const PREFIX: &str = "openclaw-egress-exec-";
 
 /// An earlier exec's cgroup that nothing uses any more.
@@ -47,7 +52,7 @@ pub async fn remove(socket: &Path, mount: &Path) {
         }
     };
     for leftover in leftovers {
-        let suffix = format!("-exec-{}", leftover.pid);
+        let suffix = policy_suffix(leftover.pid);
         let mut removed = Vec::new();
         let mut failed = false;
         let its_policies = policies.iter().filter(|policy| {

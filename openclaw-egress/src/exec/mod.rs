@@ -39,7 +39,7 @@ pub async fn run(
     let policy = policy::parse_str(&source, &yaml)?;
 
     let pid = std::process::id();
-    let suffix = format!("-exec-{pid}");
+    let suffix = leftovers::policy_suffix(pid);
     let base = &policy.name[..policy.name.len().min(MAX_NAME_LEN - suffix.len())];
     let name = format!("{}{suffix}", base.trim_end_matches('-'));
     let mount = cgroup::cgroup2_mount()?;

@@ -312,6 +312,18 @@ impl Rig {
             .unwrap_or_else(|e| panic!("status --json: {e:#}"))
     }
 
+    /// The names of the applied policies in `status --json`.
+    #[track_caller]
+    pub fn policy_names(&self) -> Vec<String> {
+        self.status_policies()
+            .iter()
+            .map(|p| match &p["name"] {
+                Value::String(name) => name.clone(),
+                other => panic!("status --json: a policy name is not a string: {other}"),
+            })
+            .collect()
+    }
+
     /// The applied policies in `status --json`.
     #[track_caller]
     pub fn status_policies(&self) -> Vec<Value> {
