@@ -135,6 +135,17 @@ fn exec_command(sandbox: &Sandbox, socket: &Path, policy: &Path, command: &[&str
         .unwrap_or_else(|e| panic!("{e:#}"))
 }
 
+/// A rig, and a policy file for exec that allows `x.example.com` on
+/// 443/tcp (nothing is applied yet).
+fn rig_with_exec_policy() -> (Rig, PathBuf) {
+    let rig = Rig::start(&world());
+    let policy = PolicyYaml::for_sandbox(&rig.sandbox)
+        .fqdn("x.example.com", &["443/tcp"])
+        .write(rig.sandbox.scratch_dir(), "policy.yaml")
+        .unwrap();
+    (rig, policy)
+}
+
 /// Nothing of an exec run is left: its cgroup, its policy (in status, in
 /// the pins, in the records).
 #[track_caller]
@@ -161,12 +172,8 @@ fn exec_runs_one_command_under_the_policy_and_passes_its_exit_code_through() {
     if skip_unless_root() {
         return;
     }
-    let rig = Rig::start(&world());
+    let (rig, policy) = rig_with_exec_policy();
     rig.assert_reachable_without_policy(&["tcp", Y]);
-    let policy = PolicyYaml::for_sandbox(&rig.sandbox)
-        .fqdn("x.example.com", &["443/tcp"])
-        .write(rig.sandbox.scratch_dir(), "policy.yaml")
-        .unwrap();
     let socket = rig.daemon.socket();
     let probe = binary_path("oce-probe");
     let probe = probe.to_str().unwrap();
@@ -338,11 +345,7 @@ fn what_a_killed_exec_leaves_keeps_enforcing_until_the_next_exec_removes_it() {
     if skip_unless_root() {
         return;
     }
-    let rig = Rig::start(&world());
-    let policy = PolicyYaml::for_sandbox(&rig.sandbox)
-        .fqdn("x.example.com", &["443/tcp"])
-        .write(rig.sandbox.scratch_dir(), "policy.yaml")
-        .unwrap();
+    let (rig, policy) = rig_with_exec_policy();
     let socket = rig.daemon.socket();
     let probe = binary_path("oce-probe");
     let probe = probe.to_str().unwrap();
