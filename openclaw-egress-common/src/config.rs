@@ -23,7 +23,13 @@ pub struct PolicyConfig {
     pub min_ttl_secs: u32,
     /// At most this many addresses are learned per name and TTL window.
     pub max_ips_per_name: u32,
+    /// At most this many addresses are learned per pattern rule and TTL
+    /// window, whatever the names (an attacker controlling a wildcard's zone
+    /// can make up names without end).
+    pub max_ips_per_pattern: u32,
 }
+
+const _: () = assert!(core::mem::size_of::<PolicyConfig>() == 20);
 
 impl PolicyConfig {
     pub const fn mode(&self) -> Mode {

@@ -57,7 +57,20 @@ pub struct PortProto {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RulePorts {
     pub count: u32,
+    /// A [`RuleKind`] as `u32`.
+    pub kind: u32,
     pub ports: [PortProto; MAX_RULE_PORTS],
+}
+
+const _: () = assert!(core::mem::size_of::<RulePorts>() == 8 + 4 * MAX_RULE_PORTS);
+
+/// Whether a name rule is an exact name or a pattern: patterns have an
+/// address budget of their own (`PolicyConfig::max_ips_per_pattern`).
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RuleKind {
+    Exact = 0,
+    Pattern = 1,
 }
 
 /// Indices of the `DNS_STATS` per-CPU counters.
@@ -78,11 +91,40 @@ pub enum DnsStat {
     AddressesRefusedCap = 5,
     /// Answers from a resolver that could not be parsed (nothing learned).
     AnswersUnparsed = 6,
+    /// Answers that match no outstanding query of the workload (resolver,
+    /// ports, protocol, ID, question): spoofed, replayed or late. Nothing
+    /// is learned from them.
+    AnswersUnsolicited = 7,
+    /// A/AAAA records refused: the pattern rule already has
+    /// `maxIPsPerPattern` addresses.
+    AddressesRefusedPatternCap = 8,
 }
 
 impl DnsStat {
-    pub const COUNT: u32 = 7;
+    pub const COUNT: u32 = 9;
 }
+
+/// Key of the `PENDING_QUERIES` map: a query the workload sent and whose
+/// answer may teach addresses. An answer teaches only if all of this matches
+/// (the resolver answers from the address and port the query went to, to the
+/// port it came from, with its ID and its question), and only once.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct PendingQuery {
+    /// The question name as a `DNS_NAMES` key (lowercased, right-aligned).
+    pub name: DnsName,
+    pub resolver: crate::Addr,
+    /// The workload's port, host byte order.
+    pub client_port: u16,
+    /// The DNS message ID.
+    pub id: u16,
+    pub qtype: u16,
+    /// TCP or UDP.
+    pub proto: u8,
+    pub _pad: u8,
+}
+
+const _: () = assert!(core::mem::size_of::<PendingQuery>() == DNS_NAME_KEY_LEN + 16 + 8);
 
 /// Value of the `NAME_BUDGETS` LRU map: how many addresses a name has had
 /// learned in the current window.
@@ -95,3 +137,5 @@ pub struct NameBudget {
     /// of an address counted in it).
     pub window_end_ns: u64,
 }
+
+const _: () = assert!(core::mem::size_of::<NameBudget>() == 16);

@@ -58,6 +58,34 @@ impl Verdict {
     }
 }
 
+/// Where the drop happened.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Stage {
+    /// A packet (cgroup_skb or TC hook).
+    Packet = 0,
+    /// A `connect()` or UDP `sendmsg()`, refused before any packet existed:
+    /// the source is the socket's bound address, often unspecified.
+    Connect = 1,
+}
+
+impl Stage {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Packet => "packet",
+            Self::Connect => "connect",
+        }
+    }
+
+    pub const fn from_u8(value: u8) -> Option<Self> {
+        match value {
+            0 => Some(Self::Packet),
+            1 => Some(Self::Connect),
+            _ => None,
+        }
+    }
+}
+
 /// One dropped flow, as pushed on the `EVENTS` ring buffer.
 #[repr(C)]
 #[derive(Clone, Copy)]
@@ -80,7 +108,8 @@ pub struct DropEvent {
     pub direction: u8,
     /// A [`Verdict`].
     pub verdict: u8,
-    pub _pad: u8,
+    /// A [`Stage`].
+    pub stage: u8,
     /// Bytes of `dns_name` in use (0 when the drop is not about DNS).
     pub dns_name_len: u16,
     pub dns_name: [u8; DNS_NAME_MAX],

@@ -14,8 +14,10 @@ pub mod reason;
 
 pub use addr::{Addr, ipv4_mapped};
 pub use config::{Mode, PolicyConfig};
-pub use dns::{DnsName, DnsNameRules, DnsStat, NameBudget, PortProto, RulePorts};
-pub use event::{DNS_NAME_MAX, Direction, DropEvent, Verdict};
+pub use dns::{
+    DnsName, DnsNameRules, DnsStat, NameBudget, PendingQuery, PortProto, RuleKind, RulePorts,
+};
+pub use event::{DNS_NAME_MAX, Direction, DropEvent, Stage, Verdict};
 pub use maps::{AllowKey, AllowValue, CidrKey, CidrValue, FlowKey};
 pub use reason::DropReason;
 
@@ -45,4 +47,5 @@ mod pod {
     unsafe impl aya::Pod for DnsNameRules {}
     unsafe impl aya::Pod for RulePorts {}
     unsafe impl aya::Pod for NameBudget {}
+    unsafe impl aya::Pod for PendingQuery {}
 }

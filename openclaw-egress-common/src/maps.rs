@@ -30,6 +30,11 @@ pub const CIDR_ADDRS: &str = "CIDR_ADDRS";
 pub const NAME_BUDGETS: &str = "NAME_BUDGETS";
 /// Per-CPU DNS counters indexed by `DnsStat`.
 pub const DNS_STATS: &str = "DNS_STATS";
+/// Queries awaiting their answer: LRU of `PendingQuery` -> expiry
+/// (`CLOCK_MONOTONIC` ns).
+pub const PENDING_QUERIES: &str = "PENDING_QUERIES";
+/// Addresses learned per pattern rule: array of `NameBudget`, index = rule id.
+pub const PATTERN_BUDGETS: &str = "PATTERN_BUDGETS";
 
 pub const ALLOW_MAX_ENTRIES: u32 = 131_072;
 pub const CIDR_MAX_ENTRIES: u32 = 16_384;
@@ -37,9 +42,15 @@ pub const RESOLVERS_MAX_ENTRIES: u32 = 64;
 pub const EVENTS_BYTES: u32 = 256 * 1024;
 pub const DNS_NAMES_MAX_ENTRIES: u32 = 4096;
 pub const RULES_MAX: u32 = 1024;
-pub const INTERNAL_RANGES_MAX_ENTRIES: u32 = 64;
+pub const INTERNAL_RANGES_MAX_ENTRIES: u32 = 256;
 pub const NAME_BUDGETS_MAX_ENTRIES: u32 = 16_384;
 pub const FLOWS_MAX_ENTRIES: u32 = 65_536;
+/// Queries of one workload awaiting an answer at once (an LRU: the oldest
+/// make room, and their late answers then teach nothing).
+pub const PENDING_QUERIES_MAX_ENTRIES: u32 = 1024;
+/// How long a query waits for its answer (stub resolvers retry after a few
+/// seconds; a retry is a new pending query).
+pub const PENDING_QUERY_TIMEOUT_NS: u64 = 30_000_000_000;
 
 /// Key of the `ALLOW` hash map: one allowed (address, protocol, port).
 ///

@@ -21,10 +21,13 @@ pub enum DropReason {
     Malformed = 7,
     /// The policy is still being loaded; nothing passes until it is complete.
     NotReady = 8,
+    /// IPv4 options or an IPv6 routing header: source routing could send the
+    /// packet past the destination in its header, and options carry data.
+    IpOptions = 9,
 }
 
 impl DropReason {
-    pub const COUNT: usize = 9;
+    pub const COUNT: usize = 10;
     pub const ALL: [DropReason; Self::COUNT] = [
         Self::NoRule,
         Self::Expired,
@@ -35,6 +38,7 @@ impl DropReason {
         Self::Fragment,
         Self::Malformed,
         Self::NotReady,
+        Self::IpOptions,
     ];
 
     pub const fn from_u8(value: u8) -> Option<Self> {
@@ -57,6 +61,7 @@ impl DropReason {
             Self::Fragment => "fragment",
             Self::Malformed => "malformed",
             Self::NotReady => "not_ready",
+            Self::IpOptions => "ip_options",
         }
     }
 }

@@ -17,16 +17,18 @@ use aya_ebpf::{
     programs::sk_buff::SkBuff,
 };
 use openclaw_egress_common::{
-    Addr, AllowKey, AllowValue, NameBudget, PolicyConfig, dns::DnsStat, ipv4_mapped, proto,
+    Addr, AllowKey, AllowValue, PolicyConfig, RuleKind, RulePorts,
+    dns::{DnsStat, MAX_RULE_PORTS},
+    ipv4_mapped, proto,
 };
 
 use crate::{
+    dns_budget::{self, Admission},
     dns_message,
     dns_name::{self, DnsScratch, load, store},
+    dns_pending,
     flow::{self, Flow},
-    maps::{
-        ALLOW, CIDR_ADDRS, CONFIG, INTERNAL_RANGES, NAME_BUDGETS, RESOLVERS, RULE_PORTS, count_dns,
-    },
+    maps::{ALLOW, CIDR_ADDRS, CONFIG, INTERNAL_RANGES, RESOLVERS, RULE_PORTS, count_dns},
 };
 
 const DNS_PORT: u16 = 53;
@@ -49,7 +51,19 @@ pub struct AnswerScratch {
     addresses: [Addr; MAX_ANSWERS],
     ttls: [u32; MAX_ANSWERS],
     count: u32,
+    /// For the address being learned, what each matching rule does with it
+    /// (`TAKE`, `TAKE_AND_CHARGE`, or 0). Kept here rather than in
+    /// registers so that the verifier does not walk every combination.
+    decisions: [u32; dns_name::MAX_MATCHES],
+    /// How many rules take the address.
+    taken: u32,
 }
+
+/// The rule takes the address (an exact rule, or a pattern rule for which it
+/// is still live).
+const TAKE: u32 = 1;
+/// A pattern rule takes a new address and its budget is charged.
+const TAKE_AND_CHARGE: u32 = 2;
 
 #[map]
 static ANSWERS: PerCpuArray<AnswerScratch> = PerCpuArray::with_max_entries(1, 0);
@@ -93,19 +107,26 @@ fn learn_from(skb: &SkBuff, flow: &Flow) -> Result<(), ()> {
     if !header.response || header.opcode != 0 || header.questions != 1 {
         return Err(());
     }
+    let scratch = dns_name::scratch().ok_or(())?;
+    let question = message + dns_message::HEADER_LEN;
+    let name_len = dns_name::read(skb, question, scratch)?;
+    let (qtype, _) = dns_message::question_type_class(skb, question + name_len).ok_or(())?;
+    // Only the answer to a query this workload sent teaches anything, and
+    // only once. (NXDOMAIN and empty answers end their query too.)
+    if !dns_pending::take(scratch, flow, header.id, qtype) {
+        count_dns(DnsStat::AnswersUnsolicited);
+        return Ok(());
+    }
     if header.rcode != 0 || header.answers == 0 {
         return Ok(()); // NXDOMAIN, NODATA...: nothing to learn.
     }
-    let scratch = dns_name::scratch().ok_or(())?;
-    // SAFETY: per-CPU storage, used by one program run at a time on this CPU.
-    let answers = unsafe { &mut *ANSWERS.get_ptr_mut(0).ok_or(())? };
-    store(&mut answers.count, 0);
-    let question = message + dns_message::HEADER_LEN;
-    let name_len = dns_name::read(skb, question, scratch)?;
     if !dns_name::matching_rules(scratch) {
         // Not a question we allowed (it could not have left): learn nothing.
         return Ok(());
     }
+    // SAFETY: per-CPU storage, used by one program run at a time on this CPU.
+    let answers = unsafe { &mut *ANSWERS.get_ptr_mut(0).ok_or(())? };
+    store(&mut answers.count, 0);
     count_dns(DnsStat::AnswersParsed);
 
     // The record offset is loop-carried, so it lives in scratch memory (see
@@ -169,16 +190,15 @@ extern "C" fn learn_one(index: u64, _context: *mut c_void) -> i64 {
         return STOP;
     }
     let (Some(answers), Some(scratch), Some(config)) =
-        (ANSWERS.get(0), dns_name::scratch(), CONFIG.get(0))
+        (ANSWERS.get_ptr_mut(0), dns_name::scratch(), CONFIG.get(0))
     else {
         return STOP;
     };
-    learn_address(
-        &answers.addresses[index],
-        answers.ttls[index],
-        config,
-        scratch,
-    );
+    // SAFETY: per-CPU storage, used by one program run at a time on this CPU.
+    let answers = unsafe { &mut *answers };
+    let addr = answers.addresses[index];
+    let ttl = answers.ttls[index];
+    learn_address(&addr, ttl, config, scratch, answers);
     0
 }
 
@@ -206,7 +226,13 @@ fn skip_name(skb: &SkBuff, scratch: &mut DnsScratch) -> Result<(), ()> {
 }
 
 #[inline(always)]
-fn learn_address(addr: &Addr, ttl: u32, config: &PolicyConfig, scratch: &DnsScratch) {
+fn learn_address(
+    addr: &Addr,
+    ttl: u32,
+    config: &PolicyConfig,
+    scratch: &DnsScratch,
+    answers: &mut AnswerScratch,
+) {
     // DNS rebinding: a name must not open internal addresses, unless a CIDR
     // rule of the policy covers them anyway.
     let key = Key::new(128, *addr);
@@ -214,6 +240,7 @@ fn learn_address(addr: &Addr, ttl: u32, config: &PolicyConfig, scratch: &DnsScra
         count_dns(DnsStat::AddressesRefusedInternal);
         return;
     }
+    // SAFETY: a plain read of the monotonic clock.
     let now = unsafe { bpf_ktime_get_ns() };
     let ttl = if ttl > MAX_TTL_SECS {
         MAX_TTL_SECS
@@ -226,85 +253,83 @@ fn learn_address(addr: &Addr, ttl: u32, config: &PolicyConfig, scratch: &DnsScra
         ttl
     };
     let expires_at_ns = now + u64::from(ttl) * 1_000_000_000;
-    if !within_budget(addr, config, scratch, now, expires_at_ns) {
-        count_dns(DnsStat::AddressesRefusedCap);
-        return;
-    }
+
+    // Which of the matching rules take the address: a pattern rule only
+    // within its budget.
+    store(&mut answers.taken, 0);
     for m in 0..dns_name::MAX_MATCHES {
+        store(&mut answers.decisions[m], 0);
         let Some(rule) = scratch.matched(m) else {
             break;
         };
         let Some(ports) = RULE_PORTS.get(rule) else {
             continue;
         };
-        for p in 0..openclaw_egress_common::dns::MAX_RULE_PORTS {
-            if p >= ports.count as usize {
-                break;
+        let decision = if ports.kind != RuleKind::Pattern as u32 {
+            TAKE
+        } else {
+            match dns_budget::pattern_admission(rule, ports, addr, config, now) {
+                Admission::Full => continue,
+                Admission::Room => TAKE_AND_CHARGE,
+                Admission::Live => TAKE,
             }
-            let port = &ports.ports[p];
-            let key = AllowKey::new(*addr, port.proto, port.port);
-            // Never shorten an entry the daemon (or a longer TTL) already set.
-            let expires_at_ns = match ALLOW.get_ptr(&key) {
-                // SAFETY: pointer from a successful lookup, only read.
-                Some(entry) if unsafe { (*entry).expires_at_ns } > expires_at_ns => continue,
-                _ => expires_at_ns,
-            };
-            let value = AllowValue {
-                expires_at_ns,
-                rule,
-                _pad: 0,
-            };
-            let _ = ALLOW.insert(&key, &value, 0);
+        };
+        store(&mut answers.decisions[m], decision);
+        let taken = load(&answers.taken);
+        store(&mut answers.taken, taken + 1);
+    }
+    if load(&answers.taken) == 0 {
+        if scratch.matched(0).is_some() {
+            count_dns(DnsStat::AddressesRefusedPatternCap);
         }
+        return;
+    }
+    let Some(first_ports) = scratch.matched(0).and_then(|rule| RULE_PORTS.get(rule)) else {
+        return;
+    };
+    if !dns_budget::admit_for_name(addr, first_ports, config, scratch, now, expires_at_ns) {
+        count_dns(DnsStat::AddressesRefusedCap);
+        return;
+    }
+    for m in 0..dns_name::MAX_MATCHES {
+        let decision = load(&answers.decisions[m]);
+        if decision == 0 {
+            continue;
+        }
+        let Some(rule) = scratch.matched(m) else {
+            break;
+        };
+        let Some(ports) = RULE_PORTS.get(rule) else {
+            continue;
+        };
+        if decision == TAKE_AND_CHARGE {
+            dns_budget::charge_pattern(rule, now, expires_at_ns);
+        }
+        allow_ports(addr, rule, ports, expires_at_ns);
     }
     count_dns(DnsStat::AddressesLearned);
 }
 
-/// Per-name cap: a name may bring in at most `max_ips_per_name` new
-/// addresses until the addresses it brought expire. Stops a wildcard name
-/// from being used to open an unbounded number of destinations.
+/// Allows `addr` on every port of `rule` until `expires_at_ns`.
 #[inline(always)]
-fn within_budget(
-    addr: &Addr,
-    config: &PolicyConfig,
-    scratch: &DnsScratch,
-    now: u64,
-    expires_at_ns: u64,
-) -> bool {
-    // An address the name already opened (still live) costs nothing.
-    if let Some(rule) = scratch.matched(0)
-        && let Some(ports) = RULE_PORTS.get(rule)
-        && ports.count > 0
-    {
-        let first = AllowKey::new(*addr, ports.ports[0].proto, ports.ports[0].port);
-        if let Some(entry) = ALLOW.get_ptr(&first)
+fn allow_ports(addr: &Addr, rule: u32, ports: &RulePorts, expires_at_ns: u64) {
+    for p in 0..MAX_RULE_PORTS {
+        if p >= ports.count as usize {
+            break;
+        }
+        let port = &ports.ports[p];
+        let key = AllowKey::new(*addr, port.proto, port.port);
+        // Never shorten an entry the daemon (or a longer TTL) already set.
+        let expires_at_ns = match ALLOW.get_ptr(&key) {
             // SAFETY: pointer from a successful lookup, only read.
-            && unsafe { (*entry).expires_at_ns } > now
-        {
-            return true;
-        }
+            Some(entry) if unsafe { (*entry).expires_at_ns } > expires_at_ns => continue,
+            _ => expires_at_ns,
+        };
+        let value = AllowValue {
+            expires_at_ns,
+            rule,
+            _pad: 0,
+        };
+        let _ = ALLOW.insert(&key, &value, 0);
     }
-    let budget = match NAME_BUDGETS.get_ptr_mut(&scratch.name) {
-        // SAFETY: pointer from a successful lookup.
-        Some(budget) => unsafe { &mut *budget },
-        None => {
-            let fresh = NameBudget {
-                learned: 1,
-                _pad: 0,
-                window_end_ns: expires_at_ns,
-            };
-            return NAME_BUDGETS.insert(&scratch.name, &fresh, 0).is_ok();
-        }
-    };
-    if budget.window_end_ns <= now {
-        budget.learned = 0;
-    }
-    if budget.learned >= config.max_ips_per_name {
-        return false;
-    }
-    budget.learned += 1;
-    if budget.window_end_ns < expires_at_ns {
-        budget.window_end_ns = expires_at_ns;
-    }
-    true
 }

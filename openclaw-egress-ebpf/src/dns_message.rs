@@ -28,6 +28,7 @@ pub fn payload_offset(skb: &SkBuff, flow: &Flow) -> Option<usize> {
 
 /// The fixed header of a DNS message.
 pub struct Header {
+    pub id: u16,
     pub response: bool,
     pub opcode: u8,
     pub rcode: u8,
@@ -41,6 +42,7 @@ pub struct Header {
 pub fn header(skb: &SkBuff, offset: usize) -> Option<Header> {
     let bytes: [u8; HEADER_LEN] = skb.load(offset).ok()?;
     Some(Header {
+        id: u16::from_be_bytes([bytes[0], bytes[1]]),
         response: bytes[2] & 0x80 != 0,
         opcode: (bytes[2] >> 3) & 0x0f,
         rcode: bytes[3] & 0x0f,
@@ -49,6 +51,16 @@ pub fn header(skb: &SkBuff, offset: usize) -> Option<Header> {
         authorities: u16::from_be_bytes([bytes[8], bytes[9]]),
         additionals: u16::from_be_bytes([bytes[10], bytes[11]]),
     })
+}
+
+/// The type and class that follow a question's name.
+#[inline(always)]
+pub fn question_type_class(skb: &SkBuff, offset: usize) -> Option<(u16, u16)> {
+    let bytes: [u8; 4] = skb.load(offset).ok()?;
+    Some((
+        u16::from_be_bytes([bytes[0], bytes[1]]),
+        u16::from_be_bytes([bytes[2], bytes[3]]),
+    ))
 }
 
 /// The length prefix of a DNS message over TCP.

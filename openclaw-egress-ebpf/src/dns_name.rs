@@ -18,7 +18,7 @@ use core::ptr::{addr_of_mut, read_volatile, write_volatile};
 
 use aya_ebpf::{check_bounds_signed, helpers::bpf_skb_load_bytes, programs::sk_buff::SkBuff};
 use openclaw_egress_common::{
-    DnsName,
+    DnsName, PendingQuery,
     dns::{DNS_NAME_KEY_LEN, NO_RULE},
 };
 
@@ -40,8 +40,10 @@ pub struct DnsScratch {
     label_starts: [u8; DNS_NAME_KEY_LEN],
     /// The name as a `DNS_NAMES` key; matching strips labels from it.
     key: DnsName,
-    /// The name as a key, kept intact (for per-name budgets).
-    pub name: DnsName,
+    /// The question as a `PENDING_QUERIES` key. [`read`] fills its `name`
+    /// (the name as a key, kept intact: also the per-name budget's key);
+    /// the caller fills the rest.
+    pub query: PendingQuery,
     /// The name in dotted form, for drop events.
     pub dotted: [u8; DNS_NAME_KEY_LEN],
     /// Bytes of the wire-format name without the root label.
@@ -178,7 +180,7 @@ pub fn read(skb: &SkBuff, offset: usize, scratch: &mut DnsScratch) -> Result<usi
     // paths at every byte.)
     store(&mut scratch.pad, (DNS_NAME_KEY_LEN - end) as u32);
     scratch.key.bytes = [0; DNS_NAME_KEY_LEN];
-    scratch.name.bytes = [0; DNS_NAME_KEY_LEN];
+    scratch.query.name.bytes = [0; DNS_NAME_KEY_LEN];
     for i in 0..MAX_WIRE_LEN {
         if i >= load(&scratch.name_len) as usize {
             break;
@@ -186,7 +188,7 @@ pub fn read(skb: &SkBuff, offset: usize, scratch: &mut DnsScratch) -> Result<usi
         let target = masked(load(&scratch.pad) as usize + i);
         let byte = scratch.raw[i];
         scratch.key.bytes[target] = byte;
-        scratch.name.bytes[target] = byte;
+        scratch.query.name.bytes[target] = byte;
     }
     Ok(end + 1)
 }

@@ -1,24 +1,63 @@
-//! Egress: a DNS query may only ask for a name some rule allows. Checking the
-//! question in the kernel closes DNS tunnelling through an allowed resolver
-//! (`<data>.attacker.example` queries), which an IP allowlist cannot see.
+//! Egress: a DNS query may only ask for a name some rule allows, and may carry
+//! nothing else. Checking the question in the kernel closes DNS tunnelling
+//! through an allowed resolver (`<data>.attacker.example` queries), which an
+//! IP allowlist cannot see; checking that nothing else is in the message
+//! closes the same channel through trailing bytes, extra records and EDNS
+//! options.
+//!
+//! A query is exactly: the header, one question of class IN, and at most one
+//! well-formed EDNS0 OPT record (root owner, small, nothing after it). Over
+//! UDP the datagram is that message and nothing more; over TCP every
+//! length-prefixed message in the segment is checked whole.
 
 use aya_ebpf::programs::sk_buff::SkBuff;
 use openclaw_egress_common::{DropReason, dns::DnsStat, proto};
 
 use crate::{
     dns_message::{self, MAX_MESSAGES_PER_SEGMENT},
-    dns_name,
+    dns_name::{self, DnsScratch, load, store},
+    dns_pending,
     flow::Flow,
     maps::count_dns,
 };
 
-/// `Ok` when every query in the packet asks for an allowed name.
+const CLASS_IN: u16 = 1;
+const TYPE_OPT: u16 = 41;
+/// Fixed part of an OPT record: root owner (1), type (2), class = UDP payload
+/// size (2), TTL = extended RCODE, version and flags (4), RDLENGTH (2).
+const OPT_FIXED_LEN: usize = 11;
+/// Room for the options a stub resolver sends: a client cookie (12 bytes),
+/// or a client and server cookie (at most 44). Anything bigger is a channel.
+const MAX_OPT_RDATA: usize = 44;
+/// Each option is at least its 4-byte code and length.
+const MAX_OPTIONS: usize = MAX_OPT_RDATA / 4;
+/// The OPT TTL field of a query: extended RCODE 0, version 0, and no flag
+/// but DO (DNSSEC OK); the other 15 flag bits must be zero (RFC 6891).
+const OPT_TTL_DO: u32 = 0x0000_8000;
+
+/// `Ok` when the packet's queries are plain questions for allowed names.
 #[inline(always)]
 pub fn check(skb: &SkBuff, flow: &Flow) -> Result<(), DropReason> {
     let start = dns_message::payload_offset(skb, flow).ok_or(DropReason::DnsMalformed)?;
     let end = skb.len() as usize;
+    // The buffer is exactly the IP packet: no bytes hidden after it, none
+    // missing (what the resolver reads is what is checked here).
+    if flow.l3_end != end {
+        return Err(DropReason::DnsMalformed);
+    }
     if flow.proto == proto::UDP {
-        return check_message(skb, start, end);
+        // One sendmsg with UDP_SEGMENT becomes several datagrams after this
+        // hook, of which only the first would be parsed here as a message.
+        if is_gso(skb) {
+            return Err(DropReason::DnsMalformed);
+        }
+        let udp_len: [u8; 2] = skb
+            .load(flow.l4_offset + 4)
+            .map_err(|_| DropReason::DnsMalformed)?;
+        if flow.l4_offset + usize::from(u16::from_be_bytes(udp_len)) != end {
+            return Err(DropReason::DnsMalformed);
+        }
+        return check_message(skb, flow, start, end);
     }
     // TCP: handshake and bare ACKs carry nothing to check.
     if start >= end {
@@ -33,7 +72,7 @@ pub fn check(skb: &SkBuff, flow: &Flow) -> Result<(), DropReason> {
         if message + len > end {
             return Err(DropReason::DnsMalformed);
         }
-        check_message(skb, message, message + len)?;
+        check_message(skb, flow, message, message + len)?;
         offset = message + len;
         if offset == end {
             return Ok(());
@@ -42,12 +81,22 @@ pub fn check(skb: &SkBuff, flow: &Flow) -> Result<(), DropReason> {
     Err(DropReason::DnsMalformed)
 }
 
-/// One query: exactly one question, for an allowed name.
+/// Whether the packet is a GSO super-packet (several datagrams or segments
+/// the stack will cut it into later).
 #[inline(always)]
-fn check_message(skb: &SkBuff, offset: usize, end: usize) -> Result<(), DropReason> {
+fn is_gso(skb: &SkBuff) -> bool {
+    // SAFETY: reading a field of the context the kernel handed us.
+    unsafe { (*skb.skb).gso_size != 0 }
+}
+
+/// One query spanning `offset..end`: one question for an allowed name, at
+/// most an OPT record after it, nothing else. An allowed query is remembered
+/// as outstanding, so that its answer may teach addresses.
+#[inline(always)]
+fn check_message(skb: &SkBuff, flow: &Flow, offset: usize, end: usize) -> Result<(), DropReason> {
     let header = dns_message::header(skb, offset).ok_or(DropReason::DnsMalformed)?;
     // Only standard queries: no responses, updates or notifies going out, no
-    // extra records to smuggle data in (one additional record: EDNS OPT).
+    // records but one EDNS OPT.
     if header.response
         || header.opcode != 0
         || header.questions != 1
@@ -60,8 +109,21 @@ fn check_message(skb: &SkBuff, offset: usize, end: usize) -> Result<(), DropReas
     let scratch = dns_name::scratch().ok_or(DropReason::DnsMalformed)?;
     let question = offset + dns_message::HEADER_LEN;
     let name_len = dns_name::read(skb, question, scratch).map_err(|()| DropReason::DnsMalformed)?;
-    // QTYPE and QCLASS must follow the name inside the message.
-    if question + name_len + 4 > end {
+    let question_end = question + name_len + 4;
+    if question_end > end {
+        return Err(DropReason::DnsMalformed);
+    }
+    let (qtype, qclass) = dns_message::question_type_class(skb, question + name_len)
+        .ok_or(DropReason::DnsMalformed)?;
+    if qclass != CLASS_IN {
+        return Err(DropReason::DnsMalformed);
+    }
+    let records_end = if header.additionals == 0 {
+        question_end
+    } else {
+        opt_record_end(skb, scratch, question_end)?
+    };
+    if records_end != end {
         return Err(DropReason::DnsMalformed);
     }
     if !dns_name::matching_rules(scratch) {
@@ -69,5 +131,45 @@ fn check_message(skb: &SkBuff, offset: usize, end: usize) -> Result<(), DropReas
         return Err(DropReason::DnsDenied);
     }
     count_dns(DnsStat::QueriesAllowed);
+    dns_pending::remember(scratch, flow, header.id, qtype);
     Ok(())
+}
+
+/// Checks the EDNS0 OPT record at `offset` and returns where it ends.
+#[inline(always)]
+fn opt_record_end(
+    skb: &SkBuff,
+    scratch: &mut DnsScratch,
+    offset: usize,
+) -> Result<usize, DropReason> {
+    let fixed: [u8; OPT_FIXED_LEN] = skb.load(offset).map_err(|_| DropReason::DnsMalformed)?;
+    let rtype = u16::from_be_bytes([fixed[1], fixed[2]]);
+    let ttl = u32::from_be_bytes([fixed[5], fixed[6], fixed[7], fixed[8]]);
+    let rdlength = usize::from(u16::from_be_bytes([fixed[9], fixed[10]]));
+    if fixed[0] != 0
+        || rtype != TYPE_OPT
+        || (ttl != 0 && ttl != OPT_TTL_DO)
+        || rdlength > MAX_OPT_RDATA
+    {
+        return Err(DropReason::DnsMalformed);
+    }
+    // The options must tile RDATA exactly: code, length, that many bytes.
+    // The cursor lives in scratch memory, so that every way out of the loop
+    // leaves the verifier in the same state (see the note in `dns_name`).
+    let rdata = offset + OPT_FIXED_LEN;
+    let rdata_end = rdata + rdlength;
+    store(&mut scratch.cursor, rdata as u32);
+    for _ in 0..MAX_OPTIONS {
+        let option = load(&scratch.cursor) as usize;
+        if option >= rdata_end {
+            break;
+        }
+        let head: [u8; 4] = skb.load(option).map_err(|_| DropReason::DnsMalformed)?;
+        let next = option + 4 + usize::from(u16::from_be_bytes([head[2], head[3]]));
+        store(&mut scratch.cursor, next as u32);
+    }
+    if load(&scratch.cursor) as usize != rdata_end {
+        return Err(DropReason::DnsMalformed);
+    }
+    Ok(rdata_end)
 }

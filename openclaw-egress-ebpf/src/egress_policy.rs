@@ -5,7 +5,9 @@ use aya_ebpf::{
     maps::lpm_trie::Key,
     programs::sk_buff::SkBuff,
 };
-use openclaw_egress_common::{AllowKey, CidrKey, Direction, DropReason, Mode, Verdict, proto};
+use openclaw_egress_common::{
+    Addr, AllowKey, CidrKey, Direction, DropReason, Mode, Stage, Verdict, proto,
+};
 
 use crate::{
     dns_query,
@@ -15,7 +17,7 @@ use crate::{
     verdict_cache::{self, Cached},
 };
 
-const DNS_PORT: u16 = 53;
+pub const DNS_PORT: u16 = 53;
 
 /// Where the packet comes from, which decides what the program can know.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -54,6 +56,7 @@ pub fn enforce(skb: &SkBuff, l3: usize, hook: Hook) -> bool {
                 DropReason::NotReady,
                 Direction::Egress,
                 Verdict::Dropped,
+                Stage::Packet,
                 hook.cgroup_id(skb),
             );
             return false;
@@ -75,6 +78,7 @@ pub fn enforce(skb: &SkBuff, l3: usize, hook: Hook) -> bool {
         reason,
         Direction::Egress,
         verdict,
+        Stage::Packet,
         hook.cgroup_id(skb),
     );
     // Audit mode reports a flow once, not every packet of it. (Not DNS:
@@ -113,7 +117,7 @@ fn check(skb: &SkBuff, flow: &Flow, hook: Hook) -> Result<(), DropReason> {
     if verdict_cache::is_cached(skb, flow, hook) {
         return Ok(());
     }
-    check_destination(flow)?;
+    check_destination(&flow.dst, flow.proto, flow.dst_port)?;
     verdict_cache::remember(skb, flow, hook, Cached::Allowed);
     Ok(())
 }
@@ -127,9 +131,9 @@ fn is_neighbour_discovery(skb: &SkBuff, flow: &Flow) -> bool {
 
 /// Looks the destination up in the allow maps.
 #[inline(always)]
-fn check_destination(flow: &Flow) -> Result<(), DropReason> {
+pub fn check_destination(dst: &Addr, proto: u8, port: u16) -> Result<(), DropReason> {
     let mut reason = DropReason::NoRule;
-    let key = AllowKey::new(flow.dst, flow.proto, flow.dst_port);
+    let key = AllowKey::new(*dst, proto, port);
     if let Some(entry) = ALLOW.get_ptr(key) {
         // SAFETY: the pointer comes from a successful lookup and is only read.
         let expires_at_ns = unsafe { (*entry).expires_at_ns };
@@ -138,10 +142,7 @@ fn check_destination(flow: &Flow) -> Result<(), DropReason> {
         }
         reason = DropReason::Expired;
     }
-    let key = Key::new(
-        CidrKey::FULL_PREFIX_BITS,
-        CidrKey::new(flow.dst, flow.proto, flow.dst_port),
-    );
+    let key = Key::new(CidrKey::FULL_PREFIX_BITS, CidrKey::new(*dst, proto, port));
     if CIDR.get(key).is_some() {
         return Ok(());
     }

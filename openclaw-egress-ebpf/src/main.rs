@@ -5,6 +5,8 @@
 //! One program type per file:
 //! - `cgroup_skb_egress.rs`: egress of every socket in the workload's cgroup.
 //! - `cgroup_skb_ingress.rs`: DNS answers on their way in (address learning).
+//! - `cgroup_sock_addr.rs`: `connect()` and UDP `sendmsg()` to a destination
+//!   the policy does not allow fail at once with EPERM.
 //! - `tc_from_workload.rs`, `tc_to_workload.rs`: the same two jobs as TC
 //!   classifiers on the host side of a workload's veth.
 #![no_std]
@@ -18,9 +20,13 @@
 
 mod cgroup_skb_egress;
 mod cgroup_skb_ingress;
+mod cgroup_sock_addr;
+mod connect_policy;
 mod dns_answer;
+mod dns_budget;
 mod dns_message;
 mod dns_name;
+mod dns_pending;
 mod dns_query;
 mod egress_policy;
 mod flow;

@@ -8,12 +8,12 @@ use aya_ebpf::{
 };
 use openclaw_egress_common::{
     Addr, AllowKey, AllowValue, CidrKey, CidrValue, DnsName, DnsNameRules, FlowKey, NameBudget,
-    PolicyConfig, RulePorts,
+    PendingQuery, PolicyConfig, RulePorts,
     dns::DnsStat,
     maps::{
         ALLOW_MAX_ENTRIES, CIDR_MAX_ENTRIES, DNS_NAMES_MAX_ENTRIES, DROP_COUNTERS_LEN,
         EVENTS_BYTES, FLOWS_MAX_ENTRIES, INTERNAL_RANGES_MAX_ENTRIES, NAME_BUDGETS_MAX_ENTRIES,
-        RESOLVERS_MAX_ENTRIES, RULES_MAX,
+        PENDING_QUERIES_MAX_ENTRIES, RESOLVERS_MAX_ENTRIES, RULES_MAX,
     },
 };
 
@@ -48,6 +48,14 @@ pub static CIDR_ADDRS: LpmTrie<Addr, u32> = LpmTrie::with_max_entries(CIDR_MAX_E
 #[map]
 pub static NAME_BUDGETS: LruHashMap<DnsName, NameBudget> =
     LruHashMap::with_max_entries(NAME_BUDGETS_MAX_ENTRIES, 0);
+
+#[map]
+pub static PATTERN_BUDGETS: Array<NameBudget> = Array::with_max_entries(RULES_MAX, 0);
+
+/// Queries sent and not yet answered (see `dns_pending`).
+#[map]
+pub static PENDING_QUERIES: LruHashMap<PendingQuery, u64> =
+    LruHashMap::with_max_entries(PENDING_QUERIES_MAX_ENTRIES, 0);
 
 #[map]
 pub static DROP_COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(DROP_COUNTERS_LEN, 0);

@@ -6,7 +6,7 @@ use core::ptr::addr_of_mut;
 
 use aya_ebpf::helpers::bpf_ktime_get_ns;
 use openclaw_egress_common::{
-    DNS_NAME_MAX, Direction, DropEvent, DropReason, Verdict, maps::counter_index,
+    DNS_NAME_MAX, Direction, DropEvent, DropReason, Stage, Verdict, maps::counter_index,
 };
 
 use crate::{
@@ -21,6 +21,7 @@ pub fn drop(
     reason: DropReason,
     direction: Direction,
     verdict: Verdict,
+    stage: Stage,
     cgroup_id: u64,
 ) {
     increment(&DROP_COUNTERS, counter_index(verdict, direction, reason));
@@ -38,7 +39,7 @@ pub fn drop(
         addr_of_mut!((*event).reason).write(reason as u8);
         addr_of_mut!((*event).direction).write(direction as u8);
         addr_of_mut!((*event).verdict).write(verdict as u8);
-        addr_of_mut!((*event)._pad).write(0);
+        addr_of_mut!((*event).stage).write(stage as u8);
         addr_of_mut!((*event).dns_name_len).write(0);
         // The question that was refused is in this CPU's DNS scratch area.
         if reason == DropReason::DnsDenied

@@ -4,7 +4,7 @@
 //! it). There is no socket here, so no per-socket verdict cache either.
 
 use aya_ebpf::{macros::classifier, programs::TcContext};
-use openclaw_egress_common::{Direction, DropReason, Verdict};
+use openclaw_egress_common::{Direction, DropReason, Stage, Verdict};
 
 use crate::{
     egress_policy::{self, Hook},
@@ -43,6 +43,7 @@ pub fn tc_from_workload(ctx: TcContext) -> i32 {
                 DropReason::Protocol,
                 Direction::Egress,
                 Verdict::Dropped,
+                Stage::Packet,
                 0,
             );
             TC_SHOT

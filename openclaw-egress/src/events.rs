@@ -3,7 +3,9 @@
 use std::{net::IpAddr, time::SystemTime};
 
 use aya::maps::{MapData, RingBuf};
-use openclaw_egress_common::{Direction, DropEvent, DropReason, Verdict, addr::as_ipv4, proto};
+use openclaw_egress_common::{
+    Direction, DropEvent, DropReason, Stage, Verdict, addr::as_ipv4, proto,
+};
 use tokio::{io::unix::AsyncFd, sync::broadcast};
 
 use crate::{api::DropRecord, clock};
@@ -27,6 +29,9 @@ pub fn record(event: &DropEvent, policy: &str) -> DropRecord {
             .to_string(),
         direction: Direction::from_u8(event.direction)
             .map_or("unknown", Direction::as_str)
+            .to_string(),
+        stage: Stage::from_u8(event.stage)
+            .map_or("unknown", Stage::as_str)
             .to_string(),
         proto: protocol_name(event.proto),
         src: ip(&event.src_addr),
@@ -89,6 +94,7 @@ fn publish(record: DropRecord, subscribers: &broadcast::Sender<DropRecord>) {
         verdict = %record.verdict,
         reason = %record.reason,
         direction = %record.direction,
+        stage = %record.stage,
         proto = %record.proto,
         src = %record.src.map(|ip| ip.to_string()).unwrap_or_default(),
         src_port = record.src_port,
@@ -123,7 +129,7 @@ mod tests {
             reason: DropReason::NoRule as u8,
             direction: Direction::Egress as u8,
             verdict: Verdict::Dropped as u8,
-            _pad: 0,
+            stage: 0,
             dns_name_len: 0,
             dns_name: [0; DNS_NAME_MAX],
             _pad2: [0; 5],

@@ -82,11 +82,7 @@ mod tests {
             name: "p".into(),
             mode: Mode::Enforce,
             selector: Selector::default(),
-            dns: DnsConfig {
-                resolvers: vec![],
-                min_ttl: DnsConfig::DEFAULT_MIN_TTL,
-                max_ips_per_name: DnsConfig::DEFAULT_MAX_IPS_PER_NAME,
-            },
+            dns: DnsConfig::with_resolvers(vec![]),
             egress: cidr
                 .into_iter()
                 .map(|cidr| EgressRule {

@@ -62,17 +62,76 @@ fn fuzz_policy() -> Policy {
 }
 
 /// The oracle: the question name of a query message, decoded with the
-/// datapath's rules, if the message is a well-formed standard query.
+/// datapath's rules, if the message is a well-formed standard query: one
+/// question of class IN, then nothing, or one EDNS0 OPT record and nothing.
 fn decode_question(message: &[u8]) -> Option<String> {
     let (name, end) = decode_name(message)?;
-    // QTYPE and QCLASS follow; the header is a single standard question.
+    let additionals = u16::from_be_bytes([message[10], message[11]]);
     let header_ok = message.len() >= end + 4
         && message[2] & 0x80 == 0
         && (message[2] >> 3) & 0x0f == 0
         && message[4..6] == [0, 1]
         && message[6..10] == [0, 0, 0, 0]
-        && u16::from_be_bytes([message[10], message[11]]) <= 1;
-    header_ok.then_some(name)
+        && additionals <= 1
+        && message[end + 2..end + 4] == [0, 1];
+    let records_end = match additionals {
+        0 => Some(end + 4),
+        _ => opt_end(message, end + 4),
+    };
+    (header_ok && records_end == Some(message.len())).then_some(name)
+}
+
+/// Where a well-formed OPT record at `at` ends: root owner, type 41, TTL 0
+/// or DO only, at most 44 bytes of whole options.
+fn opt_end(message: &[u8], at: usize) -> Option<usize> {
+    let fixed = message.get(at..at + 11)?;
+    let ttl = u32::from_be_bytes([fixed[5], fixed[6], fixed[7], fixed[8]]);
+    let rdlength = usize::from(u16::from_be_bytes([fixed[9], fixed[10]]));
+    if fixed[0] != 0 || fixed[1..3] != [0, 41] || (ttl != 0 && ttl != 0x8000) || rdlength > 44 {
+        return None;
+    }
+    let end = at + 11 + rdlength;
+    let mut option = at + 11;
+    while option < end {
+        let head = message.get(option..option + 4)?;
+        option += 4 + usize::from(u16::from_be_bytes([head[2], head[3]]));
+    }
+    (option == end).then_some(end)
+}
+
+/// An OPT record, well-formed or slightly not.
+fn random_opt(rng: &mut Rng) -> Vec<u8> {
+    let mut options = Vec::new();
+    for _ in 0..rng.below(3) {
+        let len = *rng.pick(&[0usize, 8, 16, 24, 40]);
+        options.extend_from_slice(&[0, 10]);
+        options.extend_from_slice(&(len as u16).to_be_bytes());
+        options.extend((0..len).map(|_| rng.next() as u8));
+    }
+    let ttl: u32 = *rng.pick(&[0, 0x8000, 0x8000, 0x0100_0000, 1]);
+    let mut opt = vec![0, 0, 41, 0x04, 0xd0];
+    opt.extend_from_slice(&ttl.to_be_bytes());
+    opt.extend_from_slice(&(options.len() as u16).to_be_bytes());
+    opt.extend_from_slice(&options);
+    opt
+}
+
+/// A query for `wire_name`, sometimes with an OPT record, trailing bytes, or
+/// another class.
+fn random_query(rng: &mut Rng, id: u16, wire_name: &[u8]) -> Vec<u8> {
+    let mut message = dns::query_raw(id, wire_name, TYPE_A);
+    if rng.below(4) == 0 {
+        message[11] = 1;
+        message.extend_from_slice(&random_opt(rng));
+    }
+    if rng.below(12) == 0 {
+        message.extend((0..1 + rng.below(8)).map(|_| rng.next() as u8));
+    }
+    if rng.below(20) == 0 {
+        let class = 13 + wire_name.len();
+        message[class] = 3;
+    }
+    message
 }
 
 /// The name at offset 12 (labels of 1..=63 letters, digits, '-' or '_', no
@@ -166,7 +225,8 @@ fn query_filtering_agrees_with_the_userspace_matcher() {
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let (mut allowed, mut denied, mut malformed) = (0, 0, 0);
     for case in 0..3000 {
-        let mut message = dns::query_raw(case as u16, &random_wire_name(&mut rng), TYPE_A);
+        let wire_name = random_wire_name(&mut rng);
+        let mut message = random_query(&mut rng, case as u16, &wire_name);
         // Every fourth case also gets random bytes flipped anywhere.
         if case % 4 == 0 {
             for _ in 0..1 + rng.below(3) {

@@ -13,7 +13,7 @@ use openclaw_egress::{
     policy::Mode,
 };
 use openclaw_egress_common::{Direction, DropReason, Verdict, maps::counter_index, proto};
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 
 #[test]
 fn allowed_destination_passes_and_nothing_else_does() {
@@ -132,6 +132,73 @@ fn other_protocols_fragments_and_garbage_are_dropped() {
     bad_ihl[14] = 0x44;
     assert_eq!(loaded.run(&bad_ihl), DROP);
     assert_eq!(loaded.dropped(DropReason::Malformed), 2);
+}
+
+/// `frame` (Ethernet + IPv4 without options) with `options` inserted after
+/// the IPv4 header, the header length and total length adjusted.
+fn with_ipv4_options(frame: &[u8], options: &[u8]) -> Vec<u8> {
+    assert_eq!(options.len() % 4, 0);
+    let mut out = frame[..14 + 20].to_vec();
+    out.extend_from_slice(options);
+    out.extend_from_slice(&frame[14 + 20..]);
+    out[14] = 0x40 | u8::try_from((20 + options.len()) / 4).unwrap();
+    let total = u16::try_from(out.len() - 14).unwrap();
+    out[16..18].copy_from_slice(&total.to_be_bytes());
+    out
+}
+
+/// An IPv6 frame whose first extension header is a routing header (type 0,
+/// one address) before `transport` of protocol `next`.
+fn with_routing_header(
+    src: IpAddr,
+    dst: IpAddr,
+    next: u8,
+    via: Ipv6Addr,
+    transport: &[u8],
+) -> Vec<u8> {
+    let mut routing = vec![next, 2, 0, 1, 0, 0, 0, 0];
+    routing.extend_from_slice(&via.octets());
+    routing.extend_from_slice(transport);
+    let mut frame = frames::ip_frame(src, dst, 43, &routing);
+    // ip_frame wrote 43 as the next header; the payload length covers both.
+    frame[14 + 6] = 43;
+    frame
+}
+
+#[test]
+fn ip_options_and_routing_headers_are_dropped() {
+    let loaded = load_enforcing();
+    // Loose source route through the allowed address to another one: the
+    // header names an allowed hop, the option the real destination.
+    let mut lsrr = vec![0x83, 7, 4];
+    lsrr.extend_from_slice(&[203, 0, 113, 99]);
+    lsrr.push(0); // end of options, padding to 8 bytes
+    let allowed = frames::tcp_syn(AGENT, 40000, TRUSTED, 443);
+    assert_eq!(loaded.run(&with_ipv4_options(&allowed, &lsrr)), DROP);
+    // Any option, not only routes: a NOP-padded timestamp request.
+    let timestamp = [0x44, 4, 5, 0];
+    assert_eq!(loaded.run(&with_ipv4_options(&allowed, &timestamp)), DROP);
+    // IPv6: a routing header in front of a SYN to an allowed address.
+    let mut syn = vec![0u8; 20];
+    syn[0..2].copy_from_slice(&40000u16.to_be_bytes());
+    syn[2..4].copy_from_slice(&443u16.to_be_bytes());
+    syn[12] = 5 << 4;
+    syn[13] = 0x02;
+    let via: Ipv6Addr = "2001:db8:99::99".parse().unwrap();
+    let routed = with_routing_header(AGENT6, TRUSTED6, proto::TCP, via, &syn);
+    assert_eq!(loaded.run(&routed), DROP);
+    assert_eq!(loaded.dropped(DropReason::IpOptions), 3);
+    // The TC program drops the same packets.
+    let tc = load_with(
+        &policy(Mode::Enforce),
+        Hooks::INTERFACES,
+        clock::monotonic_ns_after(Duration::from_secs(600)),
+    );
+    assert_eq!(tc.run_tc(&with_ipv4_options(&allowed, &lsrr)), TC_SHOT);
+    assert_eq!(tc.run_tc(&routed), TC_SHOT);
+    assert_eq!(tc.dropped(DropReason::IpOptions), 2);
+    // Without them, the same packets pass.
+    assert_eq!(loaded.run(&allowed), PASS);
 }
 
 #[test]

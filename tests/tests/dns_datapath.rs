@@ -437,7 +437,7 @@ fn a_live_connection_outlives_the_expiry_of_its_address() {
                 }
                 assert_eq!(
                     outcome.error.as_deref(),
-                    Some(probe_error::TIMEOUT),
+                    Some(rig.refused_connect_error()),
                     "{outcome:?}"
                 );
                 Ok(rig.wait_for_drop_event(outcome.local.expect("a local address")))

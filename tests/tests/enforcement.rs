@@ -140,17 +140,12 @@ fn dns_goes_only_to_the_listed_resolvers() {
         assert_eq!(answer.answers, [expected], "{query:?}: {answer:?}");
     }
 
-    // Any other server: UDP fails at send, TCP never gets its SYN out.
-    // (EPERM means the datagram never left; the timeout, that no SYN got
-    // an answer; the drop event, that the policy is the reason.)
+    // Any other server: refused at connect() (EPERM: nothing left; the
+    // drop event says the policy is the reason), over UDP and TCP.
     for query in rogue {
-        let (error, timeout) = if query.contains(&"--tcp") {
-            (probe_error::TIMEOUT, common::DROPPED_TCP_TIMEOUT_MS)
-        } else {
-            (probe_error::PERMISSION_DENIED, "2000")
-        };
-        let args = [query, &["--timeout-ms", timeout][..]].concat();
-        rig.assert_dropped(&args, error, "dns_resolver");
+        let args = [query, &["--timeout-ms", "2000"][..]].concat();
+        let event = rig.assert_dropped(&args, probe_error::PERMISSION_DENIED, "dns_resolver");
+        assert_eq!(event["stage"], "connect", "{query:?}: {event}");
     }
 }
 

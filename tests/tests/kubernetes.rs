@@ -292,7 +292,7 @@ fn pods_selected_by_labels_are_filtered_until_they_go() {
         agent,
         &["tcp", W_TCP, "--timeout-ms", DROPPED_TCP_TIMEOUT_MS],
     )
-    .assert_error(probe_error::TIMEOUT);
+    .assert_error(probe_error::PERMISSION_DENIED);
     let event = daemon
         .wait_for_log(|v| is_drop_event_from(v, dropped), EVENT_TIMEOUT)
         .unwrap_or_else(|e| panic!("{e:#}"));

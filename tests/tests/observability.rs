@@ -8,12 +8,15 @@
 mod common;
 
 use std::{
-    collections::BTreeMap, net::SocketAddr, os::unix::fs::MetadataExt as _, process::Command,
+    collections::BTreeMap,
+    net::{Ipv4Addr, Ipv6Addr, SocketAddr},
+    os::unix::fs::MetadataExt as _,
+    process::Command,
     time::Duration,
 };
 
 use common::{Metrics, Monitor, POLICY, PolicyYaml, Rig, is_drop_event_from, skip_unless_root};
-use openclaw_egress_e2e::{AGENT_IPV4, AGENT_IPV6, Daemon, WorldConfig, probe_error};
+use openclaw_egress_e2e::{AGENT_IPV4, Daemon, WorldConfig, probe_error};
 use serde_json::Value;
 
 fn world() -> WorldConfig {
@@ -175,17 +178,27 @@ fn curl_metrics(rig: &Rig) -> (String, String) {
 
 /// Asserts the fields every drop event of this test shares, and the
 /// 5-tuple.
+/// What a drop event must say, besides the policy and the cgroup.
+struct Expected {
+    proto: &'static str,
+    reason: &'static str,
+    stage: &'static str,
+    src: SocketAddr,
+    dst: SocketAddr,
+}
+
 #[track_caller]
-fn assert_event(event: &Value, proto: &str, src: SocketAddr, dst: SocketAddr, cgroup_id: u64) {
+fn assert_event(event: &Value, expected: &Expected, cgroup_id: u64) {
     assert_eq!(event["policy"], POLICY, "{event}");
     assert_eq!(event["verdict"], "dropped", "{event}");
-    assert_eq!(event["reason"], "no_rule", "{event}");
+    assert_eq!(event["reason"], expected.reason, "{event}");
+    assert_eq!(event["stage"], expected.stage, "{event}");
     assert_eq!(event["direction"], "egress", "{event}");
-    assert_eq!(event["proto"], proto, "{event}");
-    assert_eq!(event["src"], src.ip().to_string(), "{event}");
-    assert_eq!(event["src_port"], src.port(), "{event}");
-    assert_eq!(event["dst"], dst.ip().to_string(), "{event}");
-    assert_eq!(event["dst_port"], dst.port(), "{event}");
+    assert_eq!(event["proto"], expected.proto, "{event}");
+    assert_eq!(event["src"], expected.src.ip().to_string(), "{event}");
+    assert_eq!(event["src_port"], expected.src.port(), "{event}");
+    assert_eq!(event["dst"], expected.dst.ip().to_string(), "{event}");
+    assert_eq!(event["dst_port"], expected.dst.port(), "{event}");
     assert_eq!(event["cgroup_id"], cgroup_id, "{event}");
 }
 
@@ -218,14 +231,16 @@ fn drop_events_carry_the_five_tuple_in_the_log_and_the_monitor() {
             .ok_or_else(|| format!("no event yet; monitor printed {:?}", monitor.seen()))
     });
 
-    // UDP over IPv4 to an unlisted address and port.
+    // UDP over IPv4 to an unlisted address and port: refused at connect(),
+    // before any packet, so the source is the socket's bound address (the
+    // probe binds the unspecified address first).
     let udp_dst: SocketAddr = "203.0.113.99:4000".parse().unwrap();
     let udp = rig.probe(&["udp", &udp_dst.to_string(), "--payload", "x"]);
     udp.assert_error(probe_error::PERMISSION_DENIED);
     let udp_src = udp.local.expect("the UDP probe's local address");
-    assert_eq!(udp_src.ip(), AGENT_IPV4);
+    assert_eq!(udp_src.ip(), Ipv4Addr::UNSPECIFIED);
 
-    // A TCP SYN over IPv6.
+    // A TCP connect over IPv6, refused the same way.
     let tcp_dst: SocketAddr = "[2001:db8:1::99]:4001".parse().unwrap();
     let tcp = rig.probe(&[
         "tcp",
@@ -233,28 +248,73 @@ fn drop_events_carry_the_five_tuple_in_the_log_and_the_monitor() {
         "--timeout-ms",
         common::DROPPED_TCP_TIMEOUT_MS,
     ]);
-    tcp.assert_error(probe_error::TIMEOUT);
+    tcp.assert_error(probe_error::PERMISSION_DENIED);
     let tcp_src = tcp.local.expect("the TCP probe's local address");
-    assert_eq!(tcp_src.ip(), AGENT_IPV6);
+    assert_eq!(tcp_src.ip(), Ipv6Addr::UNSPECIFIED);
 
-    for (proto, src, dst) in [("udp", udp_src, udp_dst), ("tcp", tcp_src, tcp_dst)] {
+    // A packet dropped by the packet hook: a DNS query for a name no rule
+    // allows, from the agent's own address.
+    let dns_dst: SocketAddr = "10.77.0.1:53".parse().unwrap();
+    let dns = rig.probe(&["dns", "10.77.0.1", "evil.example", "--timeout-ms", "500"]);
+    dns.assert_error(probe_error::PERMISSION_DENIED);
+    let dns_src = dns.local.expect("the DNS probe's local address");
+    assert_eq!(dns_src.ip(), AGENT_IPV4);
+
+    let expected = [
+        Expected {
+            proto: "udp",
+            reason: "no_rule",
+            stage: "connect",
+            src: udp_src,
+            dst: udp_dst,
+        },
+        Expected {
+            proto: "tcp",
+            reason: "no_rule",
+            stage: "connect",
+            src: tcp_src,
+            dst: tcp_dst,
+        },
+        Expected {
+            proto: "udp",
+            reason: "dns_denied",
+            stage: "packet",
+            src: dns_src,
+            dst: dns_dst,
+        },
+    ];
+    for expected in &expected {
+        let Expected { proto, src, .. } = expected;
         // The daemon's JSON log line.
-        let logged = rig.wait_for_drop_event(src);
-        assert_event(&logged, proto, src, dst, cgroup_id);
+        let logged = rig.wait_for_drop_event(*src);
+        assert_event(&logged, expected, cgroup_id);
         assert_eq!(logged["level"], "WARN", "{logged}");
-        assert_eq!(logged["dns_name"], "", "{logged}");
+        let name = if expected.reason == "dns_denied" {
+            "evil.example"
+        } else {
+            ""
+        };
+        assert_eq!(logged["dns_name"], name, "{logged}");
 
         // The same event on the monitor stream (a DropRecord).
         let streamed = monitor
-            .next_matching(|v| is_drop_event_from_record(v, src), common::EVENT_TIMEOUT)
+            .next_matching(
+                |v| is_drop_event_from_record(v, *src),
+                common::EVENT_TIMEOUT,
+            )
             .unwrap_or_else(|| {
                 panic!(
                     "monitor --json did not show the {proto} drop from {src}; it printed {:#?}",
                     monitor.seen()
                 )
             });
-        assert_event(&streamed, proto, src, dst, cgroup_id);
-        assert_eq!(streamed["dns_name"], Value::Null, "{streamed}");
+        assert_event(&streamed, expected, cgroup_id);
+        let name = (!name.is_empty()).then(|| Value::from(name));
+        assert_eq!(
+            streamed["dns_name"],
+            name.unwrap_or(Value::Null),
+            "{streamed}"
+        );
         // The log line carries the event's own time, not the logging time.
         assert_eq!(
             logged["event_time"], streamed["time"],

@@ -117,7 +117,7 @@ fn assert_enforced(sandbox: &Sandbox) {
         sandbox,
         &["tcp", W_TCP, "--timeout-ms", DROPPED_TCP_TIMEOUT_MS],
     )
-    .assert_error(probe_error::TIMEOUT);
+    .assert_error(probe_error::PERMISSION_DENIED);
     probe(
         sandbox,
         &["dns", "10.77.0.1", "evil.example", "--timeout-ms", "500"],

@@ -330,8 +330,8 @@ fn story(workspace: &Path, bin_dir: &Path, sandbox: &Sandbox, checks: &mut Check
     note("A direct connection to an address no rule mentions:");
     let direct = agent_probe(sandbox, &["tcp", UNLISTED])?;
     checks.record(
-        direct.error.as_deref() == Some(probe_error::TIMEOUT),
-        format!("blocked: TCP to {UNLISTED} timed out (its packets were dropped)"),
+        direct.error.as_deref() == Some(probe_error::PERMISSION_DENIED),
+        format!("blocked: connect() to {UNLISTED} failed at once with EPERM (no packet left)"),
     );
     note(
         "DNS to a server that is not one of the policy's resolvers (a way around the\n\
@@ -460,8 +460,8 @@ fn story(workspace: &Path, bin_dir: &Path, sandbox: &Sandbox, checks: &mut Check
     );
     let still_blocked = agent_probe(sandbox, &["tcp", UNLISTED])?;
     checks.record(
-        still_blocked.error.as_deref() == Some(probe_error::TIMEOUT),
-        format!("daemon down: TCP to {UNLISTED} is still dropped"),
+        still_blocked.error.as_deref() == Some(probe_error::PERMISSION_DENIED),
+        format!("daemon down: TCP to {UNLISTED} is still refused"),
     );
     let still_allowed = agent_curl(
         sandbox,

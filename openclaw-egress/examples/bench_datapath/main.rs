@@ -417,11 +417,7 @@ fn policy() -> Policy {
         name: "bench".into(),
         mode: Mode::Enforce,
         selector: Selector::default(),
-        dns: DnsConfig {
-            resolvers: vec![IpAddr::V4(Ipv4Addr::new(10, 77, 0, 1))],
-            min_ttl: DnsConfig::DEFAULT_MIN_TTL,
-            max_ips_per_name: DnsConfig::DEFAULT_MAX_IPS_PER_NAME,
-        },
+        dns: DnsConfig::with_resolvers(vec![IpAddr::V4(Ipv4Addr::new(10, 77, 0, 1))]),
         egress: vec![EgressRule {
             target: Target::Fqdn(Fqdn("api.bench.test".into())),
             ports: vec![PortSpec {

@@ -134,6 +134,10 @@ pub struct DropRecord {
     pub verdict: String,
     pub reason: String,
     pub direction: String,
+    /// `packet` (a packet was dropped), or `connect` (a `connect()` or UDP
+    /// `sendmsg()` was refused with EPERM before any packet: `src` is then
+    /// the socket's bound address, often unspecified).
+    pub stage: String,
     /// `tcp`, `udp`, `icmp`, `icmpv6` or the protocol number.
     pub proto: String,
     pub src: Option<std::net::IpAddr>,
@@ -168,6 +172,9 @@ impl std::fmt::Display for DropRecord {
         )?;
         if let Some(name) = &self.dns_name {
             write!(f, " name={name}")?;
+        }
+        if self.stage == "connect" {
+            f.write_str(" (refused at connect)")?;
         }
         Ok(())
     }

@@ -69,7 +69,7 @@ impl Families {
             ),
             answers: counter(
                 "openclaw_egress_dns_answers_total",
-                "DNS answers to allowed questions, by whether they could be parsed.",
+                "DNS answers from the resolvers: parsed, unparsed, or unsolicited (answering no outstanding query of the workload; nothing learned).",
                 &["policy", "result"],
             ),
             learned_total: counter(
@@ -79,7 +79,7 @@ impl Families {
             ),
             refused: counter(
                 "openclaw_egress_dns_refused_addresses_total",
-                "Addresses from DNS not allowed: internal (rebinding protection) or over maxIPsPerName (cap).",
+                "Addresses from DNS not allowed: internal (rebinding protection), over maxIPsPerName (cap) or over maxIPsPerPattern (pattern_cap).",
                 &["policy", "reason"],
             ),
             resolutions: counter(
@@ -176,6 +176,7 @@ impl Collector for DaemonCollector {
             for (result, stat) in [
                 ("parsed", DnsStat::AnswersParsed),
                 ("unparsed", DnsStat::AnswersUnparsed),
+                ("unsolicited", DnsStat::AnswersUnsolicited),
             ] {
                 families
                     .answers
@@ -201,6 +202,10 @@ impl Collector for DaemonCollector {
                 .refused
                 .with_label_values(&[name, "cap"])
                 .inc_by(kernel(DnsStat::AddressesRefusedCap) + sum(|state| state.refused_cap));
+            families
+                .refused
+                .with_label_values(&[name, "pattern_cap"])
+                .inc_by(kernel(DnsStat::AddressesRefusedPatternCap));
             families
                 .resolutions
                 .with_label_values(&[name, "ok"])

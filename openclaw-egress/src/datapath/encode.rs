@@ -5,7 +5,7 @@ use std::{collections::BTreeMap, net::IpAddr};
 
 use openclaw_egress_common::{
     Addr, AllowKey, AllowValue, CidrKey, CidrValue, DnsName, DnsNameRules, PolicyConfig, PortProto,
-    RulePorts,
+    RuleKind, RulePorts,
     addr::IPV4_MAPPED_PREFIX_BITS,
     dns::{DNS_NAME_KEY_LEN, MAX_RULE_PORTS, NO_RULE},
 };
@@ -88,6 +88,7 @@ pub fn static_entries(policy: &Policy) -> Result<StaticEntries, EncodeError> {
             ready: 1,
             min_ttl_secs: u32::try_from(policy.dns.min_ttl.as_secs()).unwrap_or(u32::MAX),
             max_ips_per_name: policy.dns.max_ips_per_name,
+            max_ips_per_pattern: policy.dns.max_ips_per_pattern,
         },
         resolvers: policy.dns.resolvers.iter().copied().map(addr_of).collect(),
         cidrs,
@@ -145,8 +146,13 @@ fn name_entries(policy: &Policy) -> Result<NameEntries, EncodeError> {
                 count: ports.len(),
             });
         }
+        let kind = match target {
+            Target::Pattern(_) => RuleKind::Pattern,
+            Target::Fqdn(_) | Target::Cidr(_) => RuleKind::Exact,
+        };
         let mut value = RulePorts {
             count: ports.len() as u32,
+            kind: kind as u32,
             ports: [PortProto::default(); MAX_RULE_PORTS],
         };
         for (slot, (proto, port)) in value.ports.iter_mut().zip(ports) {

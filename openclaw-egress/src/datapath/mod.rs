@@ -25,8 +25,8 @@ use aya::{
     maps::{Array, HashMap, LpmTrie, Map, MapData, MapError, PerCpuArray, RingBuf, lpm_trie},
     pin::PinError,
     programs::{
-        CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, Program, ProgramError, SchedClassifier,
-        TcAttachType, TestRun as _, TestRunOptions, TestRunResult,
+        CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSockAddr, Program, ProgramError,
+        SchedClassifier, TcAttachType, TestRun as _, TestRunOptions, TestRunResult,
         links::{FdLink, LinkError, PinnedLink},
     },
 };
@@ -47,6 +47,9 @@ pub const EGRESS_PROGRAM: &str = "egress";
 pub const INGRESS_PROGRAM: &str = "ingress";
 pub const TC_FROM_WORKLOAD_PROGRAM: &str = "tc_from_workload";
 pub const TC_TO_WORKLOAD_PROGRAM: &str = "tc_to_workload";
+/// `connect()` and unconnected UDP `sendmsg()` hooks (cgroup_sock_addr), by
+/// family: they refuse a forbidden destination with EPERM before any packet.
+pub const SOCK_ADDR_PROGRAMS: [&str; 4] = ["connect4", "connect6", "sendmsg4", "sendmsg6"];
 
 /// Which programs an instance loads: those for cgroups, those for host-side
 /// interfaces, or both (each load is a verifier run, so only what is needed).
@@ -189,6 +192,12 @@ impl PolicyDatapath {
                     .load()
                     .map_err(|source| DatapathError::Program { name, source })?;
             }
+            for name in SOCK_ADDR_PROGRAMS {
+                let program: &mut CgroupSockAddr = program(Some(&mut ebpf), name)?;
+                program
+                    .load()
+                    .map_err(|source| DatapathError::Program { name, source })?;
+            }
         }
         if hooks.interfaces {
             for name in [TC_FROM_WORKLOAD_PROGRAM, TC_TO_WORKLOAD_PROGRAM] {
@@ -310,7 +319,8 @@ impl PolicyDatapath {
     }
 
     /// Attaches the programs to a cgroup v2 directory: ingress first, so DNS
-    /// answers are learned from the moment queries can leave. The attachments are BPF
+    /// answers are learned from the moment queries can leave, then egress,
+    /// then the `connect()`/`sendmsg()` hooks. The attachments are BPF
     /// links, and links on a cgroup always coexist (the kernel refuses attach
     /// flags on them; `Single` means no flags): a new instance joins before
     /// the old one leaves, and while both are attached a packet must pass
@@ -323,6 +333,20 @@ impl PolicyDatapath {
             let program: &mut CgroupSkb = program(self.ebpf.as_mut(), name)?;
             let id = program
                 .attach(cgroup.as_fd(), attach_type, CgroupAttachMode::Single)
+                .map_err(|source| DatapathError::Program { name, source })?;
+            let link = program
+                .take_link(id)
+                .map_err(|source| DatapathError::Program { name, source })?;
+            let link =
+                FdLink::try_from(link).map_err(|source| DatapathError::Link { name, source })?;
+            self.keep(name, link)?;
+        }
+        // The early answers to connect()/sendmsg(), once the packet-level
+        // enforcement is in place.
+        for name in SOCK_ADDR_PROGRAMS {
+            let program: &mut CgroupSockAddr = program(self.ebpf.as_mut(), name)?;
+            let id = program
+                .attach(cgroup.as_fd(), CgroupAttachMode::Single)
                 .map_err(|source| DatapathError::Program { name, source })?;
             let link = program
                 .take_link(id)
@@ -422,12 +446,39 @@ impl PolicyDatapath {
         self.test_run(TC_TO_WORKLOAD_PROGRAM, frame, 1)
     }
 
+    /// Like [`Self::test_run_egress`] (one run), with `context` as the
+    /// packet's `struct __sk_buff` (e.g. to mark it as a GSO packet).
+    pub fn test_run_egress_with_context(
+        &self,
+        frame: &[u8],
+        context: &[u8],
+    ) -> Result<TestRunResult> {
+        self.test_run_options(
+            EGRESS_PROGRAM,
+            TestRunOptions {
+                data_in: Some(frame),
+                ctx_in: Some(context),
+                ..TestRunOptions::default()
+            },
+        )
+    }
+
     fn test_run(&self, name: &'static str, frame: &[u8], repeat: u32) -> Result<TestRunResult> {
-        let options = TestRunOptions {
-            data_in: Some(frame),
-            repeat,
-            ..TestRunOptions::default()
-        };
+        self.test_run_options(
+            name,
+            TestRunOptions {
+                data_in: Some(frame),
+                repeat,
+                ..TestRunOptions::default()
+            },
+        )
+    }
+
+    fn test_run_options(
+        &self,
+        name: &'static str,
+        options: TestRunOptions<'_>,
+    ) -> Result<TestRunResult> {
         let ebpf = self.ebpf.as_ref().ok_or(DatapathError::Adopted)?;
         let result = match ebpf.program(name) {
             Some(Program::CgroupSkb(program)) => program.test_run(options),

@@ -10,15 +10,12 @@ use super::{error::Issue, model::DnsConfig, path::FieldPath, raw::RawDns};
 
 const MIN_TTL_SECS: RangeInclusive<i64> = 0..=86_400;
 const MAX_IPS_PER_NAME: RangeInclusive<i64> = 1..=1024;
+const MAX_IPS_PER_PATTERN: RangeInclusive<i64> = 1..=65_536;
 
 /// `raw` is `None` when the section is left out.
 pub(super) fn dns(raw: Option<RawDns>, path: &FieldPath) -> Result<DnsConfig, Issue> {
     let Some(raw) = raw else {
-        return Ok(DnsConfig {
-            resolvers: Vec::new(),
-            min_ttl: DnsConfig::DEFAULT_MIN_TTL,
-            max_ips_per_name: DnsConfig::DEFAULT_MAX_IPS_PER_NAME,
-        });
+        return Ok(DnsConfig::with_resolvers(Vec::new()));
     };
 
     let resolvers_path = path.key("resolvers");
@@ -44,23 +41,44 @@ pub(super) fn dns(raw: Option<RawDns>, path: &FieldPath) -> Result<DnsConfig, Is
         }
         None => DnsConfig::DEFAULT_MIN_TTL,
     };
-    let max_ips_per_name = match raw.max_ips_per_name {
-        Some(count) if MAX_IPS_PER_NAME.contains(&count) => {
-            u32::try_from(count).expect("within 1..=1024")
-        }
-        Some(count) => {
-            return Err(Issue::at_value(
-                path.key("maxIPsPerName"),
-                format!("maxIPsPerName must be 1 to 1024, not {count}"),
-            ));
-        }
-        None => DnsConfig::DEFAULT_MAX_IPS_PER_NAME,
-    };
+    let max_ips_per_name = count(
+        raw.max_ips_per_name,
+        MAX_IPS_PER_NAME,
+        DnsConfig::DEFAULT_MAX_IPS_PER_NAME,
+    )
+    .map_err(|m| Issue::at_value(path.key("maxIPsPerName"), format!("maxIPsPerName {m}")))?;
+    let max_ips_per_pattern = count(
+        raw.max_ips_per_pattern,
+        MAX_IPS_PER_PATTERN,
+        DnsConfig::DEFAULT_MAX_IPS_PER_PATTERN,
+    )
+    .map_err(|m| {
+        Issue::at_value(
+            path.key("maxIPsPerPattern"),
+            format!("maxIPsPerPattern {m}"),
+        )
+    })?;
     Ok(DnsConfig {
         resolvers,
         min_ttl,
         max_ips_per_name,
+        max_ips_per_pattern,
     })
+}
+
+/// A count within `range`, `default` when left out.
+fn count(raw: Option<i64>, range: RangeInclusive<i64>, default: u32) -> Result<u32, String> {
+    match raw {
+        Some(count) if range.contains(&count) => {
+            Ok(u32::try_from(count).expect("ranges are within u32"))
+        }
+        Some(count) => Err(format!(
+            "must be {} to {}, not {count}",
+            range.start(),
+            range.end()
+        )),
+        None => Ok(default),
+    }
 }
 
 fn resolver(text: &str) -> Result<IpAddr, String> {

@@ -41,11 +41,25 @@ pub struct DnsConfig {
     pub min_ttl: Duration,
     /// `maxIPsPerName`: at most this many addresses are allowed per name.
     pub max_ips_per_name: u32,
+    /// `maxIPsPerPattern`: at most this many addresses are learned per
+    /// `fqdnPattern` rule, whatever names it matches.
+    pub max_ips_per_pattern: u32,
 }
 
 impl DnsConfig {
     pub const DEFAULT_MIN_TTL: Duration = Duration::from_secs(60);
     pub const DEFAULT_MAX_IPS_PER_NAME: u32 = 64;
+    pub const DEFAULT_MAX_IPS_PER_PATTERN: u32 = 256;
+
+    /// No resolvers, every limit at its default.
+    pub fn with_resolvers(resolvers: Vec<IpAddr>) -> Self {
+        Self {
+            resolvers,
+            min_ttl: Self::DEFAULT_MIN_TTL,
+            max_ips_per_name: Self::DEFAULT_MAX_IPS_PER_NAME,
+            max_ips_per_pattern: Self::DEFAULT_MAX_IPS_PER_PATTERN,
+        }
+    }
 }
 
 /// One item of `spec.egress`.

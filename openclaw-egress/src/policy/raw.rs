@@ -59,7 +59,7 @@ pub(super) struct RawSelector {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-#[serde(expecting = "a mapping with resolvers, minTTL and maxIPsPerName")]
+#[serde(expecting = "a mapping with resolvers, minTTL, maxIPsPerName and maxIPsPerPattern")]
 pub(super) struct RawDns {
     #[serde(default)]
     pub resolvers: Vec<String>,
@@ -69,6 +69,8 @@ pub(super) struct RawDns {
     pub min_ttl: Option<i64>,
     #[serde(rename = "maxIPsPerName", default, deserialize_with = "present")]
     pub max_ips_per_name: Option<i64>,
+    #[serde(rename = "maxIPsPerPattern", default, deserialize_with = "present")]
+    pub max_ips_per_pattern: Option<i64>,
 }
 
 #[derive(Debug, Deserialize)]

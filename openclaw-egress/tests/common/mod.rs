@@ -78,11 +78,7 @@ pub fn policy_with(mode: Mode, egress: Vec<EgressRule>) -> Policy {
         name: "kernel-test".into(),
         mode,
         selector: Selector::default(),
-        dns: DnsConfig {
-            resolvers: vec![RESOLVER],
-            min_ttl: DnsConfig::DEFAULT_MIN_TTL,
-            max_ips_per_name: DnsConfig::DEFAULT_MAX_IPS_PER_NAME,
-        },
+        dns: DnsConfig::with_resolvers(vec![RESOLVER]),
         egress,
     }
 }
@@ -207,8 +203,37 @@ impl Loaded {
             .map(|(_, v)| v)
     }
 
-    /// Sends a DNS answer from the resolver to the agent through the ingress program.
+    /// Sends a DNS answer from the resolver to the agent through the ingress
+    /// program, after sending the query it answers (same ID, question and
+    /// ports) through the egress program: only a solicited answer teaches.
+    /// An answer whose question cannot be read is sent unsolicited.
     pub fn answer(&self, message: &[u8]) -> u32 {
+        if let Some(query) = query_answered_by(message) {
+            self.run(&frames::udp(AGENT, 40000, RESOLVER, 53, &query));
+        }
+        self.answer_unsolicited(message)
+    }
+
+    /// Sends a DNS answer from the resolver to the agent through the ingress
+    /// program, with no query before it.
+    pub fn answer_unsolicited(&self, message: &[u8]) -> u32 {
         self.run_ingress(&frames::udp(RESOLVER, 53, AGENT, 40000, message))
     }
+}
+
+/// The query `answer` answers: its ID and its question (name as sent, type),
+/// if the question can be read.
+pub fn query_answered_by(answer: &[u8]) -> Option<Vec<u8>> {
+    let id = u16::from_be_bytes([*answer.first()?, *answer.get(1)?]);
+    let mut end = 12;
+    loop {
+        let len = usize::from(*answer.get(end)?);
+        if len == 0 || len > 63 {
+            break;
+        }
+        end += 1 + len;
+    }
+    let wire_name = answer.get(12..=end)?;
+    let qtype = u16::from_be_bytes([*answer.get(end + 1)?, *answer.get(end + 2)?]);
+    Some(frames::dns::query_raw(id, wire_name, qtype))
 }

@@ -275,14 +275,40 @@ impl Rig {
         event
     }
 
-    /// [`Rig::assert_dropped`] for a TCP connect to `target`.
+    /// [`Rig::assert_dropped`] for a TCP connect to `target`. On a cgroup
+    /// rig the connect() itself is refused (EPERM, event stage `connect`);
+    /// on a TC rig the SYN is dropped and the connect times out.
     #[track_caller]
     pub fn assert_tcp_dropped(&self, target: &str, reason: &str) -> Value {
-        self.assert_dropped(
+        let event = self.assert_dropped(
             &["tcp", target, "--timeout-ms", DROPPED_TCP_TIMEOUT_MS],
-            probe_error::TIMEOUT,
+            self.refused_connect_error(),
             reason,
-        )
+        );
+        assert_eq!(
+            event["stage"],
+            self.refusal_stage(),
+            "tcp {target}: wrong stage in {event}"
+        );
+        event
+    }
+
+    /// How a forbidden TCP connect fails on this rig: refused at once with
+    /// EPERM by the cgroup's connect hook, or timed out when TC drops the
+    /// SYN.
+    pub fn refused_connect_error(&self) -> &'static str {
+        match self.side {
+            DaemonSide::Agent => probe_error::PERMISSION_DENIED,
+            DaemonSide::World => probe_error::TIMEOUT,
+        }
+    }
+
+    /// The `stage` of the event of a refused connect on this rig.
+    pub fn refusal_stage(&self) -> &'static str {
+        match self.side {
+            DaemonSide::Agent => "connect",
+            DaemonSide::World => "packet",
+        }
     }
 
     /// [`Rig::assert_dropped`] for one UDP datagram to `target`.

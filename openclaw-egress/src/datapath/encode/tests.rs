@@ -21,6 +21,7 @@ fn policy(egress: Vec<EgressRule>) -> Policy {
             ],
             min_ttl: std::time::Duration::from_secs(30),
             max_ips_per_name: 8,
+            max_ips_per_pattern: DnsConfig::DEFAULT_MAX_IPS_PER_PATTERN,
         },
         egress,
     }
@@ -74,7 +75,8 @@ fn config_and_resolvers() {
             mode: 1,
             ready: 1,
             min_ttl_secs: 30,
-            max_ips_per_name: 8
+            max_ips_per_name: 8,
+            max_ips_per_pattern: DnsConfig::DEFAULT_MAX_IPS_PER_PATTERN,
         }
     );
     assert_eq!(

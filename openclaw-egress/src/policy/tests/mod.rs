@@ -119,6 +119,7 @@ spec:
             resolvers: vec![ip("192.168.1.10"), ip("fd00::53")],
             min_ttl: Duration::from_secs(30),
             max_ips_per_name: 8,
+            max_ips_per_pattern: DnsConfig::DEFAULT_MAX_IPS_PER_PATTERN,
         },
         egress: vec![
             EgressRule {
@@ -177,14 +178,7 @@ spec:
 ";
     let policy = parse_str("defaults.yaml", yaml).unwrap();
     assert_eq!(policy.mode, Mode::Enforce);
-    assert_eq!(
-        policy.dns,
-        DnsConfig {
-            resolvers: vec![],
-            min_ttl: DnsConfig::DEFAULT_MIN_TTL,
-            max_ips_per_name: DnsConfig::DEFAULT_MAX_IPS_PER_NAME,
-        }
-    );
+    assert_eq!(policy.dns, DnsConfig::with_resolvers(vec![]));
     assert!(policy.egress.is_empty());
 }
 

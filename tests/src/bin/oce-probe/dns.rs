@@ -90,7 +90,7 @@ fn exchange_udp(
     timeout: Duration,
     local: &mut Option<SocketAddr>,
 ) -> io::Result<Vec<u8>> {
-    let socket = net::udp_socket_to(server)?;
+    let socket = net::udp_socket_to(server, local)?;
     *local = socket.local_addr().ok();
     socket.send(request)?;
     let deadline = Instant::now() + timeout;

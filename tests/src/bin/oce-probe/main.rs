@@ -258,7 +258,8 @@ pub(crate) fn read_line(reader: &mut impl BufRead) -> std::io::Result<String> {
 fn udp(target: SocketAddr, payload: &str, timeout: Duration) -> ProbeOutcome {
     let mut local = None;
     let mut outcome = (|| {
-        let socket = net::udp_socket_to(target)?;
+        let socket = net::udp_socket_to(target, &mut local)?;
+        // Connected: the address now names the interface it goes out of.
         local = socket.local_addr().ok();
         socket.set_read_timeout(Some(timeout))?;
         socket.send(payload.as_bytes())?;

@@ -57,6 +57,12 @@ pub(crate) fn connect_tcp(
     }
     // SAFETY: fd is a fresh socket nobody else owns.
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    // Bound before connecting, so the socket has its port even when the
+    // policy refuses the connect() itself (EPERM): the drop event carries
+    // that port, and the test finds the event by it.
+    if let Err(err) = bind_any(&fd, target) {
+        return (None, Err(err));
+    }
 
     let (storage, len) = to_sockaddr(target);
     // SAFETY: storage holds a sockaddr of `len` bytes for this family.
@@ -206,14 +212,35 @@ fn from_sockaddr(storage: &libc::sockaddr_storage) -> Option<SocketAddr> {
 }
 
 /// A UDP socket connected to `target`. connect(2) on UDP sends nothing; it
-/// picks the route and binds the local port, so errors come back on this
-/// socket (ICMP port unreachable as ECONNREFUSED).
-pub(crate) fn udp_socket_to(target: SocketAddr) -> io::Result<UdpSocket> {
-    let any: SocketAddr = match target {
-        SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
-        SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
-    };
-    let socket = UdpSocket::bind(any)?;
+/// picks the route, so errors come back on this socket (ICMP port
+/// unreachable as ECONNREFUSED). The socket is bound (to the unspecified
+/// address and a free port) first, and `local` set, so that a connect()
+/// the policy refuses (EPERM) still leaves the port to find its drop event.
+pub(crate) fn udp_socket_to(
+    target: SocketAddr,
+    local: &mut Option<SocketAddr>,
+) -> io::Result<UdpSocket> {
+    let socket = UdpSocket::bind(unspecified_for(target))?;
+    *local = socket.local_addr().ok();
     socket.connect(target)?;
     Ok(socket)
+}
+
+/// The unspecified address of `target`'s family, port 0.
+fn unspecified_for(target: SocketAddr) -> SocketAddr {
+    match target {
+        SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
+        SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
+    }
+}
+
+/// bind(2) to the unspecified address of `target`'s family and a free port.
+fn bind_any(fd: &OwnedFd, target: SocketAddr) -> io::Result<()> {
+    let (storage, len) = to_sockaddr(unspecified_for(target));
+    // SAFETY: storage holds a sockaddr of `len` bytes for this family.
+    let rc = unsafe { libc::bind(fd.as_raw_fd(), (&raw const storage).cast(), len) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }

@@ -1,0 +1,150 @@
+//! The decision of the `cgroup_sock_addr` hooks: the same destination check
+//! as the packet-level hooks (`egress_policy`), made on the address the
+//! application names, before any packet exists.
+
+use core::ptr::{addr_of, read_volatile};
+
+use aya_ebpf::{
+    bindings::{bpf_sock, bpf_sock_addr},
+    programs::SockAddrContext,
+};
+use openclaw_egress_common::{
+    Addr, Direction, DropReason, Mode, Stage, Verdict, ipv4_mapped, proto,
+};
+
+use crate::{
+    egress_policy::{self, DNS_PORT},
+    flow::Flow,
+    maps::{CONFIG, RESOLVERS},
+    report,
+};
+
+/// Return values of `cgroup_sock_addr` programs.
+const ALLOW: i32 = 1;
+/// The system call fails with EPERM.
+const REFUSE: i32 = 0;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    V4,
+    V6,
+}
+
+/// Allows or refuses the `connect()`/`sendmsg()` of `ctx`.
+#[inline(always)]
+pub fn decide(ctx: &SockAddrContext, family: Family) -> i32 {
+    let Some(config) = CONFIG.get(0) else {
+        return refuse(ctx, family, DropReason::NotReady);
+    };
+    if config.ready == 0 {
+        return refuse(ctx, family, DropReason::NotReady);
+    }
+    // Audit mode never refuses; the packet-level hooks report what they
+    // would have dropped.
+    if config.mode() == Mode::Audit {
+        return ALLOW;
+    }
+    let addr = ctx.sock_addr;
+    // SAFETY: reading fields of the context the kernel handed us.
+    let (protocol, port) = unsafe {
+        (
+            load(addr_of!((*addr).protocol)),
+            load(addr_of!((*addr).user_port)),
+        )
+    };
+    let port = u16::from_be(port as u16);
+    let protocol = protocol as u8;
+    if protocol != proto::TCP && protocol != proto::UDP {
+        return refuse(ctx, family, DropReason::Protocol);
+    }
+    let dst = destination(addr, family);
+    let verdict = if port == DNS_PORT {
+        // Which name is asked is checked per packet; here only the server.
+        match RESOLVERS.get_ptr(&dst) {
+            Some(_) => Ok(()),
+            None => Err(DropReason::DnsResolver),
+        }
+    } else {
+        egress_policy::check_destination(&dst, protocol, port)
+    };
+    match verdict {
+        Ok(()) => ALLOW,
+        Err(reason) => refuse(ctx, family, reason),
+    }
+}
+
+/// The destination the application named, in map form.
+#[inline(always)]
+fn destination(addr: *mut bpf_sock_addr, family: Family) -> Addr {
+    // SAFETY: reading fields of the context; one 4-byte load per field,
+    // the only width the verifier accepts for each of them.
+    unsafe {
+        match family {
+            Family::V4 => ipv4_mapped(load(addr_of!((*addr).user_ip4)).to_ne_bytes()),
+            Family::V6 => ip6_of(addr_of!((*addr).user_ip6).cast()),
+        }
+    }
+}
+
+/// Counts and reports the refusal, and fails the system call.
+#[inline(always)]
+fn refuse(ctx: &SockAddrContext, family: Family, reason: DropReason) -> i32 {
+    let addr = ctx.sock_addr;
+    // SAFETY: as in `destination`; `sk` is the calling socket, never NULL
+    // for these hooks.
+    let flow = unsafe {
+        let sk: *mut bpf_sock = (*addr).__bindgen_anon_1.sk;
+        let (src, src_port) = match family {
+            Family::V4 => (
+                ipv4_mapped(load(addr_of!((*sk).src_ip4)).to_ne_bytes()),
+                load(addr_of!((*sk).src_port)) as u16,
+            ),
+            Family::V6 => (
+                ip6_of(addr_of!((*sk).src_ip6).cast()),
+                load(addr_of!((*sk).src_port)) as u16,
+            ),
+        };
+        Flow {
+            family: if family == Family::V4 { 4 } else { 6 },
+            proto: load(addr_of!((*addr).protocol)) as u8,
+            src,
+            dst: destination(addr, family),
+            src_port,
+            dst_port: u16::from_be(load(addr_of!((*addr).user_port)) as u16),
+            l4_offset: 0,
+            l3_end: 0,
+        }
+    };
+    // SAFETY: a helper call on the context pointer the kernel handed us.
+    let cgroup_id = unsafe { aya_ebpf::helpers::bpf_get_current_cgroup_id() };
+    report::drop(
+        Some(&flow),
+        reason,
+        Direction::Egress,
+        Verdict::Dropped,
+        Stage::Connect,
+        cgroup_id,
+    );
+    REFUSE
+}
+
+/// A volatile 4-byte load: the verifier accepts context fields read only at
+/// their own width, which a plain read LLVM may merge or split does not
+/// guarantee.
+#[inline(always)]
+unsafe fn load(field: *const u32) -> u32 {
+    // SAFETY: the caller passes a pointer to a context field.
+    unsafe { read_volatile(field) }
+}
+
+/// An IPv6 address stored as four network-order u32 words.
+#[inline(always)]
+unsafe fn ip6_of(words: *const u32) -> Addr {
+    let mut addr = [0u8; 16];
+    for i in 0..4 {
+        // SAFETY: the caller passes a pointer to four context words.
+        let word = unsafe { load(words.add(i)) }.to_ne_bytes();
+        addr[i * 4..i * 4 + 4].copy_from_slice(&word);
+    }
+    addr
+}
