@@ -15,6 +15,8 @@ pub mod error_text;
 pub mod events;
 pub mod exec;
 pub mod k8s;
+pub mod netlink;
+pub mod pod_network;
 pub mod policy;
 pub mod rebinding;
 pub mod resolve;

@@ -14,13 +14,13 @@ use std::{
     time::SystemTime,
 };
 
+use openclaw_egress_common::{AllowKey, AllowValue};
 use serde::{Deserialize, Serialize};
-use tokio::task::JoinSet;
 
 use super::{
     Daemon,
     active::ActivePolicy,
-    instance::{Instance, Instances},
+    instance::{Filling, Instance, Instances},
     learned,
     names::{self, Names},
     state::{InstanceRecord, PolicyRecord, unix_millis, unix_seconds},
@@ -30,7 +30,7 @@ use super::{
 use crate::{
     api::ApplyReport,
     cgroup::CgroupError,
-    datapath::{DatapathError, EncodeError, PolicyDatapath, StaticEntries, encode},
+    datapath::{DatapathError, EncodeError, StaticEntries, encode},
     policy::{self, Policy, PolicyError, Selector},
     resolve::{NameResolver, ResolveError},
 };
@@ -139,24 +139,18 @@ impl Daemon {
             unix_seconds(SystemTime::now()),
             GENERATION.fetch_add(1, Ordering::Relaxed)
         );
-        let instances = self.load_instances(&policy, &generation, &workloads)?;
         let names: Names = Arc::new(Mutex::new(names::names_of(&policy)));
-        let result = self
-            .fill_and_attach(
-                &policy,
-                &resolver,
-                &names,
-                &instances,
-                &entries,
-                old.as_deref(),
-            )
-            .await;
-        let warnings = match result {
-            Ok(warnings) => warnings,
+        let (resolved, warnings) = names::resolve_all(&resolver, &policy, &names).await;
+        let instances = match self.build_instances(
+            &policy,
+            &generation,
+            &workloads,
+            &entries,
+            &resolved,
+            old.as_deref(),
+        ) {
+            Ok(instances) => instances,
             Err(error) => {
-                for instance in instances.read().expect("instances lock").iter() {
-                    instance.retire(true);
-                }
                 self.remove_empty_pin_dirs(&policy.name, &generation);
                 return Err(error);
             }
@@ -201,44 +195,62 @@ impl Daemon {
         })
     }
 
-    /// Loads one pinned, empty, unattached instance per workload.
-    fn load_instances(
+    /// Builds and attaches one instance per workload (see
+    /// [`Instance::build`]), each holding the resolved names and what the
+    /// workload learned under `old`. On failure the ones already built are
+    /// detached again.
+    fn build_instances(
         &self,
         policy: &Policy,
         generation: &str,
         workloads: &[Workload],
+        entries: &StaticEntries,
+        resolved: &[(AllowKey, AllowValue)],
+        old: Option<&ActivePolicy>,
     ) -> Result<Instances, ApplyError> {
-        let instances: Instances = Arc::new(RwLock::new(Vec::new()));
+        let mut built: Vec<Arc<Instance>> = Vec::new();
         for workload in workloads {
-            let dir = self
-                .pins_root
-                .join(&policy.name)
-                .join(generation)
-                .join(workload.slug());
-            match PolicyDatapath::load_pinned(workload.hooks(), &dir) {
-                Ok(datapath) => instances
-                    .write()
-                    .expect("instances lock")
-                    .push(Instance::start(
-                        workload.clone(),
-                        datapath,
-                        &policy.name,
-                        self.events.clone(),
-                    )),
+            let carried = old
+                .and_then(|old| {
+                    old.instances()
+                        .into_iter()
+                        .find(|previous| previous.workload == *workload)
+                        .map(|previous| {
+                            learned::carried_over(&old.policy, &previous.allow_entries(), policy)
+                        })
+                })
+                .unwrap_or_default();
+            let allow = [resolved, &carried].concat();
+            let filling = Filling {
+                entries,
+                allow: &allow,
+            };
+            let pin_dir = self.pin_dir(&policy.name, generation, workload);
+            match Instance::build(
+                &policy.name,
+                workload,
+                &pin_dir,
+                &filling,
+                self.events.clone(),
+            ) {
+                Ok(instance) => built.push(instance),
                 Err(error) => {
-                    for instance in instances.read().expect("instances lock").iter() {
+                    for instance in &built {
                         instance.retire(true);
                     }
-                    self.remove_empty_pin_dirs(&policy.name, generation);
-                    return Err(ApplyError::Datapath {
-                        name: policy.name.clone(),
-                        workload: workload.to_string(),
-                        error: Box::new(error),
-                    });
+                    return Err(error);
                 }
             }
         }
-        Ok(instances)
+        Ok(Arc::new(RwLock::new(built)))
+    }
+
+    /// Where the instance of `workload` of this apply of `policy` is pinned.
+    pub(super) fn pin_dir(&self, policy: &str, generation: &str, workload: &Workload) -> PathBuf {
+        self.pins_root
+            .join(policy)
+            .join(generation)
+            .join(workload.slug())
     }
 
     /// After a failed apply: its generation directory, and the policy's if
@@ -247,52 +259,6 @@ impl Daemon {
         let policy_dir = self.pins_root.join(policy);
         let _ = std::fs::remove_dir(policy_dir.join(generation));
         let _ = std::fs::remove_dir(policy_dir);
-    }
-
-    /// Resolves the names, carries over what the old version learned, writes
-    /// the static entries (readiness last) and attaches every instance.
-    async fn fill_and_attach(
-        &self,
-        policy: &Arc<Policy>,
-        resolver: &NameResolver,
-        names: &Names,
-        instances: &Instances,
-        entries: &StaticEntries,
-        old: Option<&ActivePolicy>,
-    ) -> Result<Vec<String>, ApplyError> {
-        let warnings = resolve_all(resolver, policy, names, instances).await;
-        for instance in instances.read().expect("instances lock").iter() {
-            let datapath_error = |error| ApplyError::Datapath {
-                name: policy.name.clone(),
-                workload: instance.workload.to_string(),
-                error: Box::new(error),
-            };
-            let carried = old
-                .and_then(|old| {
-                    old.instances()
-                        .into_iter()
-                        .find(|previous| previous.workload == instance.workload)
-                        .map(|previous| {
-                            learned::carried_over(&old.policy, &previous.allow_entries(), policy)
-                        })
-                })
-                .unwrap_or_default();
-            instance
-                .with(|datapath| -> Result<(), ApplyError> {
-                    datapath.upsert_allow(&carried).map_err(datapath_error)?;
-                    datapath.install_static(entries).map_err(datapath_error)?;
-                    instance
-                        .workload
-                        .attach(datapath)
-                        .map_err(|error| ApplyError::Attach {
-                            name: policy.name.clone(),
-                            workload: instance.workload.to_string(),
-                            error: Box::new(error),
-                        })
-                })
-                .expect("new instances are not retired")?;
-        }
-        Ok(warnings)
     }
 
     /// Writes the policy's record, so a restarted daemon adopts it.
@@ -365,31 +331,4 @@ fn apply_overrides(policy: &mut Policy, overrides: &Overrides) -> Result<(), App
         };
     }
     Ok(())
-}
-
-/// Resolves every name of the policy concurrently and installs the results
-/// in every instance.
-pub(super) async fn resolve_all(
-    resolver: &NameResolver,
-    policy: &Arc<Policy>,
-    names: &Names,
-    instances: &Instances,
-) -> Vec<String> {
-    let all: Vec<_> = names.lock().expect("names lock").keys().cloned().collect();
-    let resolver = Arc::new(resolver.clone());
-    let mut lookups = JoinSet::new();
-    for name in all {
-        let (resolver, policy, names, instances) = (
-            Arc::clone(&resolver),
-            Arc::clone(policy),
-            Arc::clone(names),
-            Arc::clone(instances),
-        );
-        lookups.spawn(async move {
-            names::refresh(&resolver, &policy, &name, &names, &instances).await
-        });
-    }
-    let mut warnings: Vec<String> = lookups.join_all().await.into_iter().flatten().collect();
-    warnings.sort();
-    warnings
 }

@@ -1,4 +1,5 @@
-//! One workload's datapath instance and the task forwarding its drop events.
+//! One workload's datapath instance and the task forwarding its drop events,
+//! and the one way to build one (an apply and a pod that appears both do).
 
 use std::{
     path::PathBuf,
@@ -8,8 +9,21 @@ use std::{
 use openclaw_egress_common::{AllowKey, AllowValue};
 use tokio::{sync::broadcast, task::AbortHandle};
 
-use super::{counts::Counts, workload::Workload};
-use crate::{api::DropRecord, datapath::PolicyDatapath, events};
+use super::{apply::ApplyError, counts::Counts, workload::Workload};
+use crate::{
+    api::DropRecord,
+    datapath::{PolicyDatapath, StaticEntries},
+    events,
+};
+
+/// What a new instance holds before it is attached.
+pub struct Filling<'a> {
+    /// The entries the policy text determines (readiness among them).
+    pub entries: &'a StaticEntries,
+    /// `ALLOW` entries: the daemon's resolutions of the policy's names, and
+    /// what the workload learned under the version being replaced.
+    pub allow: &'a [(AllowKey, AllowValue)],
+}
 
 pub struct Instance {
     pub workload: Workload,
@@ -23,6 +37,51 @@ pub struct Instance {
 pub type Instances = Arc<RwLock<Vec<Arc<Instance>>>>;
 
 impl Instance {
+    /// Loads an instance of policy `policy` for `workload`, pinned under
+    /// `pin_dir`, fills it (the allow entries first, the static entries with
+    /// the ready flag last, so it never acts on half a policy) and attaches
+    /// it. On failure nothing of it is left: not attached, not pinned.
+    pub fn build(
+        policy: &str,
+        workload: &Workload,
+        pin_dir: &std::path::Path,
+        filling: &Filling<'_>,
+        subscribers: broadcast::Sender<DropRecord>,
+    ) -> Result<Arc<Self>, ApplyError> {
+        let datapath_error = |error| ApplyError::Datapath {
+            name: policy.to_string(),
+            workload: workload.to_string(),
+            error: Box::new(error),
+        };
+        let datapath =
+            PolicyDatapath::load_pinned(workload.hooks(), pin_dir).map_err(datapath_error)?;
+        let instance = Self::start(workload.clone(), datapath, policy, subscribers);
+        let filled = instance
+            .with(|datapath| -> Result<(), ApplyError> {
+                datapath
+                    .upsert_allow(filling.allow)
+                    .map_err(datapath_error)?;
+                datapath
+                    .install_static(filling.entries)
+                    .map_err(datapath_error)?;
+                workload
+                    .attach(datapath)
+                    .map_err(|error| ApplyError::Attach {
+                        name: policy.to_string(),
+                        workload: workload.to_string(),
+                        error: Box::new(error),
+                    })
+            })
+            .expect("a new instance is not retired");
+        match filled {
+            Ok(()) => Ok(instance),
+            Err(error) => {
+                instance.retire(true);
+                Err(error)
+            }
+        }
+    }
+
     /// Wraps a loaded (or adopted) datapath and starts forwarding its events.
     pub fn start(
         workload: Workload,

@@ -15,6 +15,7 @@ mod learned;
 mod metrics;
 mod names;
 mod pods;
+mod policy_dir;
 mod restore;
 mod server;
 mod state;

@@ -9,6 +9,9 @@ use std::{
     time::Duration,
 };
 
+use openclaw_egress_common::{AllowKey, AllowValue};
+use tokio::task::JoinSet;
+
 use super::instance::Instances;
 use crate::{
     clock,
@@ -46,6 +49,27 @@ pub struct NameState {
     pub refused_internal: u64,
     /// Addresses refused by the per-name cap.
     pub refused_cap: u64,
+    /// The addresses of the last successful resolution, and when they
+    /// expire (`CLOCK_MONOTONIC` ns): what a workload added later starts with.
+    pub addresses: Vec<IpAddr>,
+    pub expires_at_ns: u64,
+}
+
+impl NameState {
+    /// The `ALLOW` entries this name's last resolution stands for.
+    fn allow_entries(&self, policy: &Policy) -> Vec<(AllowKey, AllowValue)> {
+        self.rules
+            .iter()
+            .flat_map(|&rule| {
+                encode::allow_entries(
+                    rule,
+                    &policy.egress[rule as usize].ports,
+                    &self.addresses,
+                    self.expires_at_ns,
+                )
+            })
+            .collect()
+    }
 }
 
 pub type Names = Arc<Mutex<BTreeMap<Fqdn, NameState>>>;
@@ -65,18 +89,32 @@ pub fn names_of(policy: &Policy) -> BTreeMap<Fqdn, NameState> {
     names
 }
 
-/// Resolves `name` once and installs the result. Returns a warning for the
-/// person applying the policy when something is off.
+/// What the daemon resolved for every name of a policy, as `ALLOW` entries
+/// (for a workload that joins an applied policy).
+pub fn allow_entries(policy: &Policy, names: &Names) -> Vec<(AllowKey, AllowValue)> {
+    names
+        .lock()
+        .expect("names lock")
+        .values()
+        .flat_map(|state| state.allow_entries(policy))
+        .collect()
+}
+
+/// Resolves `name` once and records the result in `names`. Returns the
+/// `ALLOW` entries to write into every instance (none when the resolution
+/// failed: the addresses of the last one stay until they expire), and a
+/// warning for the person applying the policy when something is off.
 pub async fn refresh(
     resolver: &NameResolver,
     policy: &Policy,
     name: &Fqdn,
     names: &Names,
-    instances: &Instances,
-) -> Option<String> {
+) -> (Vec<(AllowKey, AllowValue)>, Option<String>) {
     let result = resolver.resolve(name).await;
     let mut names = names.lock().expect("names lock");
-    let state = names.get_mut(name)?;
+    let Some(state) = names.get_mut(name) else {
+        return (Vec::new(), None);
+    };
     match result {
         Ok(resolution) => {
             let mut warnings = Vec::new();
@@ -96,29 +134,9 @@ pub async fn refresh(
                 }
             }
             let ttl = resolution.ttl.max(policy.dns.min_ttl);
-            let expires_at_ns = clock::monotonic_ns_after(ttl);
-            let entries: Vec<_> = state
-                .rules
-                .iter()
-                .flat_map(|&rule| {
-                    encode::allow_entries(
-                        rule,
-                        &policy.egress[rule as usize].ports,
-                        &ips,
-                        expires_at_ns,
-                    )
-                })
-                .collect();
-            for instance in instances.read().expect("instances lock").iter() {
-                if let Some(Err(error)) = instance.with(|datapath| datapath.upsert_allow(&entries))
-                {
-                    warnings.push(format!(
-                        "{name}: cannot allow its addresses for {}: {error}",
-                        instance.workload
-                    ));
-                }
-            }
-            state.empty = ips.is_empty();
+            state.addresses = ips;
+            state.expires_at_ns = clock::monotonic_ns_after(ttl);
+            state.empty = state.addresses.is_empty();
             state.next_refresh_ns = clock::monotonic_ns_after(
                 ttl.mul_f64(REFRESH_AT_TTL_FRACTION)
                     .max(Duration::from_secs(1)),
@@ -129,7 +147,8 @@ pub async fn refresh(
             if state.empty && warnings.is_empty() {
                 warnings.push(format!("{name} has no A/AAAA records yet; retrying"));
             }
-            (!warnings.is_empty()).then(|| warnings.join("; "))
+            let warning = (!warnings.is_empty()).then(|| warnings.join("; "));
+            (state.allow_entries(policy), warning)
         }
         Err(error) => {
             let retry = RETRY_MIN
@@ -139,10 +158,53 @@ pub async fn refresh(
             state.resolutions_failed += 1;
             state.next_refresh_ns = clock::monotonic_ns_after(retry);
             state.last_error = Some(error.to_string());
-            Some(format!(
+            let warning = format!(
                 "{error} (its addresses stay blocked; retrying in {}s)",
                 retry.as_secs()
-            ))
+            );
+            (Vec::new(), Some(warning))
+        }
+    }
+}
+
+/// Resolves every name of the policy concurrently (each recorded in
+/// `names`); returns the entries to install and the warnings, sorted.
+pub async fn resolve_all(
+    resolver: &NameResolver,
+    policy: &Arc<Policy>,
+    names: &Names,
+) -> (Vec<(AllowKey, AllowValue)>, Vec<String>) {
+    let all: Vec<_> = names.lock().expect("names lock").keys().cloned().collect();
+    let resolver = Arc::new(resolver.clone());
+    let mut lookups = JoinSet::new();
+    for name in all {
+        let (resolver, policy, names) =
+            (Arc::clone(&resolver), Arc::clone(policy), Arc::clone(names));
+        lookups.spawn(async move { refresh(&resolver, &policy, &name, &names).await });
+    }
+    let mut entries = Vec::new();
+    let mut warnings = Vec::new();
+    for (found, warning) in lookups.join_all().await {
+        entries.extend(found);
+        warnings.extend(warning);
+    }
+    warnings.sort();
+    (entries, warnings)
+}
+
+/// Writes `entries` into every instance; failures are logged (a missing
+/// entry keeps its destination closed).
+fn install(policy: &str, instances: &Instances, entries: &[(AllowKey, AllowValue)]) {
+    if entries.is_empty() {
+        return;
+    }
+    for instance in instances.read().expect("instances lock").iter() {
+        if let Some(Err(error)) = instance.with(|datapath| datapath.upsert_allow(entries)) {
+            tracing::error!(
+                policy,
+                workload = %instance.workload,
+                "cannot allow resolved addresses: {error}"
+            );
         }
     }
 }
@@ -182,9 +244,11 @@ async fn keep_resolved(
             .map(|(name, _)| name.clone())
             .collect();
         for name in due {
-            if let Some(warning) = refresh(&resolver, &policy, &name, &names, &instances).await {
+            let (entries, warning) = refresh(&resolver, &policy, &name, &names).await;
+            if let Some(warning) = warning {
                 tracing::warn!(policy = %policy.name, "{warning}");
             }
+            install(&policy.name, &instances, &entries);
         }
         collect_garbage(&instances);
         let next = names

@@ -1,36 +1,40 @@
 //! DaemonSet mode: pods come and go, and every applied policy whose
-//! `podLabels` match a running pod on this node gets its own instance on the
-//! pod's cgroup (per-workload maps: one pod's DNS answers open nothing for
-//! another pod of the same policy).
+//! `podLabels` match a running pod on this node enforces it with instances
+//! of its own (per-workload maps: one pod's DNS answers open nothing for
+//! another pod of the same policy): one on the pod's cgroup, and one on the
+//! host side of each of its veths, so that what a pod with CAP_NET_RAW or
+//! CAP_NET_ADMIN sends past its sockets is judged too (see `pod_network`).
+//! A packet must pass both. The veth layer learns only from DNS answers that
+//! cross the veth, so nothing forged inside the pod opens it.
 
 use std::{
     collections::BTreeMap,
     path::PathBuf,
-    sync::{Arc, Mutex, RwLock},
+    sync::{Arc, RwLock},
     time::Duration,
 };
 
 use futures::StreamExt as _;
 
 use super::{
-    Daemon,
+    ApplyError, Daemon,
     active::ActivePolicy,
-    apply::resolve_all,
-    instance::{Instance, Instances},
+    instance::{Filling, Instance},
     names,
     workload::Workload,
 };
 use crate::{
     cgroup,
-    datapath::{PolicyDatapath, encode},
+    datapath::encode,
     error_text::full_message,
-    k8s::{self, CgroupLayout, PodWatcher, PolicyChange, PolicyDir, WorkloadEvent},
+    k8s::{self, CgroupLayout, PodWatcher, WorkloadEvent},
+    pod_network::{self, PodNetwork, PodNetworkError},
     policy::Policy,
-    resolve::NameResolver,
 };
 
-/// How often the policy directory is checked for changes.
-const POLICY_DIR_POLL: Duration = Duration::from_secs(2);
+/// How often a pod whose network is not known yet (no process in its cgroup)
+/// is looked at again.
+const NETWORK_RETRY: Duration = Duration::from_secs(2);
 
 /// A running pod on this node, as last reported by the watcher.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -40,16 +44,29 @@ pub struct Pod {
     pub uid: String,
     pub labels: BTreeMap<String, String>,
     pub cgroup: PathBuf,
+    /// `None` while it could not be found out (the pod has no process yet).
+    pub network: Option<PodNetwork>,
 }
 
 impl Pod {
-    pub fn workload(&self) -> Workload {
-        Workload::Pod {
+    /// The workloads that enforce a policy on the pod: its cgroup, and the
+    /// host side of each of its veths.
+    pub fn workloads(&self) -> Vec<Workload> {
+        let mut workloads = vec![Workload::Pod {
             namespace: self.namespace.clone(),
             name: self.name.clone(),
             uid: self.uid.clone(),
             cgroup: self.cgroup.clone(),
+        }];
+        if let Some(PodNetwork::Veths(interfaces)) = &self.network {
+            workloads.extend(interfaces.iter().map(|interface| Workload::PodInterface {
+                namespace: self.namespace.clone(),
+                name: self.name.clone(),
+                uid: self.uid.clone(),
+                interface: interface.clone(),
+            }));
         }
+        workloads
     }
 }
 
@@ -63,9 +80,21 @@ pub fn selected(pods: &Pods, policy: &Policy) -> Option<Vec<Workload>> {
     Some(
         pods.values()
             .filter(|pod| k8s::selects_pod(policy, &pod.labels))
-            .map(Pod::workload)
+            .flat_map(Pod::workloads)
             .collect(),
     )
+}
+
+/// The network of the pod in `cgroup`, looked up off the async threads (it
+/// reads /proc and runs a thread in the pod's namespace).
+async fn network_of(cgroup: PathBuf) -> Result<PodNetwork, PodNetworkError> {
+    tokio::task::spawn_blocking(move || pod_network::of_cgroup(&cgroup))
+        .await
+        .unwrap_or_else(|error| {
+            Err(PodNetworkError::Links(std::io::Error::other(
+                error.to_string(),
+            )))
+        })
 }
 
 impl Daemon {
@@ -78,7 +107,7 @@ impl Daemon {
         let mut events = Box::pin(PodWatcher::new(client, node, layout).events());
         while let Some(event) = events.next().await {
             match event {
-                Ok(event) => self.pod_event(event).await,
+                Ok(event) => Arc::clone(&self).pod_event(event).await,
                 Err(error) => tracing::warn!("pod watch: {}", full_message(&error)),
             }
         }
@@ -86,32 +115,93 @@ impl Daemon {
     }
 
     /// Records the pod's new state and attaches or detaches instances so
-    /// that exactly the policies selecting it filter it.
-    pub async fn pod_event(&self, event: WorkloadEvent) {
-        let _serialized = self.apply_lock.lock().await;
-        let uid = event.pod().uid.clone();
+    /// that exactly the policies selecting it enforce it.
+    pub async fn pod_event(self: Arc<Self>, event: WorkloadEvent) {
         let pod = match event {
             WorkloadEvent::Running {
                 pod,
                 labels,
                 cgroup,
-            } => Some(Pod {
-                namespace: pod.namespace,
-                name: pod.name,
-                uid: pod.uid,
-                labels,
-                cgroup,
-            }),
-            WorkloadEvent::Gone { .. } => None,
+            } => {
+                let network = match network_of(cgroup.clone()).await {
+                    Ok(network) => Some(network),
+                    Err(error) => {
+                        tracing::warn!(
+                            pod = %format!("{}/{}", pod.namespace, pod.name),
+                            "its veth is not enforced yet: {error}; retrying"
+                        );
+                        tokio::spawn(Arc::clone(&self).retry_network(pod.uid.clone()));
+                        None
+                    }
+                };
+                Ok(Pod {
+                    namespace: pod.namespace,
+                    name: pod.name,
+                    uid: pod.uid,
+                    labels,
+                    cgroup,
+                    network,
+                })
+            }
+            WorkloadEvent::Gone { pod } => Err(pod.uid),
+        };
+        let _serialized = self.apply_lock.lock().await;
+        let uid = match &pod {
+            Ok(pod) => pod.uid.clone(),
+            Err(uid) => uid.clone(),
         };
         {
             let mut pods = self.pods.write().expect("pods lock");
             let pods = pods.get_or_insert_with(BTreeMap::new);
             match &pod {
-                Some(pod) => pods.insert(uid.clone(), pod.clone()),
-                None => pods.remove(&uid),
+                Ok(pod) => pods.insert(uid.clone(), pod.clone()),
+                Err(_) => pods.remove(&uid),
             };
         }
+        self.reconcile_pod(&uid, pod.ok().as_ref()).await;
+    }
+
+    /// Looks for the network of a pod that had no process yet, until it is
+    /// found or the pod is gone, and then attaches its veth layer.
+    async fn retry_network(self: Arc<Self>, uid: String) {
+        loop {
+            tokio::time::sleep(NETWORK_RETRY).await;
+            let pod = self
+                .pods
+                .read()
+                .expect("pods lock")
+                .as_ref()
+                .and_then(|pods| pods.get(&uid).cloned());
+            let Some(mut pod) = pod else {
+                return; // Gone.
+            };
+            if pod.network.is_some() {
+                return; // Found by a later event.
+            }
+            let Ok(network) = network_of(pod.cgroup.clone()).await else {
+                continue;
+            };
+            let _serialized = self.apply_lock.lock().await;
+            pod.network = Some(network);
+            let current = {
+                let mut pods = self.pods.write().expect("pods lock");
+                let Some(current) = pods.as_mut().and_then(|pods| pods.get_mut(&uid)) else {
+                    return;
+                };
+                // Keep what a newer event said about labels and cgroup.
+                current.network = pod.network.clone();
+                current.clone()
+            };
+            tracing::info!(pod = %format!("{}/{}", current.namespace, current.name), "found its network");
+            self.reconcile_pod(&uid, Some(&current)).await;
+            return;
+        }
+    }
+
+    /// Makes the instances of pod `uid` match what the policies say of it
+    /// (`pod` is its state, `None` once it is gone). Called with the apply
+    /// lock held.
+    async fn reconcile_pod(&self, uid: &str, pod: Option<&Pod>) {
         let policies: Vec<Arc<ActivePolicy>> = self
             .policies
             .read()
@@ -120,93 +210,69 @@ impl Daemon {
             .cloned()
             .collect();
         for active in policies {
-            let wanted = pod
-                .as_ref()
+            let wanted: Vec<Workload> = pod
                 .filter(|pod| k8s::selects_pod(&active.policy, &pod.labels))
-                .map(Pod::workload);
-            let current = active.instances().into_iter().find(
-                |instance| matches!(&instance.workload, Workload::Pod { uid: u, .. } if *u == uid),
-            );
-            let up_to_date = match (&current, &wanted) {
-                (Some(instance), Some(workload)) => instance.workload == *workload,
-                (None, None) => true,
-                _ => false,
-            };
-            if up_to_date {
-                continue;
+                .map(Pod::workloads)
+                .unwrap_or_default();
+            let current: Vec<Arc<Instance>> = active
+                .instances()
+                .into_iter()
+                .filter(|instance| instance.workload.pod_uid() == Some(uid))
+                .collect();
+            for instance in &current {
+                if !wanted.contains(&instance.workload) {
+                    self.remove_instance(&active, instance);
+                }
             }
-            if let Some(instance) = current {
-                self.remove_instance(&active, &instance);
-            }
-            if let Some(workload) = wanted
-                && let Err(error) = self.add_instance(&active, workload.clone()).await
-            {
-                tracing::error!(
-                    policy = %active.policy.name,
-                    workload = %workload,
-                    "cannot attach: {error}"
-                );
+            for workload in wanted {
+                if current.iter().any(|instance| instance.workload == workload) {
+                    continue;
+                }
+                if let Err(error) = self.add_instance(&active, &workload) {
+                    tracing::error!(
+                        policy = %active.policy.name,
+                        workload = %workload,
+                        "cannot attach: {}",
+                        full_message(&error)
+                    );
+                }
             }
         }
     }
 
-    /// Loads, fills and attaches an instance for one more workload of an
-    /// applied policy.
-    async fn add_instance(&self, active: &ActivePolicy, workload: Workload) -> Result<(), String> {
+    /// Builds and attaches an instance of an applied policy for one more
+    /// workload. It starts with the addresses the daemon resolved for the
+    /// policy's names (what other workloads learned from their own DNS
+    /// answers is theirs and is not copied).
+    fn add_instance(&self, active: &ActivePolicy, workload: &Workload) -> Result<(), ApplyError> {
         let policy = &active.policy;
-        let dir = self
-            .pins_root
-            .join(&policy.name)
-            .join(&active.generation)
-            .join(workload.slug());
-        let datapath =
-            PolicyDatapath::load_pinned(workload.hooks(), &dir).map_err(|e| full_message(&e))?;
-        let instance = Instance::start(
-            workload.clone(),
-            datapath,
+        let entries = encode::static_entries(policy).map_err(|error| ApplyError::Encode {
+            source_name: active.source.clone(),
+            error,
+        })?;
+        let allow = names::allow_entries(policy, &active.names);
+        let filling = Filling {
+            entries: &entries,
+            allow: &allow,
+        };
+        let pin_dir = self.pin_dir(&policy.name, &active.generation, workload);
+        let instance = Instance::build(
             &policy.name,
+            workload,
+            &pin_dir,
+            &filling,
             self.events.clone(),
-        );
-        let filled = self.fill_one(policy, &instance).await;
-        if let Err(error) = filled {
-            instance.retire(true);
-            return Err(error);
-        }
+        )?;
         active
             .instances
             .write()
             .expect("instances lock")
-            .push(Arc::clone(&instance));
+            .push(instance);
         if let Err(error) = self.record(active) {
             tracing::error!(policy = %policy.name, "{}", full_message(&error));
         }
         tracing::info!(policy = %policy.name, workload = %workload, "attached");
         Ok(())
-    }
-
-    /// Resolves the policy's names for a new instance, then writes its static
-    /// entries and attaches it. (Names resolved by the daemon are shared
-    /// knowledge; what other workloads learned from their DNS answers is not
-    /// copied.)
-    async fn fill_one(&self, policy: &Arc<Policy>, instance: &Arc<Instance>) -> Result<(), String> {
-        let entries = encode::static_entries(policy).map_err(|e| e.to_string())?;
-        let resolver = NameResolver::new(&policy.dns.resolvers).map_err(|e| full_message(&e))?;
-        let only: Instances = Arc::new(RwLock::new(vec![Arc::clone(instance)]));
-        let names = Arc::new(Mutex::new(names::names_of(policy)));
-        for warning in resolve_all(&resolver, policy, &names, &only).await {
-            tracing::warn!(policy = %policy.name, workload = %instance.workload, "{warning}");
-        }
-        instance
-            .with(|datapath| {
-                datapath
-                    .install_static(&entries)
-                    .map_err(|e| full_message(&e))?;
-                instance
-                    .workload
-                    .attach(datapath)
-                    .map_err(|e| full_message(&e))
-            })
-            .unwrap_or_else(|| Err("retired".into()))
     }
 
     fn remove_instance(&self, active: &ActivePolicy, instance: &Arc<Instance>) {
@@ -220,61 +286,5 @@ impl Daemon {
             tracing::error!(policy = %active.policy.name, "{}", full_message(&error));
         }
         tracing::info!(policy = %active.policy.name, workload = %instance.workload, "detached");
-    }
-
-    /// Applies and removes policies as files appear, change and disappear in
-    /// `dir` (a mounted ConfigMap in DaemonSet mode).
-    pub async fn follow_policy_dir(self: Arc<Self>, dir: PathBuf) {
-        let mut policies = PolicyDir::new(&dir);
-        // The last failure per file, so a retried apply that keeps failing
-        // is logged once, not every poll.
-        let mut failures: BTreeMap<PathBuf, String> = BTreeMap::new();
-        loop {
-            match policies.poll() {
-                Ok(changes) => {
-                    for change in changes {
-                        if let Some((name, file, error)) = self.policy_change(change).await {
-                            if failures.get(&file) != Some(&error) {
-                                tracing::error!(file = %file.display(), "policy not applied (retrying): {error}");
-                                failures.insert(file, error);
-                            }
-                            policies.apply_failed(&name);
-                        }
-                    }
-                }
-                Err(error) => tracing::error!(dir = %dir.display(), "{}", full_message(&error)),
-            }
-            tokio::time::sleep(POLICY_DIR_POLL).await;
-        }
-    }
-
-    /// Carries out one change; a failed apply comes back as (policy name,
-    /// file, error) to be retried.
-    async fn policy_change(&self, change: PolicyChange) -> Option<(String, PathBuf, String)> {
-        match change {
-            PolicyChange::Apply { file, policy } => {
-                let source = file.display().to_string();
-                let result = match std::fs::read_to_string(&file) {
-                    Ok(yaml) => self
-                        .apply(&source, &yaml, &Default::default())
-                        .await
-                        .map(drop)
-                        .map_err(|e| full_message(&e)),
-                    Err(error) => Err(error.to_string()),
-                };
-                return result.err().map(|error| (policy.name, file, error));
-            }
-            PolicyChange::Remove { file, name } => {
-                if let Err(error) = self.remove(&name).await {
-                    tracing::warn!(file = %file.display(), "{error}");
-                }
-            }
-            PolicyChange::Rejected { file, error } => tracing::error!(
-                file = %file.display(),
-                "policy rejected (the version applied before stays): {}",
-                full_message(&error)
-            ),
-        }
-        None
     }
 }

@@ -28,6 +28,13 @@ pub enum Workload {
         uid: String,
         cgroup: PathBuf,
     },
+    /// The host side of a pod's veth: what the pod sends past its sockets.
+    PodInterface {
+        namespace: String,
+        name: String,
+        uid: String,
+        interface: String,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -42,14 +49,22 @@ impl Workload {
     pub fn hooks(&self) -> Hooks {
         match self {
             Self::Cgroup { .. } | Self::Pod { .. } => Hooks::CGROUP,
-            Self::Interface { .. } => Hooks::INTERFACES,
+            Self::Interface { .. } | Self::PodInterface { .. } => Hooks::INTERFACES,
         }
     }
 
     pub fn cgroup(&self) -> Option<&Path> {
         match self {
             Self::Cgroup { path } | Self::Pod { cgroup: path, .. } => Some(path),
-            Self::Interface { .. } => None,
+            Self::Interface { .. } | Self::PodInterface { .. } => None,
+        }
+    }
+
+    /// The UID of the pod this workload enforces, if it is one of a pod's.
+    pub fn pod_uid(&self) -> Option<&str> {
+        match self {
+            Self::Pod { uid, .. } | Self::PodInterface { uid, .. } => Some(uid),
+            Self::Cgroup { .. } | Self::Interface { .. } => None,
         }
     }
 
@@ -59,7 +74,10 @@ impl Workload {
             Self::Cgroup { path } | Self::Pod { cgroup: path, .. } => {
                 datapath.attach_cgroup(cgroup::open(path)?)?;
             }
-            Self::Interface { name } => datapath.attach_interface(name)?,
+            Self::Interface { name }
+            | Self::PodInterface {
+                interface: name, ..
+            } => datapath.attach_interface(name)?,
         }
         Ok(())
     }
@@ -71,6 +89,9 @@ impl Workload {
             Self::Cgroup { path } => format!("cgroup{}", sanitize(&path.to_string_lossy())),
             Self::Interface { name } => format!("if-{}", sanitize(name)),
             Self::Pod { uid, .. } => format!("pod-{}", sanitize(uid)),
+            Self::PodInterface { uid, interface, .. } => {
+                format!("pod-{}-if-{}", sanitize(uid), sanitize(interface))
+            }
         }
     }
 }
@@ -115,6 +136,12 @@ impl fmt::Display for Workload {
             Self::Pod {
                 namespace, name, ..
             } => write!(f, "pod {namespace}/{name}"),
+            Self::PodInterface {
+                namespace,
+                name,
+                interface,
+                ..
+            } => write!(f, "pod {namespace}/{name} via interface {interface}"),
         }
     }
 }
