@@ -53,6 +53,7 @@
 //! for `daemon --kubernetes` ([`Sandbox::bind_tcp_in_agent`],
 //! [`Sandbox::spawn_daemon_with_env`]).
 
+mod background;
 mod bins;
 mod cgroup;
 mod daemon;
@@ -67,6 +68,7 @@ mod process;
 mod sandbox;
 mod world;
 
+pub use background::Background;
 pub use bins::binary_path;
 pub use cgroup::{cgroup2_mount, remove_cgroup};
 pub use daemon::Daemon;
@@ -78,4 +80,4 @@ pub use process::{LogLine, Stream, run_with_deadline};
 pub use sandbox::{
     AGENT_IPV4, AGENT_IPV6, Sandbox, WORLD_IPV4, WORLD_IPV6, is_root, remove_stale_sandboxes,
 };
-pub use world::{DnsQueryLog, World, WorldConfig};
+pub use world::{DnsQueryLog, TcpSyn, UdpReceived, World, WorldConfig};
