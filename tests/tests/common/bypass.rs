@@ -84,3 +84,74 @@ pub fn port_of(outcome: &ProbeOutcome) -> u16 {
         .local_port()
         .unwrap_or_else(|| panic!("the probe reported no local port: {outcome:?}"))
 }
+
+/// The timeout of connects expected to be refused or dropped: shorter than
+/// the initial SYN retransmission (1 s).
+pub const REFUSED_CONNECT_TIMEOUT_MS: &str = super::DROPPED_TCP_TIMEOUT_MS;
+
+/// Asserts that a TCP connect from inside the cgroup to `target` is refused
+/// the way a cgroup drop looks once agents learn at once that they are
+/// blocked (issue 8): connect(2) itself fails with EPERM, and the daemon
+/// logs a drop event with `reason` for this socket (bound first, so its
+/// port is known before any packet exists; the event's source address is
+/// then the unspecified one or the agent's). Returns the event.
+#[track_caller]
+pub fn assert_connect_refused(rig: &Rig, target: &str, reason: &str) -> DropEvent {
+    let args = [
+        "socket-op",
+        "tcp",
+        "connect",
+        target,
+        "--timeout-ms",
+        REFUSED_CONNECT_TIMEOUT_MS,
+    ];
+    let outcome = rig
+        .sandbox
+        .probe(&args)
+        .unwrap_or_else(|e| panic!("oce-probe {args:?}: {e:#}"));
+    assert!(
+        !outcome.ok
+            && outcome.error.as_deref()
+                == Some(openclaw_egress_e2e::probe_error::PERMISSION_DENIED)
+            && outcome.stage.as_deref() == Some("connect"),
+        "expected connect(2) to {target} to fail with EPERM, got {outcome:?}"
+    );
+    let port = port_of(&outcome);
+    let event = drop_from_port(rig, &format!("connect to {target}"), port);
+    let dst: std::net::SocketAddr = target.parse().expect("a socket address");
+    assert_eq!(event.dst_addr(), Some(dst), "{event:?}");
+    assert_eq!(event.reason, reason, "{event:?}");
+    assert_eq!(event.verdict, "dropped", "{event:?}");
+    event
+}
+
+/// Asserts that a TCP connect from inside the cgroup to `target` does not
+/// get through because the host side of the veth drops its SYN: the cgroup
+/// layer let it out (no EPERM), the connect times out, and the drop event
+/// for this socket comes from TC (cgroup id 0) with `reason`.
+#[track_caller]
+pub fn assert_connect_dropped_on_veth(rig: &Rig, target: &str, reason: &str) -> DropEvent {
+    let args = [
+        "socket-op",
+        "tcp",
+        "connect",
+        target,
+        "--timeout-ms",
+        REFUSED_CONNECT_TIMEOUT_MS,
+    ];
+    let outcome = rig
+        .sandbox
+        .probe(&args)
+        .unwrap_or_else(|e| panic!("oce-probe {args:?}: {e:#}"));
+    assert!(
+        !outcome.ok && outcome.error.as_deref() == Some(openclaw_egress_e2e::probe_error::TIMEOUT),
+        "expected the connect to {target} to time out (its SYN dropped on the veth), got {outcome:?}"
+    );
+    let port = port_of(&outcome);
+    let event = drop_from_port(rig, &format!("connect to {target}"), port);
+    let dst: std::net::SocketAddr = target.parse().expect("a socket address");
+    assert_eq!(event.dst_addr(), Some(dst), "{event:?}");
+    assert_eq!(event.reason, reason, "{event:?}");
+    assert_eq!(event.cgroup_id, 0, "the TC layer dropped it: {event:?}");
+    event
+}

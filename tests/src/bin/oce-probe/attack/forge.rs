@@ -62,7 +62,7 @@ pub(super) fn listen(duration: Duration, ipv6: bool) -> ProbeOutcome {
     print_json(&ready);
     let _ = io::stdout().flush();
 
-    let mut outcome = match receive(&socket, duration) {
+    let mut outcome = match receive(&socket, duration, local) {
         Ok((count, answers)) => {
             let mut outcome = ProbeOutcome::success(format!("received {count}"));
             outcome.other_responses = count;
@@ -76,16 +76,21 @@ pub(super) fn listen(duration: Duration, ipv6: bool) -> ProbeOutcome {
 }
 
 /// Datagrams received within `duration`, and the A/AAAA addresses of the
-/// DNS responses among them.
-fn receive(socket: &UdpSocket, duration: Duration) -> io::Result<(u32, Vec<String>)> {
+/// DNS responses among them. Each datagram is also reported at once, as a
+/// line with `detail: "received"` and its addresses.
+fn receive(
+    socket: &UdpSocket,
+    duration: Duration,
+    local: Option<SocketAddr>,
+) -> io::Result<(u32, Vec<String>)> {
     let end = Instant::now() + duration;
     let mut buf = vec![0; 65535];
     let mut count = 0;
-    let mut answers = Vec::new();
+    let mut all = Vec::new();
     loop {
         let left = end.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            return Ok((count, answers));
+            return Ok((count, all));
         }
         socket.set_read_timeout(Some(left))?;
         let len = match socket.recv(&mut buf) {
@@ -96,11 +101,12 @@ fn receive(socket: &UdpSocket, duration: Duration) -> io::Result<(u32, Vec<Strin
                     io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
                 ) =>
             {
-                return Ok((count, answers));
+                return Ok((count, all));
             }
             Err(err) => return Err(err),
         };
         count += 1;
+        let mut answers = Vec::new();
         if let Ok(message) = Message::from_vec(&buf[..len]) {
             for record in &message.answers {
                 match &record.data {
@@ -110,5 +116,11 @@ fn receive(socket: &UdpSocket, duration: Duration) -> io::Result<(u32, Vec<Strin
                 }
             }
         }
+        let mut line = ProbeOutcome::success("received");
+        line.answers = answers.clone();
+        line.local = local;
+        print_json(&line);
+        let _ = io::stdout().flush();
+        all.extend(answers);
     }
 }
