@@ -221,15 +221,13 @@ fn a_destination_rewritten_after_the_cgroup_hook_is_judged_on_the_veth() {
     // The agent installs a rule on eth0's egress hook that turns datagrams
     // to the allowed sink into datagrams to the forbidden host: the cgroup
     // hook sees the allowed destination, the wire the forbidden one.
-    let rules = format!(
-        "table netdev oce_rewrite {{\n\
-         \x20 chain out {{\n\
+    let rules = "table netdev oce_rewrite {\n\
+         \x20 chain out {\n\
          \x20   type filter hook egress device \"eth0\" priority 0;\n\
          \x20   ip daddr 203.0.113.10 udp dport 7001 ip daddr set 203.0.113.99\n\
-         \x20 }}\n\
-         }}\n"
-    );
-    let file = common::write_file(rig.sandbox.scratch_dir(), "rewrite.nft", &rules);
+         \x20 }\n\
+         }\n";
+    let file = common::write_file(rig.sandbox.scratch_dir(), "rewrite.nft", rules);
     let mut nft = rig
         .sandbox
         .command_in_cgroup(
