@@ -240,6 +240,14 @@ mod tests {
             "{}",
             pods.to_yaml()
         );
+        let capped = PolicyYaml::for_interfaces(&["eth0"]).max_ips_per_pattern(3);
+        assert!(
+            capped
+                .to_yaml()
+                .contains("    resolvers: [\"10.77.0.1\", \"fd77::1\"]\n    maxIPsPerPattern: 3\n"),
+            "{}",
+            capped.to_yaml()
+        );
         let empty = PolicyYaml::for_interfaces(&[]).cgroup_path("agent");
         assert_eq!(
             empty.to_yaml(),

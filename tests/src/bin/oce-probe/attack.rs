@@ -127,8 +127,9 @@ pub(crate) enum Attack {
     },
     /// Binds a UDP socket (unspecified address, port 0), prints an outcome
     /// line with its address (`detail: listening`), then reads datagrams
-    /// for SECONDS and prints a final line: how many arrived
-    /// (`other_responses`) and the addresses in the DNS answers among them.
+    /// for SECONDS, printing a line for each (`detail: received`, the
+    /// addresses if it is a DNS answer), and a final line: how many arrived
+    /// (`other_responses`) and all the addresses.
     UdpListen {
         #[arg(long)]
         seconds: f64,

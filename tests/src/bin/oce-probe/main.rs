@@ -4,6 +4,9 @@
 //! `resolve-connect` ([`openclaw_egress_e2e::ResolveConnectReport`]) and
 //! `hold` ([`openclaw_egress_e2e::HoldReport`]).
 //!
+//! The attacker's subcommands (`attack`) build queries, answers, frames and
+//! source routes by hand (`dns_wire`, `packet`); see `attack.rs`.
+//!
 //! The exit code is 0 whether the exchange worked or not (the JSON says);
 //! only usage errors exit non-zero. The harness starts it in the agent netns
 //! and, usually, inside the sandbox cgroup.

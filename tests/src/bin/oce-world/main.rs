@@ -5,6 +5,12 @@
 //! host addresses, and "fresh IP" names whose every lookup hands out a new
 //! address (to test learning resolved IPs). Prints `ready` on stdout once
 //! every socket is bound; logs each DNS query as a JSON line on stderr.
+//!
+//! For the attacker's tests: UDP sinks and a SYN log that say what got
+//! past the host side of the veth (`observe`), and a DNS server that sends
+//! decoys before its answers, replays after them, or holds them back
+//! (`tricks`). Each of those logs a JSON line too (`udp-received`,
+//! `tcp-syn`, `dns-decoy`, `dns-replay`).
 
 mod dns;
 mod fresh;
