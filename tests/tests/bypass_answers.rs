@@ -25,7 +25,8 @@
 //!   veth has its own maps and learns only from answers crossing the veth,
 //!   so the forged address is dropped there already (the cgroup instance
 //!   does learn it today, which the test does not depend on). It guards
-//!   that the fix keeps it so.
+//!   that the fix keeps it so. It accepts a refusal by either layer, and
+//!   insists that no SYN to the forged address reaches the world.
 //!
 //! Root-only; skipped with a message otherwise.
 
@@ -35,10 +36,10 @@ use std::time::Duration;
 
 use common::{
     DNS_ANSWERS_TOTAL, Rig,
-    bypass::{assert_connect_dropped_on_veth, assert_connect_refused, port_of},
-    skip_unless_root,
+    bypass::{REFUSED_CONNECT_TIMEOUT_MS, assert_connect_refused, drop_from_port, port_of},
+    poll_until, skip_unless_root,
 };
-use openclaw_egress_e2e::WorldConfig;
+use openclaw_egress_e2e::{WorldConfig, probe_error};
 
 /// The name the agent may look up, and its genuine address.
 const NAME: &str = "mirror.pkg.test";
@@ -112,14 +113,21 @@ fn an_unsolicited_answer_teaches_nothing() {
         ])
         .unwrap();
     sent.assert_ok();
-    // It reached the socket (the ingress hook ran on it).
-    let received = listener
-        .wait_for_outcome(
-            |o| o.detail.as_deref() == Some("received"),
-            Duration::from_secs(5),
-        )
-        .unwrap();
-    assert_eq!(received.answers, ["203.0.113.66"], "{received:?}");
+    // It reached the agent's kernel: its socket got it (as today), or the
+    // ingress hook counted it as unsolicited and kept it from the socket.
+    // Either is fine; what matters is what it taught.
+    poll_until(
+        "the forged answer reached the agent",
+        Duration::from_secs(5),
+        || {
+            let received = listener
+                .wait_for_outcome(|o| o.detail.as_deref() == Some("received"), Duration::ZERO)
+                .is_ok();
+            (received || unsolicited(&rig) > unsolicited_before)
+                .then_some(())
+                .ok_or_else(|| "neither received nor counted".to_owned())
+        },
+    );
 
     // Nothing was learned from it.
     assert_connect_refused(&rig, "203.0.113.66:443", "no_rule");
@@ -208,7 +216,15 @@ fn a_replayed_answer_teaches_nothing() {
     let args = ["dns", "10.77.0.1", NAME, "--linger-ms", "500"];
     let answer = rig.assert_allowed(&args);
     assert_eq!(answer.answers, [GENUINE], "{answer:?}");
-    assert_eq!(answer.other_responses, 1, "the replay arrived: {answer:?}");
+    // (`other_responses` is 1 when the replay was delivered, as today; a
+    // fixed kernel may also keep it from the socket.)
+    let replays = rig
+        .world
+        .log()
+        .into_iter()
+        .filter(|l| l.contains("\"dns-replay\""))
+        .count();
+    assert_eq!(replays, 1, "the world sent the replay");
     rig.assert_allowed(&["tcp", "203.0.113.50:443"]);
 
     assert_connect_refused(&rig, "203.0.113.64:443", "no_rule");
@@ -254,20 +270,41 @@ fn an_answer_forged_inside_the_agent_opens_nothing_on_the_veth() {
         ["203.0.113.66"],
         "the forged answer beat the resolver's: {forged:?}"
     );
-    assert_eq!(
-        forged.other_responses, 1,
-        "then the genuine one came: {forged:?}"
-    );
 
-    // Whatever the cgroup layer made of it, the host side learned only
-    // from the genuine answer, which crossed the veth: the forged address
-    // stays closed there, and no SYN to it reaches the world.
-    let event = assert_connect_dropped_on_veth(&rig, "203.0.113.66:443", "no_rule");
+    // The cgroup layer cannot tell this forgery from the genuine answer
+    // (it matches the query in every field) and may learn it; the host
+    // side learned only from the genuine answer, which crossed the veth.
+    // So the connect fails, and no SYN to the forged address reaches the
+    // world. Expected: the SYN leaves the agent and is dropped on the veth
+    // (a timeout, a TC event); a refusal by the cgroup layer (EPERM) would
+    // be as safe and is accepted.
+    let outcome = rig.probe(&[
+        "socket-op",
+        "tcp",
+        "connect",
+        "203.0.113.66:443",
+        "--timeout-ms",
+        REFUSED_CONNECT_TIMEOUT_MS,
+    ]);
+    assert!(
+        !outcome.ok,
+        "the forged address must not open: connected, {outcome:?}"
+    );
+    let event = drop_from_port(&rig, "the connect to the forged address", port_of(&outcome));
+    assert_eq!(event.reason, "no_rule", "{event:?}");
+    eprintln!(
+        "dropped by the {} layer: {event:?}",
+        if event.cgroup_id == 0 { "TC" } else { "cgroup" }
+    );
+    if outcome.error.as_deref() == Some(probe_error::TIMEOUT) {
+        assert_eq!(
+            event.cgroup_id, 0,
+            "a SYN that left was dropped on the veth: {event:?}"
+        );
+    }
     let syns = rig.world.tcp_syns();
     assert!(
-        !syns
-            .iter()
-            .any(|s| s.src.port() == event.src_port && s.dst.port() == 443),
+        !syns.iter().any(|s| s.src.port() == event.src_port),
         "a SYN to the forged address reached the world: {syns:?}"
     );
     // The genuine address opened on both layers.
