@@ -341,6 +341,19 @@ impl World {
             .and_then(|l| serde_json::from_str(&l.text).ok())
     }
 
+    /// The clients of every DNS message the world could not decode (it
+    /// answered FORMERR), e.g. a query with an OPT record it rejects.
+    pub fn dns_undecodable_clients(&self) -> Vec<SocketAddr> {
+        #[derive(Deserialize)]
+        struct Undecodable {
+            client: SocketAddr,
+        }
+        self.events::<Undecodable>("dns-undecodable")
+            .into_iter()
+            .map(|u| u.client)
+            .collect()
+    }
+
     /// Every TCP SYN logged so far (with [`WorldConfig::tcp_syn_log`]).
     pub fn tcp_syns(&self) -> Vec<TcpSyn> {
         self.events("tcp-syn")

@@ -66,6 +66,15 @@ pub(crate) enum Attack {
         /// OPT record).
         #[arg(long, value_name = "N", default_value_t = 0)]
         trailing: usize,
+        /// The question's class (1 = IN, 3 = CHAOS, 255 = ANY).
+        #[arg(long, value_name = "N")]
+        qclass: Option<u16>,
+        /// The OPT record's owner name instead of the root.
+        #[arg(long, value_name = "NAME")]
+        opt_owner: Option<String>,
+        /// The OPT record's TTL field (e.g. 65536: EDNS version 1).
+        #[arg(long, value_name = "N")]
+        opt_ttl: Option<u32>,
         /// UDP through a raw socket: the message is followed by N more bytes
         /// that the UDP length field leaves out (the field is shorter than
         /// the datagram). The answer is read on a bound UDP socket whose port
@@ -218,6 +227,9 @@ pub(crate) fn run(attack: Attack) -> ProbeOutcome {
             opt_cookie,
             opt_option_len,
             trailing,
+            qclass,
+            opt_owner,
+            opt_ttl,
             short_udp_length,
             timeout_ms,
         } => {
@@ -228,6 +240,9 @@ pub(crate) fn run(attack: Attack) -> ProbeOutcome {
                 opt_cookie,
                 opt_option_len,
                 trailing,
+                qclass,
+                opt_owner,
+                opt_ttl,
             };
             dns_tricks::craft(
                 dns_server(&server),

@@ -45,6 +45,13 @@ pub(crate) struct Extras {
     /// Bytes (`S`) after everything else: after the question, or after the
     /// OPT record if there is one.
     pub(crate) trailing: usize,
+    /// The question's class instead of IN.
+    pub(crate) qclass: Option<u16>,
+    /// The OPT record's owner name instead of the root.
+    pub(crate) opt_owner: Option<String>,
+    /// The OPT record's TTL field (extended RCODE, version, flags) instead
+    /// of 0 or the DO bit.
+    pub(crate) opt_ttl: Option<u32>,
 }
 
 /// `name` in wire format (labels, root label), or `None` if a label is
@@ -74,12 +81,17 @@ fn header(id: u16, flags: u16, counts: [u16; 4]) -> Vec<u8> {
 
 /// A standard query (RD set) for `name` and `qtype` with `extras`.
 pub(crate) fn query(id: u16, name: &str, qtype: u16, extras: &Extras) -> Option<Vec<u8>> {
-    let opt = extras.opt || extras.opt_do || extras.opt_cookie || extras.opt_option_len.is_some();
+    let opt = extras.opt
+        || extras.opt_do
+        || extras.opt_cookie
+        || extras.opt_option_len.is_some()
+        || extras.opt_owner.is_some()
+        || extras.opt_ttl.is_some();
     let additionals = u16::from(extras.extra_record) + u16::from(opt);
     let mut message = header(id, 0x0100, [1, 0, 0, additionals]);
     message.extend_from_slice(&encode_name(name)?);
     message.extend_from_slice(&qtype.to_be_bytes());
-    message.extend_from_slice(&CLASS_IN.to_be_bytes());
+    message.extend_from_slice(&extras.qclass.unwrap_or(CLASS_IN).to_be_bytes());
     if extras.extra_record {
         let data = b"smuggled-in-an-additional-record";
         message.extend_from_slice(&encode_name("x.attacker.example")?);
@@ -102,10 +114,15 @@ pub(crate) fn query(id: u16, name: &str, qtype: u16, extras: &Extras) -> Option<
             rdata.extend_from_slice(&(len as u16).to_be_bytes());
             rdata.extend(std::iter::repeat_n(b'X', len));
         }
-        message.push(0); // Owner: the root.
+        match &extras.opt_owner {
+            Some(owner) => message.extend_from_slice(&encode_name(owner)?),
+            None => message.push(0), // The root.
+        }
         message.extend_from_slice(&TYPE_OPT.to_be_bytes());
         message.extend_from_slice(&1232u16.to_be_bytes()); // UDP payload size.
-        let ttl = if extras.opt_do { DO_BIT } else { 0 };
+        let ttl = extras
+            .opt_ttl
+            .unwrap_or(if extras.opt_do { DO_BIT } else { 0 });
         message.extend_from_slice(&ttl.to_be_bytes());
         message.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
         message.extend_from_slice(&rdata);

@@ -133,6 +133,13 @@ impl Zone {
             Ok(request) => request,
             Err(err) => {
                 eprintln!("oce-world: undecodable DNS message from {client}: {err}");
+                let line = serde_json::json!({
+                    "event": "dns-undecodable",
+                    "proto": proto,
+                    "client": client.to_string(),
+                    "error": err.to_string(),
+                });
+                eprintln!("{line}");
                 let id = u16::from_be_bytes([*request.first()?, *request.get(1)?]);
                 let response = Message::error_msg(id, OpCode::Query, ResponseCode::FormErr);
                 return response.to_vec().ok();
