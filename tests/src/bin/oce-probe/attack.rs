@@ -214,7 +214,27 @@ pub(crate) enum Attack {
     },
 }
 
+/// Refuses to run anywhere but in a sandbox's network namespace (one the
+/// harness created: `/run/netns/oce-*`): these subcommands write raw
+/// frames, create TUN devices and set sysctls, which belong in a
+/// throw-away netns only.
+fn ensure_sandboxed() {
+    use std::os::unix::fs::MetadataExt as _;
+    let id = |path: &std::path::Path| std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()));
+    let mine = id(std::path::Path::new("/proc/self/ns/net"));
+    let sandboxed = std::fs::read_dir("/run/netns")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("oce-"))
+        .any(|e| mine.is_some() && id(&e.path()) == mine);
+    if !sandboxed {
+        usage_error("refusing to run an attack outside a sandbox netns (/run/netns/oce-*)");
+    }
+}
+
 pub(crate) fn run(attack: Attack) -> ProbeOutcome {
+    ensure_sandboxed();
     match attack {
         Attack::DnsCraft {
             server,
