@@ -16,10 +16,11 @@
 //! keeps working.
 //!
 //! Today (before the fix) both tests fail at the first attack after the
-//! policy: the setsockopt LSRR datagram is sent (`expected the source-routed
-//! send ... to fail with EPERM, got ok`) and reaches the forbidden host,
-//! since both layers check only the header's destination (the allowed host)
-//! and walk past IPv6 routing headers.
+//! policy: the datagram with a source route set through setsockopt is sent
+//! (`expected the source-routed send ... to fail with EPERM, got ok`) and
+//! reaches the forbidden host, since both layers check only the header's
+//! destination (the allowed host) and walk past IPv6 routing headers. The
+//! raw-socket and packet-socket variants get through today as well.
 //!
 //! Root-only; skipped with a message otherwise.
 

@@ -124,34 +124,3 @@ pub fn assert_connect_refused(rig: &Rig, target: &str, reason: &str) -> DropEven
     assert_eq!(event.verdict, "dropped", "{event:?}");
     event
 }
-
-/// Asserts that a TCP connect from inside the cgroup to `target` does not
-/// get through because the host side of the veth drops its SYN: the cgroup
-/// layer let it out (no EPERM), the connect times out, and the drop event
-/// for this socket comes from TC (cgroup id 0) with `reason`.
-#[track_caller]
-pub fn assert_connect_dropped_on_veth(rig: &Rig, target: &str, reason: &str) -> DropEvent {
-    let args = [
-        "socket-op",
-        "tcp",
-        "connect",
-        target,
-        "--timeout-ms",
-        REFUSED_CONNECT_TIMEOUT_MS,
-    ];
-    let outcome = rig
-        .sandbox
-        .probe(&args)
-        .unwrap_or_else(|e| panic!("oce-probe {args:?}: {e:#}"));
-    assert!(
-        !outcome.ok && outcome.error.as_deref() == Some(openclaw_egress_e2e::probe_error::TIMEOUT),
-        "expected the connect to {target} to time out (its SYN dropped on the veth), got {outcome:?}"
-    );
-    let port = port_of(&outcome);
-    let event = drop_from_port(rig, &format!("connect to {target}"), port);
-    let dst: std::net::SocketAddr = target.parse().expect("a socket address");
-    assert_eq!(event.dst_addr(), Some(dst), "{event:?}");
-    assert_eq!(event.reason, reason, "{event:?}");
-    assert_eq!(event.cgroup_id, 0, "the TC layer dropped it: {event:?}");
-    event
-}
