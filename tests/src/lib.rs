@@ -52,7 +52,28 @@
 //! cgroup (pods), and [`kube::FakeKubeApi`] plays the Kubernetes API server
 //! for `daemon --kubernetes` ([`Sandbox::bind_tcp_in_agent`],
 //! [`Sandbox::spawn_daemon_with_env`]).
+//!
+//! For the attacker's tests (`tests/tests/bypass_*.rs`), `oce-probe` also
+//! plays a hostile agent, root in its netns: DNS queries built byte by byte
+//! (`dns-craft`), a UDP GSO send (`dns-gso`), answers forged by the agent
+//! for itself (`dns-forge`) or sent from anywhere (`forge-answer`, e.g.
+//! from the world with [`Sandbox::probe_in_world`]), a socket that reports
+//! what reaches it (`udp-listen`, kept running with
+//! [`Sandbox::spawn_probe`], read with [`Background`]), frames on a packet
+//! socket and raw IP packets, source-routed or not (`packet-send`, to
+//! [`Sandbox::world_mac`]), a TUN device forwarding (`tun-forward`), a
+//! source route set on a UDP socket (`udp-srcroute`) and socket calls on a
+//! socket bound first (`socket-op`, which says which step failed in
+//! [`ProbeOutcome::stage`]). The world tells what arrived behind its IP
+//! stack ([`WorldConfig::udp_sink`], [`WorldConfig::tcp_syn_log`]) and can
+//! lie in its DNS answers ([`WorldConfig::dns_decoy`],
+//! [`WorldConfig::dns_replay`], [`WorldConfig::dns_delay_ms`]); its sysctls
+//! are set with [`Sandbox::world_sysctl`]. A pod's "pause" process is
+//! [`Sandbox::spawn_in_cgroup`]; a daemon following pods from the world
+//! netns is [`Sandbox::spawn_daemon_in_world_with_env`] with
+//! [`Sandbox::bind_tcp_in_world`].
 
+mod background;
 mod bins;
 mod cgroup;
 mod daemon;
@@ -67,6 +88,7 @@ mod process;
 mod sandbox;
 mod world;
 
+pub use background::Background;
 pub use bins::binary_path;
 pub use cgroup::{cgroup2_mount, remove_cgroup};
 pub use daemon::Daemon;
@@ -78,4 +100,4 @@ pub use process::{LogLine, Stream, run_with_deadline};
 pub use sandbox::{
     AGENT_IPV4, AGENT_IPV6, Sandbox, WORLD_IPV4, WORLD_IPV6, is_root, remove_stale_sandboxes,
 };
-pub use world::{DnsQueryLog, World, WorldConfig};
+pub use world::{DnsQueryLog, TcpSyn, UdpReceived, World, WorldConfig};

@@ -30,6 +30,8 @@ pub struct PolicyYaml {
     pub min_ttl: Option<u32>,
     /// `spec.dns.maxIPsPerName` (omitted when `None`).
     pub max_ips_per_name: Option<u32>,
+    /// `spec.dns.maxIPsPerPattern` (omitted when `None`).
+    pub max_ips_per_pattern: Option<u32>,
     /// (`fqdn` | `fqdnPattern` | `cidr`, value, ports).
     pub rules: Vec<(String, String, Vec<String>)>,
 }
@@ -58,6 +60,7 @@ impl PolicyYaml {
             resolvers: vec!["10.77.0.1".to_owned(), "fd77::1".to_owned()],
             min_ttl: None,
             max_ips_per_name: None,
+            max_ips_per_pattern: None,
             rules: Vec::new(),
         }
     }
@@ -109,6 +112,13 @@ impl PolicyYaml {
 
     pub fn max_ips_per_name(mut self, count: u32) -> Self {
         self.max_ips_per_name = Some(count);
+        self
+    }
+
+    /// `spec.dns.maxIPsPerPattern`: addresses learned per `fqdnPattern`
+    /// rule (all its names together) per TTL window.
+    pub fn max_ips_per_pattern(mut self, count: u32) -> Self {
+        self.max_ips_per_pattern = Some(count);
         self
     }
 
@@ -173,6 +183,9 @@ impl PolicyYaml {
         if let Some(count) = self.max_ips_per_name {
             writeln!(yaml, "    maxIPsPerName: {count}").expect("writing to a String");
         }
+        if let Some(count) = self.max_ips_per_pattern {
+            writeln!(yaml, "    maxIPsPerPattern: {count}").expect("writing to a String");
+        }
         if self.rules.is_empty() {
             yaml.push_str("  egress: []\n");
         } else {
@@ -226,6 +239,14 @@ mod tests {
             ),
             "{}",
             pods.to_yaml()
+        );
+        let capped = PolicyYaml::for_interfaces(&["eth0"]).max_ips_per_pattern(3);
+        assert!(
+            capped
+                .to_yaml()
+                .contains("    resolvers: [\"10.77.0.1\", \"fd77::1\"]\n    maxIPsPerPattern: 3\n"),
+            "{}",
+            capped.to_yaml()
         );
         let empty = PolicyYaml::for_interfaces(&[]).cgroup_path("agent");
         assert_eq!(

@@ -38,6 +38,21 @@ pub struct ProbeOutcome {
     /// test can find the drop event for this probe by source port.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub local: Option<SocketAddr>,
+    /// The step that failed, for the subcommands that say (`socket-op`:
+    /// `bind`, `connect`, `send` or `recv`), so that a test can tell a
+    /// connect(2) refused by the kernel from a datagram dropped on its way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stage: Option<String>,
+    /// DNS subcommands that keep their socket open (`dns-craft`,
+    /// `dns-forge`, `dns --linger-ms`, `udp-listen`): how many responses
+    /// reached the socket besides the one reported (wrong ID or question,
+    /// or arriving after it).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub other_responses: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// The error texts `oce-probe` uses for the common failures.

@@ -19,6 +19,7 @@ use anyhow::{Context as _, Result, bail};
 use serde::de::DeserializeOwned;
 
 use crate::{
+    background::Background,
     bins::binary_path,
     cgroup::{self, CgroupGuard},
     daemon::Daemon,
@@ -295,6 +296,88 @@ impl Sandbox {
         parse_last_line(&self.run_probe_stdout(args, false)?)
     }
 
+    /// Starts `oce-probe <args>` in the agent netns, inside `cgroup` (an
+    /// absolute cgroup directory, e.g. [`Sandbox::cgroup_path`]) or, with
+    /// `None`, outside any sandbox cgroup, and returns at once: for probes
+    /// that hold a socket open while the test does something else (e.g.
+    /// `udp-listen`). Read its lines with [`Background::wait_for_outcome`].
+    pub fn spawn_probe(&self, cgroup: Option<&Path>, args: &[&str]) -> Result<Background> {
+        let mut command = Command::new(binary_path("oce-probe"));
+        command.args(args);
+        Placement {
+            cgroup_procs: cgroup.map(open_procs).transpose()?,
+            netns: Some(self.agent.open()?),
+        }
+        .apply(&mut command);
+        let child = ChildGuard::spawn("oce-probe", &mut command, Duration::from_secs(2))?;
+        Ok(Background { child })
+    }
+
+    /// Runs `oce-probe <args>` in the WORLD netns (outside any cgroup), e.g.
+    /// `forge-answer`, for what an attacker elsewhere on the network (or a
+    /// compromised resolver path) could send towards the agent.
+    pub fn probe_in_world(&self, args: &[&str]) -> Result<ProbeOutcome> {
+        let mut command = self.command_in_world(binary_path("oce-probe"), args)?;
+        let output = run_with_deadline(&mut command, PROBE_DEADLINE)
+            .with_context(|| format!("running oce-probe {} in the world", args.join(" ")))?;
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        if !output.status.success() {
+            bail!(
+                "oce-probe {} (world) failed ({}): {}{}",
+                args.join(" "),
+                output.status,
+                String::from_utf8_lossy(&output.stderr).trim(),
+                stdout.trim()
+            );
+        }
+        ProbeOutcome::parse(&stdout)
+    }
+
+    /// Starts `program args` in the agent netns inside `cgroup` and keeps
+    /// it running (until the returned guard drops): e.g. a pod's "pause"
+    /// process, through which a daemon can find the pod's network
+    /// namespace.
+    pub fn spawn_in_cgroup(
+        &self,
+        cgroup: &Path,
+        program: impl AsRef<OsStr>,
+        args: impl IntoIterator<Item = impl AsRef<OsStr>>,
+    ) -> Result<Background> {
+        let mut command = self.command_in_cgroup(cgroup, program, args)?;
+        let child = ChildGuard::spawn("background process", &mut command, Duration::from_secs(2))?;
+        Ok(Background { child })
+    }
+
+    /// The MAC address of the world's `eth0`: the agent's gateway, for
+    /// frames built by hand (`oce-probe packet-send --dst-mac`).
+    pub fn world_mac(&self) -> Result<String> {
+        let output = ip(&["-n", self.world.name(), "-j", "link", "show", "dev", "eth0"])?;
+        let out = String::from_utf8_lossy(&output.stdout);
+        let links: serde_json::Value =
+            serde_json::from_str(&out).with_context(|| format!("parsing `ip -j link`: {out}"))?;
+        links[0]["address"]
+            .as_str()
+            .map(str::to_owned)
+            .with_context(|| format!("no address in `ip -j link`: {out}"))
+    }
+
+    /// Sets a sysctl inside the world netns (`key` as for sysctl(8), e.g.
+    /// `net.ipv4.conf.all.accept_source_route`): e.g. to make the world
+    /// honour source routes, so that a test can show a real bypass.
+    pub fn world_sysctl(&self, key: &str, value: &str) -> Result<()> {
+        let mut command =
+            self.command_in_world("sysctl", ["-q", "-w", &format!("{key}={value}")])?;
+        let output = run_with_deadline(&mut command, PROBE_DEADLINE)?;
+        if !output.status.success() {
+            bail!(
+                "sysctl -w {key}={value} in the world failed ({}): {}",
+                output.status,
+                String::from_utf8_lossy(&output.stderr).trim()
+            );
+        }
+        Ok(())
+    }
+
     /// Runs oce-probe to completion; its stdout, or an error if it exited
     /// non-zero (a usage error: the probe itself reports failures as JSON).
     fn run_probe_stdout(&self, args: &[&str], in_cgroup: bool) -> Result<String> {
@@ -427,6 +510,22 @@ impl Sandbox {
         .map_err(|_| anyhow::anyhow!("the binding thread panicked"))?
     }
 
+    /// [`Sandbox::bind_tcp_in_agent`] in the WORLD netns, e.g. for a fake
+    /// Kubernetes API server that a daemon running in the world netns
+    /// reaches on its loopback.
+    pub fn bind_tcp_in_world(&self, addr: SocketAddr) -> Result<TcpListener> {
+        let netns = self.world.open()?;
+        std::thread::spawn(move || -> Result<TcpListener> {
+            // SAFETY: setns(2) on an fd we own, for this thread only.
+            if unsafe { libc::setns(netns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                return Err(std::io::Error::last_os_error()).context("setns into the world netns");
+            }
+            TcpListener::bind(addr).with_context(|| format!("binding {addr} in the world netns"))
+        })
+        .join()
+        .map_err(|_| anyhow::anyhow!("the binding thread panicked"))?
+    }
+
     /// A counter of the agent netns's `/proc/net/snmp`, e.g. `("Tcp",
     /// "RetransSegs")`. The file is per network namespace; it is read by a
     /// `cat` that joined the agent netns.
@@ -525,6 +624,18 @@ impl Sandbox {
     /// is on the world's loopback.
     pub fn spawn_daemon_in_world(&self, bin: &Path, extra_args: &[&str]) -> Result<Daemon> {
         self.spawn_daemon_in(&self.world, bin, extra_args, &[])
+    }
+
+    /// [`Sandbox::spawn_daemon_in_world`] with extra environment variables
+    /// (as [`Sandbox::spawn_daemon_with_env`]), e.g. a `--kubernetes`
+    /// daemon that attaches TC on the host side of pods' veths.
+    pub fn spawn_daemon_in_world_with_env(
+        &self,
+        bin: &Path,
+        extra_args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<Daemon> {
+        self.spawn_daemon_in(&self.world, bin, extra_args, env)
     }
 
     fn spawn_daemon_in(

@@ -27,6 +27,20 @@ pub struct WorldConfig {
     pub fresh_ips: Vec<(String, String)>,
     pub fresh_tcp_ports: Vec<u16>,
     pub fresh_http_ports: Vec<u16>,
+    /// UDP sinks: log every datagram that arrives ([`World::udp_received`]),
+    /// answer nothing.
+    pub udp_sinks: Vec<SocketAddr>,
+    /// Log every TCP SYN delivered to the world over IPv4
+    /// ([`World::tcp_syns`]), whether or not a server listens.
+    pub tcp_syn_log: bool,
+    /// (kind, name, address): before the genuine UDP answer to a query for
+    /// name, a decoy response carrying address (see [`WorldConfig::dns_decoy`]).
+    pub dns_decoys: Vec<(String, String, IpAddr)>,
+    /// (name, address): after the genuine UDP answer to a query for name, a
+    /// second response with the same ID and question carrying address.
+    pub dns_replays: Vec<(String, IpAddr)>,
+    /// Wait this long before each genuine UDP answer.
+    pub dns_delay_ms: Option<u64>,
 }
 
 #[track_caller]
@@ -105,6 +119,54 @@ impl WorldConfig {
         self
     }
 
+    /// A UDP sink on `addr`: every datagram is logged (a JSON line, see
+    /// [`World::udp_received`]), none is answered.
+    #[track_caller]
+    pub fn udp_sink(mut self, addr: &str) -> Self {
+        self.udp_sinks.push(socket_addr(addr));
+        self
+    }
+
+    /// Logs every IPv4 TCP SYN the world's stack receives (a raw socket),
+    /// also for ports nothing listens on ([`World::tcp_syns`]).
+    pub fn tcp_syn_log(mut self) -> Self {
+        self.tcp_syn_log = true;
+        self
+    }
+
+    /// Before the genuine answer to each UDP query for `name`, the world
+    /// sends a response that does not answer it, carrying `ip`: `kind` is
+    /// `wrong-id` (another DNS ID), `wrong-name` (the question's first label
+    /// with `-decoy` appended, still under the same parent) or `wrong-type`
+    /// (the question's type swapped between A and AAAA).
+    #[track_caller]
+    pub fn dns_decoy(mut self, kind: &str, name: &str, ip: &str) -> Self {
+        assert!(
+            ["wrong-id", "wrong-name", "wrong-type"].contains(&kind),
+            "bad decoy kind {kind:?}"
+        );
+        let ip = ip.parse().unwrap_or_else(|e| panic!("bad IP {ip:?}: {e}"));
+        self.dns_decoys.push((kind.to_owned(), name.to_owned(), ip));
+        self
+    }
+
+    /// After the genuine answer to each UDP query for `name`, the world
+    /// sends it again with the same ID and question but `ip` as the answer
+    /// (a replayed or duplicated response).
+    #[track_caller]
+    pub fn dns_replay(mut self, name: &str, ip: &str) -> Self {
+        let ip = ip.parse().unwrap_or_else(|e| panic!("bad IP {ip:?}: {e}"));
+        self.dns_replays.push((name.to_owned(), ip));
+        self
+    }
+
+    /// Holds each genuine UDP answer back for `ms` milliseconds (decoys go
+    /// out at once).
+    pub fn dns_delay_ms(mut self, ms: u64) -> Self {
+        self.dns_delay_ms = Some(ms);
+        self
+    }
+
     /// `oce-world`'s arguments.
     pub fn to_args(&self) -> Vec<String> {
         let mut args = Vec::new();
@@ -134,6 +196,21 @@ impl WorldConfig {
         self.fresh_http_ports
             .iter()
             .for_each(|p| push("--fresh-http-port", p.to_string()));
+        self.udp_sinks
+            .iter()
+            .for_each(|a| push("--udp-sink", a.to_string()));
+        self.dns_decoys
+            .iter()
+            .for_each(|(k, n, ip)| push("--dns-decoy", format!("{k}:{n}={ip}")));
+        self.dns_replays
+            .iter()
+            .for_each(|(n, ip)| push("--dns-replay", format!("{n}={ip}")));
+        if let Some(ms) = self.dns_delay_ms {
+            push("--dns-delay-ms", ms.to_string());
+        }
+        if self.tcp_syn_log {
+            args.push("--tcp-syn-log".to_owned());
+        }
         args
     }
 
@@ -144,6 +221,7 @@ impl WorldConfig {
             .chain(&self.tcp)
             .chain(&self.udp)
             .chain(&self.http)
+            .chain(&self.udp_sinks)
             .map(SocketAddr::ip)
     }
 }
@@ -160,6 +238,25 @@ pub struct DnsQueryLog {
     pub query_type: String,
     pub rcode: String,
     pub answers: Vec<String>,
+}
+
+/// One datagram a UDP sink of `oce-world` received.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub struct UdpReceived {
+    /// The sink's address (the datagram's destination).
+    pub local: SocketAddr,
+    /// Where it came from.
+    pub peer: SocketAddr,
+    pub len: usize,
+    /// The payload, lossily as UTF-8.
+    pub payload: String,
+}
+
+/// One TCP SYN the world's stack received (IPv4).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub struct TcpSyn {
+    pub src: SocketAddr,
+    pub dst: SocketAddr,
 }
 
 /// A running `oce-world`; stopped on drop.
@@ -212,6 +309,54 @@ impl World {
             .iter()
             .filter_map(|l| serde_json::from_str(l).ok())
             .collect()
+    }
+
+    /// JSON lines of `event` type `event`, parsed as `T`.
+    fn events<T: serde::de::DeserializeOwned>(&self, event: &str) -> Vec<T> {
+        self.log()
+            .iter()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v["event"] == event)
+            .filter_map(|v| serde_json::from_value(v).ok())
+            .collect()
+    }
+
+    /// Every datagram the UDP sinks have received so far.
+    pub fn udp_received(&self) -> Vec<UdpReceived> {
+        self.events("udp-received")
+    }
+
+    /// Waits until a UDP sink has received a datagram whose payload is
+    /// `payload`.
+    pub fn wait_for_udp_payload(&self, payload: &str, timeout: Duration) -> Option<UdpReceived> {
+        self.child
+            .output()
+            .wait_for(
+                |l| {
+                    serde_json::from_str::<serde_json::Value>(&l.text)
+                        .is_ok_and(|v| v["event"] == "udp-received" && v["payload"] == payload)
+                },
+                timeout,
+            )
+            .and_then(|l| serde_json::from_str(&l.text).ok())
+    }
+
+    /// The clients of every DNS message the world could not decode (it
+    /// answered FORMERR), e.g. a query with an OPT record it rejects.
+    pub fn dns_undecodable_clients(&self) -> Vec<SocketAddr> {
+        #[derive(Deserialize)]
+        struct Undecodable {
+            client: SocketAddr,
+        }
+        self.events::<Undecodable>("dns-undecodable")
+            .into_iter()
+            .map(|u| u.client)
+            .collect()
+    }
+
+    /// Every TCP SYN logged so far (with [`WorldConfig::tcp_syn_log`]).
+    pub fn tcp_syns(&self) -> Vec<TcpSyn> {
+        self.events("tcp-syn")
     }
 
     /// Waits until the world has answered a query for `name` (with or

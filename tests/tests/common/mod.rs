@@ -8,6 +8,8 @@
 //! silenced for the module as a whole rather than item by item.
 #![allow(dead_code)]
 
+pub mod bypass;
+
 use std::{
     collections::BTreeSet,
     io::{BufRead as _, BufReader},
@@ -71,6 +73,10 @@ pub enum DaemonSide {
     /// In the world netns; policies select the world's `eth0` (TC) and
     /// probes run outside the sandbox cgroup, so only TC can stop them.
     World,
+    /// In the world netns; policies select the sandbox cgroup AND the
+    /// world's `eth0` (both layers), and probes run inside the cgroup: a
+    /// workload whose every packet also crosses the host side of its veth.
+    Both,
 }
 
 /// One test's world: a sandbox, the fake internet and a real daemon.
@@ -97,6 +103,13 @@ impl Rig {
         Self::start_on(world, DaemonSide::World)
     }
 
+    /// A sandbox running `world` and `openclaw-egress daemon` in the world
+    /// netns, for policies on the sandbox cgroup and the world's `eth0`
+    /// together ([`DaemonSide::Both`]).
+    pub fn start_both(world: &WorldConfig) -> Self {
+        Self::start_on(world, DaemonSide::Both)
+    }
+
     fn start_on(world: &WorldConfig, side: DaemonSide) -> Self {
         let sandbox = Sandbox::new().expect("creating the sandbox");
         let world = sandbox
@@ -110,7 +123,7 @@ impl Rig {
         );
         let daemon = match side {
             DaemonSide::Agent => sandbox.spawn_daemon(&bin),
-            DaemonSide::World => sandbox.spawn_daemon_in_world(&bin, &[]),
+            DaemonSide::World | DaemonSide::Both => sandbox.spawn_daemon_in_world(&bin, &[]),
         }
         .unwrap_or_else(|e| panic!("starting the daemon: {e:#}"));
         Self {
@@ -130,7 +143,7 @@ impl Rig {
         let bin = binary_path("openclaw-egress");
         let daemon = match self.side {
             DaemonSide::Agent => self.sandbox.spawn_daemon(&bin),
-            DaemonSide::World => self.sandbox.spawn_daemon_in_world(&bin, &[]),
+            DaemonSide::World | DaemonSide::Both => self.sandbox.spawn_daemon_in_world(&bin, &[]),
         }
         .unwrap_or_else(|e| panic!("restarting the daemon: {e:#}"));
         std::mem::replace(&mut self.daemon, daemon)
@@ -154,6 +167,7 @@ impl Rig {
         match self.side {
             DaemonSide::Agent => PolicyYaml::for_sandbox(&self.sandbox),
             DaemonSide::World => PolicyYaml::for_interfaces(&["eth0"]),
+            DaemonSide::Both => PolicyYaml::for_sandbox(&self.sandbox).interfaces(&["eth0"]),
         }
     }
 
@@ -175,7 +189,7 @@ impl Rig {
     #[track_caller]
     pub fn probe(&self, args: &[&str]) -> ProbeOutcome {
         let outcome = match self.side {
-            DaemonSide::Agent => self.sandbox.probe(args),
+            DaemonSide::Agent | DaemonSide::Both => self.sandbox.probe(args),
             DaemonSide::World => self.sandbox.probe_outside_cgroup(args),
         };
         outcome.unwrap_or_else(|e| panic!("oce-probe {args:?}: {e:#}"))
@@ -186,7 +200,7 @@ impl Rig {
     #[track_caller]
     pub fn probe_json<T: serde::de::DeserializeOwned>(&self, args: &[&str]) -> T {
         let report = match self.side {
-            DaemonSide::Agent => self.sandbox.probe_json(args),
+            DaemonSide::Agent | DaemonSide::Both => self.sandbox.probe_json(args),
             DaemonSide::World => self.sandbox.probe_json_outside_cgroup(args),
         };
         report.unwrap_or_else(|e| panic!("oce-probe {args:?}: {e:#}"))
@@ -298,7 +312,7 @@ impl Rig {
     /// SYN.
     pub fn refused_connect_error(&self) -> &'static str {
         match self.side {
-            DaemonSide::Agent => probe_error::PERMISSION_DENIED,
+            DaemonSide::Agent | DaemonSide::Both => probe_error::PERMISSION_DENIED,
             DaemonSide::World => probe_error::TIMEOUT,
         }
     }
@@ -306,7 +320,7 @@ impl Rig {
     /// The `stage` of the event of a refused connect on this rig.
     pub fn refusal_stage(&self) -> &'static str {
         match self.side {
-            DaemonSide::Agent => "connect",
+            DaemonSide::Agent | DaemonSide::Both => "connect",
             DaemonSide::World => "packet",
         }
     }
@@ -420,6 +434,15 @@ pub fn probe_target(args: &[&str]) -> (&'static str, SocketAddr) {
         ["udp", target, ..] => ("udp", addr(target)),
         ["dns", server, ..] if args.contains(&"--tcp") => ("tcp", addr(server)),
         ["dns", server, ..] => ("udp", addr(server)),
+        // The attacker's subcommands (see `common::bypass`).
+        ["dns-craft" | "dns-gso" | "dns-forge", server, ..] if args.contains(&"--tcp") => {
+            ("tcp", addr(server))
+        }
+        ["dns-craft" | "dns-gso" | "dns-forge", server, ..] => ("udp", addr(server)),
+        ["socket-op", proto, _, target, ..] => match *proto {
+            "tcp" => ("tcp", addr(target)),
+            _ => ("udp", addr(target)),
+        },
         _ => panic!("{args:?}: not a tcp, udp or dns probe"),
     }
 }

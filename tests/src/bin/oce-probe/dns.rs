@@ -2,7 +2,7 @@
 
 use std::{
     io::{self, Read as _, Write as _},
-    net::SocketAddr,
+    net::{SocketAddr, UdpSocket},
     time::{Duration, Instant},
 };
 
@@ -21,6 +21,20 @@ pub(crate) fn query(
     over_tcp: bool,
     timeout: Duration,
 ) -> ProbeOutcome {
+    query_lingering(server, name, query_type, over_tcp, timeout, Duration::ZERO)
+}
+
+/// [`query`], keeping a UDP socket open for `linger` after the answer and
+/// counting what else reaches it (in `other_responses`), e.g. a replayed
+/// answer.
+pub(crate) fn query_lingering(
+    server: SocketAddr,
+    name: &str,
+    query_type: QueryType,
+    over_tcp: bool,
+    timeout: Duration,
+    linger: Duration,
+) -> ProbeOutcome {
     let name = match Name::from_ascii(name) {
         Ok(name) => name,
         Err(err) => return ProbeOutcome::failure(format!("bad name {name:?}: {err}")),
@@ -31,18 +45,26 @@ pub(crate) fn query(
     };
     let mut request = Message::query();
     request.metadata.recursion_desired = true;
-    request.add_query(Query::query(name, record_type));
+    request.add_query(Query::query(name.clone(), record_type));
     let id = request.metadata.id;
+    let question = (name, record_type);
     let bytes = match request.to_vec() {
         Ok(bytes) => bytes,
         Err(err) => return ProbeOutcome::failure(format!("encoding the query: {err}")),
     };
 
     let mut local = None;
+    let mut others = 0;
     let exchanged = if over_tcp {
         exchange_tcp(server, &bytes, timeout, &mut local)
     } else {
-        exchange_udp(server, &bytes, id, timeout, &mut local)
+        net::udp_socket_to(server, &mut local).and_then(|socket| {
+            local = socket.local_addr().ok();
+            socket.send(&bytes)?;
+            let (answer, other) = await_answer(&socket, id, &question, timeout, linger)?;
+            others = other;
+            Ok(answer)
+        })
     };
     let mut outcome = match exchanged {
         Ok(response) => match Message::from_vec(&response) {
@@ -52,10 +74,11 @@ pub(crate) fn query(
         Err(err) => ProbeOutcome::failure(net::describe(&err)),
     };
     outcome.local = local;
+    outcome.other_responses = others;
     outcome
 }
 
-fn describe_response(response: &Message) -> ProbeOutcome {
+pub(crate) fn describe_response(response: &Message) -> ProbeOutcome {
     let rcode = rcode_name(response.metadata.response_code);
     let mut outcome = ProbeOutcome::success(rcode.clone());
     outcome.rcode = Some(rcode);
@@ -83,29 +106,67 @@ fn rcode_name(code: ResponseCode) -> String {
     }
 }
 
-fn exchange_udp(
-    server: SocketAddr,
-    request: &[u8],
+/// Reads from `socket` until the answer to query `id` for `question`
+/// arrives (or `timeout`), then for `linger` more; returns the answer and
+/// how many other datagrams arrived meanwhile. Anything that is not the
+/// answer is skipped: another ID, or a response whose question is not the
+/// one asked (a response without a question, e.g. FORMERR, counts as the
+/// answer if its ID matches).
+pub(crate) fn await_answer(
+    socket: &UdpSocket,
     id: u16,
+    question: &(Name, RecordType),
     timeout: Duration,
-    local: &mut Option<SocketAddr>,
-) -> io::Result<Vec<u8>> {
-    let socket = net::udp_socket_to(server, local)?;
-    *local = socket.local_addr().ok();
-    socket.send(request)?;
+    linger: Duration,
+) -> io::Result<(Vec<u8>, u32)> {
     let deadline = Instant::now() + timeout;
     let mut buf = vec![0; 65535];
-    loop {
+    let mut others = 0;
+    let answer = loop {
         let remaining = deadline.saturating_duration_since(Instant::now());
         if remaining.is_zero() {
             return Err(io::Error::from(io::ErrorKind::TimedOut));
         }
         socket.set_read_timeout(Some(remaining))?;
         let len = socket.recv(&mut buf)?;
-        // Skip anything that is not the answer to this query.
-        if len >= 2 && u16::from_be_bytes([buf[0], buf[1]]) == id {
-            return Ok(buf[..len].to_vec());
+        if is_answer_to(&buf[..len], id, question) {
+            break buf[..len].to_vec();
         }
+        others += 1;
+    };
+    let linger_end = Instant::now() + linger;
+    loop {
+        let remaining = linger_end.saturating_duration_since(Instant::now());
+        if remaining.is_zero() {
+            break;
+        }
+        socket.set_read_timeout(Some(remaining))?;
+        match socket.recv(&mut buf) {
+            Ok(_) => others += 1,
+            Err(err)
+                if matches!(
+                    err.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                break;
+            }
+            Err(err) => return Err(err),
+        }
+    }
+    Ok((answer, others))
+}
+
+fn is_answer_to(message: &[u8], id: u16, (name, qtype): &(Name, RecordType)) -> bool {
+    if message.len() < 2 || u16::from_be_bytes([message[0], message[1]]) != id {
+        return false;
+    }
+    match Message::from_vec(message) {
+        Ok(response) => response
+            .queries
+            .first()
+            .is_none_or(|q| q.query_type() == *qtype && q.name().eq_ignore_root(name)),
+        Err(_) => true,
     }
 }
 

@@ -4,13 +4,19 @@
 //! `resolve-connect` ([`openclaw_egress_e2e::ResolveConnectReport`]) and
 //! `hold` ([`openclaw_egress_e2e::HoldReport`]).
 //!
+//! The attacker's subcommands (`attack`) build queries, answers, frames and
+//! source routes by hand (`dns_wire`, `packet`); see `attack.rs`.
+//!
 //! The exit code is 0 whether the exchange worked or not (the JSON says);
 //! only usage errors exit non-zero. The harness starts it in the agent netns
 //! and, usually, inside the sandbox cgroup.
 
+mod attack;
 mod dns;
+mod dns_wire;
 mod hold;
 mod net;
+mod packet;
 mod resolve_connect;
 
 use std::{
@@ -59,6 +65,10 @@ enum Probe {
         tcp: bool,
         #[arg(long, default_value_t = 2000)]
         timeout_ms: u64,
+        /// UDP: keep the socket open this long after the answer, counting
+        /// what else arrives (`other_responses`), e.g. a replayed answer.
+        #[arg(long, default_value_t = 0)]
+        linger_ms: u64,
     },
     /// COUNT rounds of: one UDP DNS query for NAME (no retries), then at
     /// once a TCP connect to the first address of the answer on PORT,
@@ -97,6 +107,8 @@ enum Probe {
     /// Print this process's cgroup (the harness's self-test).
     #[command(hide = true)]
     Cgroup,
+    #[command(flatten)]
+    Attack(attack::Attack),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -107,19 +119,19 @@ pub(crate) enum QueryType {
 }
 
 /// Usage errors exit 2, like clap's.
-fn usage_error(message: &str) -> ! {
+pub(crate) fn usage_error(message: &str) -> ! {
     eprintln!("oce-probe: {message}");
     std::process::exit(2);
 }
 
-fn print_json(report: &impl serde::Serialize) {
+pub(crate) fn print_json(report: &impl serde::Serialize) {
     println!(
         "{}",
         serde_json::to_string(report).expect("report serializes")
     );
 }
 
-fn dns_server(server: &str) -> SocketAddr {
+pub(crate) fn dns_server(server: &str) -> SocketAddr {
     parse_server(server).unwrap_or_else(|| {
         usage_error(&format!(
             "bad DNS server {server:?}: want ADDR or ADDR:PORT"
@@ -199,19 +211,22 @@ fn main() {
             query_type,
             tcp,
             timeout_ms,
+            linger_ms,
         } => match parse_server(&server) {
-            Some(server) => dns::query(
+            Some(server) => dns::query_lingering(
                 server,
                 &name,
                 query_type,
                 tcp,
                 Duration::from_millis(timeout_ms),
+                Duration::from_millis(linger_ms),
             ),
             None => usage_error(&format!(
                 "bad DNS server {server:?}: want ADDR or ADDR:PORT"
             )),
         },
         Probe::Cgroup => cgroup(),
+        Probe::Attack(attack) => attack::run(attack),
     };
     print_json(&outcome);
 }

@@ -244,3 +244,21 @@ fn bind_any(fd: &OwnedFd, target: SocketAddr) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// The `sockaddr` of `addr`, for raw syscalls elsewhere in the probe.
+pub(crate) fn sockaddr_of(addr: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
+    to_sockaddr(addr)
+}
+
+/// getsockname(2) of any socket, port 0 included.
+pub(crate) fn bound_addr(fd: &OwnedFd) -> Option<SocketAddr> {
+    // SAFETY: sockaddr_storage is plain data; all-zero is valid.
+    let mut storage: libc::sockaddr_storage = unsafe { mem::zeroed() };
+    let mut len = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    // SAFETY: storage is large enough for any address.
+    let rc = unsafe { libc::getsockname(fd.as_raw_fd(), (&raw mut storage).cast(), &mut len) };
+    if rc < 0 {
+        return None;
+    }
+    from_sockaddr(&storage)
+}

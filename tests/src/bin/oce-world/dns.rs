@@ -15,7 +15,7 @@ use hickory_proto::{
     },
 };
 
-use crate::fresh::FreshIps;
+use crate::{fresh::FreshIps, tricks::Tricks};
 
 /// How long a CNAME chain may be before it counts as a loop.
 const MAX_CNAME_CHAIN: usize = 8;
@@ -30,7 +30,7 @@ pub(crate) struct Zone {
     records: HashMap<String, Vec<IpAddr>>,
     cnames: HashMap<String, String>,
     fresh: FreshIps,
-    ttl: u32,
+    pub(crate) ttl: u32,
 }
 
 impl Zone {
@@ -133,6 +133,13 @@ impl Zone {
             Ok(request) => request,
             Err(err) => {
                 eprintln!("oce-world: undecodable DNS message from {client}: {err}");
+                let line = serde_json::json!({
+                    "event": "dns-undecodable",
+                    "proto": proto,
+                    "client": client.to_string(),
+                    "error": err.to_string(),
+                });
+                eprintln!("{line}");
                 let id = u16::from_be_bytes([*request.first()?, *request.get(1)?]);
                 let response = Message::error_msg(id, OpCode::Query, ResponseCode::FormErr);
                 return response.to_vec().ok();
@@ -213,7 +220,9 @@ fn rcode_name(code: ResponseCode) -> String {
     }
 }
 
-pub(crate) fn serve_udp(socket: UdpSocket, zone: &'static Zone) {
+/// Answers each datagram; `tricks` may add decoys before the answer,
+/// replays after it, and a delay (all off unless asked for).
+pub(crate) fn serve_udp(socket: UdpSocket, zone: &'static Zone, tricks: &'static Tricks) {
     let mut buf = vec![0; 65535];
     loop {
         let (len, client) = match socket.recv_from(&mut buf) {
@@ -223,8 +232,18 @@ pub(crate) fn serve_udp(socket: UdpSocket, zone: &'static Zone) {
                 continue;
             }
         };
+        let (before, after) = tricks.around(&buf[..len], zone.ttl);
+        for decoy in &before {
+            let _ = socket.send_to(decoy, client);
+        }
         if let Some(answer) = zone.answer(&buf[..len], "udp", client) {
+            if let Some(delay) = tricks.delay {
+                thread::sleep(delay);
+            }
             let _ = socket.send_to(&answer, client);
+        }
+        for replay in &after {
+            let _ = socket.send_to(replay, client);
         }
     }
 }

@@ -5,10 +5,18 @@
 //! host addresses, and "fresh IP" names whose every lookup hands out a new
 //! address (to test learning resolved IPs). Prints `ready` on stdout once
 //! every socket is bound; logs each DNS query as a JSON line on stderr.
+//!
+//! For the attacker's tests: UDP sinks and a SYN log that say what got
+//! past the host side of the veth (`observe`), and a DNS server that sends
+//! decoys before its answers, replays after them, or holds them back
+//! (`tricks`). Each of those logs a JSON line too (`udp-received`,
+//! `tcp-syn`, `dns-decoy`, `dns-replay`).
 
 mod dns;
 mod fresh;
+mod observe;
 mod servers;
+mod tricks;
 
 use std::{
     io::Write as _,
@@ -23,6 +31,7 @@ use clap::Parser;
 use crate::{
     dns::Zone,
     fresh::{FreshIps, Prefix},
+    tricks::{DecoyKind, Tricks},
 };
 
 #[derive(Parser)]
@@ -59,6 +68,26 @@ struct Args {
     /// An HTTP server on this port of every fresh address.
     #[arg(long, value_name = "PORT")]
     fresh_http_port: Vec<u16>,
+    /// UDP sink: logs every datagram (`{"event":"udp-received",...}`),
+    /// answers nothing.
+    #[arg(long, value_name = "ADDR:PORT")]
+    udp_sink: Vec<SocketAddr>,
+    /// Log every IPv4 TCP SYN delivered to this netns
+    /// (`{"event":"tcp-syn",...}`), through a raw socket.
+    #[arg(long)]
+    tcp_syn_log: bool,
+    /// KIND:NAME=IP: before the genuine UDP answer to a query for NAME,
+    /// send a response that does not answer it (KIND: wrong-id, wrong-name,
+    /// wrong-type) carrying IP.
+    #[arg(long, value_name = "KIND:NAME=IP", value_parser = tricks::parse_decoy)]
+    dns_decoy: Vec<(DecoyKind, String, IpAddr)>,
+    /// NAME=IP: after the genuine UDP answer to a query for NAME, send it
+    /// again with the same ID and question but IP as the answer.
+    #[arg(long, value_name = "NAME=IP", value_parser = parse_record)]
+    dns_replay: Vec<(String, IpAddr)>,
+    /// Hold each genuine UDP answer back this long.
+    #[arg(long, value_name = "MS")]
+    dns_delay_ms: Option<u64>,
 }
 
 fn split_pair(arg: &str) -> Result<(&str, &str), String> {
@@ -124,6 +153,21 @@ fn run(args: Args) -> Result<()> {
     let tcp = args.tcp.iter().map(bind_tcp).collect::<Result<Vec<_>>>()?;
     let udp = args.udp.iter().map(bind_udp).collect::<Result<Vec<_>>>()?;
     let http = args.http.iter().map(bind_tcp).collect::<Result<Vec<_>>>()?;
+    let sinks = args
+        .udp_sink
+        .iter()
+        .map(bind_udp)
+        .collect::<Result<Vec<_>>>()?;
+    let syn_log = args
+        .tcp_syn_log
+        .then(observe::open_tcp_syn_log)
+        .transpose()
+        .context("opening the raw socket of --tcp-syn-log")?;
+    let tricks: &'static Tricks = Box::leak(Box::new(Tricks {
+        decoys: args.dns_decoy,
+        replays: args.dns_replay,
+        delay: args.dns_delay_ms.map(std::time::Duration::from_millis),
+    }));
 
     // The harness adds world hosts right before starting us; an IPv6
     // address may not be routable yet (see `fresh::wait_until_local`), and
@@ -134,6 +178,7 @@ fn run(args: Args) -> Result<()> {
         .chain(&args.tcp)
         .chain(&args.udp)
         .chain(&args.http)
+        .chain(&args.udp_sink)
         .map(SocketAddr::ip)
         .filter(|ip| !ip.is_unspecified())
         .collect();
@@ -144,7 +189,7 @@ fn run(args: Args) -> Result<()> {
     }
 
     for socket in dns_udp {
-        thread::spawn(move || dns::serve_udp(socket, zone));
+        thread::spawn(move || dns::serve_udp(socket, zone, tricks));
     }
     for listener in dns_tcp {
         thread::spawn(move || dns::serve_tcp(listener, zone));
@@ -152,6 +197,8 @@ fn run(args: Args) -> Result<()> {
     tcp.into_iter().for_each(servers::spawn_tcp_echo);
     udp.into_iter().for_each(servers::spawn_udp_echo);
     http.into_iter().for_each(servers::spawn_http);
+    sinks.into_iter().for_each(observe::spawn_udp_sink);
+    syn_log.into_iter().for_each(observe::spawn_tcp_syn_log);
 
     let mut stdout = std::io::stdout().lock();
     writeln!(stdout, "ready")?;
