@@ -113,6 +113,7 @@ fn refuse(ctx: &SockAddrContext, family: Family, reason: DropReason) -> i32 {
             dst_port: u16::from_be(load(addr_of!((*addr).user_port)) as u16),
             l4_offset: 0,
             l3_end: 0,
+            ip_options: false,
         }
     };
     // SAFETY: a helper call on the context pointer the kernel handed us.

@@ -78,7 +78,8 @@ pub fn learn(skb: &SkBuff, l3: usize) {
     let Ok(flow) = flow::parse(skb, l3) else {
         return;
     };
-    if flow.src_port != DNS_PORT || RESOLVERS.get_ptr(flow.src).is_none() {
+    // (An answer with IP options is nothing a resolver sends: not learned.)
+    if flow.src_port != DNS_PORT || flow.ip_options || RESOLVERS.get_ptr(flow.src).is_none() {
         return;
     }
     if learn_from(skb, &flow).is_err() {

@@ -96,6 +96,9 @@ pub fn enforce(skb: &SkBuff, l3: usize, hook: Hook) -> bool {
 /// `Ok` when some rule allows `flow`, else the reason it does not.
 #[inline(always)]
 fn check(skb: &SkBuff, flow: &Flow, hook: Hook) -> Result<(), DropReason> {
+    if flow.ip_options {
+        return Err(DropReason::IpOptions);
+    }
     if !flow.has_ports() {
         // On a veth the workload's own neighbour discovery passes through
         // too (cgroup hooks never see it: the kernel sends it, not a socket

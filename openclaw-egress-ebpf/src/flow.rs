@@ -33,6 +33,11 @@ pub struct Flow {
     /// or payload length for IPv6). Anything in the buffer past it is not
     /// part of the packet, and a buffer shorter than it is truncated.
     pub l3_end: usize,
+    /// IPv4 options or an IPv6 routing header: source routing could send
+    /// the packet past the destination in its header (which is all a policy
+    /// can check), and options are room for data. Nothing a workload needs
+    /// sends them. The packet is still parsed, so a drop names its flow.
+    pub ip_options: bool,
 }
 
 impl Flow {
@@ -66,12 +71,7 @@ fn parse_ipv4(skb: &SkBuff, l3: usize) -> Result<(Flow, usize), DropReason> {
     if header_len < 20 {
         return Err(DropReason::Malformed);
     }
-    // Options: loose/strict source routes name hops the packet visits after
-    // the destination in its header (which is all a policy can check), and
-    // any option is room for data. Nothing a workload needs sends them.
-    if header_len > 20 {
-        return Err(DropReason::IpOptions);
-    }
+
     // Only the first fragment carries the transport header; a later one has
     // no ports we could check.
     let fragment_offset = u16::from_be_bytes([header[6], header[7]]) & 0x1fff;
@@ -87,6 +87,7 @@ fn parse_ipv4(skb: &SkBuff, l3: usize) -> Result<(Flow, usize), DropReason> {
         dst_port: 0,
         l4_offset: 0,
         l3_end: l3 + usize::from(u16::from_be_bytes([header[2], header[3]])),
+        ip_options: header_len > 20,
     };
     Ok((flow, l3 + header_len))
 }
@@ -96,12 +97,13 @@ fn parse_ipv6(skb: &SkBuff, l3: usize) -> Result<(Flow, usize), DropReason> {
     let header: [u8; 40] = skb.load(l3).map_err(|_| DropReason::Malformed)?;
     let mut next_header = header[6];
     let mut offset = l3 + 40;
+    let mut routing = false;
     for _ in 0..MAX_IPV6_EXTENSION_HEADERS {
         match next_header {
-            // A routing header sends the packet on to the addresses it
-            // lists, past the destination the policy checks.
-            IPV6_ROUTING => return Err(DropReason::IpOptions),
-            IPV6_HOP_BY_HOP | IPV6_DESTINATION_OPTIONS => {
+            IPV6_HOP_BY_HOP | IPV6_ROUTING | IPV6_DESTINATION_OPTIONS => {
+                // A routing header sends the packet on to the addresses it
+                // lists, past the destination the policy checks.
+                routing |= next_header == IPV6_ROUTING;
                 let ext: [u8; 2] = skb.load(offset).map_err(|_| DropReason::Malformed)?;
                 next_header = ext[0];
                 offset += (usize::from(ext[1]) + 1) * 8;
@@ -137,6 +139,7 @@ fn parse_ipv6(skb: &SkBuff, l3: usize) -> Result<(Flow, usize), DropReason> {
         dst_port: 0,
         l4_offset: 0,
         l3_end: l3 + 40 + usize::from(u16::from_be_bytes([header[4], header[5]])),
+        ip_options: routing,
     };
     Ok((flow, offset))
 }

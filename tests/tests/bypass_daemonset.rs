@@ -3,7 +3,8 @@
 //! The fixed daemon attaches both layers to every selected pod: the cgroup
 //! hooks to the pod's cgroup, and TC to the host-side peer of the pod's
 //! veth, which it finds through the network namespace of a process in the
-//! pod's cgroup. (A pod sharing the daemon's netns, i.e. hostNetwork, gets
+//! pod's cgroup; `status` lists the two as `pod <ns>/<name>` and
+//! `pod <ns>/<name> via interface <veth>`. (A pod sharing the daemon's netns, i.e. hostNetwork, gets
 //! the cgroup layer only; not tested here.)
 //!
 //! The daemon runs with `--kubernetes` in the world netns, which plays the
@@ -182,12 +183,17 @@ fn a_pods_packet_socket_frames_are_judged_on_its_veth() {
         NODE,
         &[("app", "openclaw")],
     ));
-    let expected = format!("pod {NAMESPACE}/{POD}");
+    // Both layers: the pod's cgroup, and the host side of its veth (the
+    // world's eth0), each an instance of its own.
+    let expected = [
+        format!("pod {NAMESPACE}/{POD}"),
+        format!("pod {NAMESPACE}/{POD} via interface eth0"),
+    ];
     poll_until(
         "the policy attached to the pod",
         Duration::from_secs(30),
         || match rig.workloads() {
-            Ok(w) if w.contains(&expected) => Ok(()),
+            Ok(w) if expected.iter().all(|e| w.contains(e)) => Ok(()),
             other => Err(format!(
                 "{other:?}; daemon log: {:#?}",
                 rig.daemon.log_lines()
@@ -231,7 +237,7 @@ fn a_pods_packet_socket_frames_are_judged_on_its_veth() {
         "dropped on the pod's veth: {event:?}"
     );
 
-    // status lists the pod.
+    // status lists the pod, on both layers.
     let workloads = rig.workloads().unwrap();
-    assert!(workloads.contains(&expected), "{workloads:?}");
+    assert_eq!(workloads, expected, "{workloads:?}");
 }
