@@ -33,6 +33,10 @@ pub enum PodNetwork {
     /// The pod shares the daemon's network namespace (`hostNetwork: true`):
     /// there is no veth; only its cgroup can be enforced.
     HostNetwork,
+    /// No veth in the daemon's namespace leads to the pod's: its network is
+    /// not a veth (macvlan, ipvlan...), or the daemon does not run in the
+    /// host's network namespace. Only its cgroup can be enforced.
+    NoVeth,
     /// The host-side interfaces, in the daemon's namespace.
     Veths(Vec<String>),
 }
@@ -49,11 +53,6 @@ pub enum PodNetworkError {
     },
     #[error("listing the interfaces of the pod's network namespace: {0}")]
     Links(#[source] io::Error),
-    #[error(
-        "no veth in the daemon's network namespace leads to the pod's (is the daemon running \
-         with hostNetwork: true? is the pod's network a veth?)"
-    )]
-    NoVeth,
 }
 
 /// The network of the pod whose cgroup is `cgroup`.
@@ -77,12 +76,12 @@ pub fn of_cgroup(cgroup: &Path) -> Result<PodNetwork, PodNetworkError> {
     if shares_our_namespace(pid) {
         return Ok(PodNetwork::HostNetwork);
     }
-    Err(PodNetworkError::NoVeth)
+    Ok(PodNetwork::NoVeth)
 }
 
 /// Whether process `pid` is in the calling thread's network namespace. Read
 /// from /proc, which needs ptrace access to the process; without it the
-/// answer is no (the caller then reports that no veth was found).
+/// answer is no (and the pod counts as one no veth leads to).
 fn shares_our_namespace(pid: u32) -> bool {
     let inode = |path: PathBuf| fs::metadata(path).map(|meta| meta.ino()).ok();
     let theirs = inode(PathBuf::from(format!("/proc/{pid}/ns/net")));

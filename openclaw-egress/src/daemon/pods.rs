@@ -124,7 +124,18 @@ impl Daemon {
                 cgroup,
             } => {
                 let network = match network_of(cgroup.clone()).await {
-                    Ok(network) => Some(network),
+                    Ok(network) => {
+                        if network == PodNetwork::NoVeth {
+                            tracing::warn!(
+                                pod = %format!("{}/{}", pod.namespace, pod.name),
+                                "no veth in the daemon's network namespace leads to the pod's \
+                                 (is its network a veth? does the daemon run with hostNetwork?): \
+                                 only its cgroup is enforced, so raw packets of a pod holding \
+                                 CAP_NET_RAW are not"
+                            );
+                        }
+                        Some(network)
+                    }
                     Err(error) => {
                         tracing::warn!(
                             pod = %format!("{}/{}", pod.namespace, pod.name),
