@@ -45,6 +45,9 @@ pub const RULES_MAX: u32 = 1024;
 pub const INTERNAL_RANGES_MAX_ENTRIES: u32 = 256;
 pub const NAME_BUDGETS_MAX_ENTRIES: u32 = 16_384;
 pub const FLOWS_MAX_ENTRIES: u32 = 65_536;
+/// DNS-over-TCP connections of one workload followed at once on a TC hook
+/// (an LRU: a connection evicted mid-stream is refused, failing closed).
+pub const DNS_STREAMS_MAX_ENTRIES: u32 = 1024;
 /// Queries of one workload awaiting an answer at once (an LRU: the oldest
 /// make room, and their late answers then teach nothing).
 pub const PENDING_QUERIES_MAX_ENTRIES: u32 = 1024;

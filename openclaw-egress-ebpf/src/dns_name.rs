@@ -54,6 +54,11 @@ pub struct DnsScratch {
     pad: u32,
     /// Where in `key` the name without its first label starts.
     second_label: u32,
+    /// The TCP segment being checked, for `dns_stream::advance` once its
+    /// messages pass: its sequence number and data length (kept here, not
+    /// in registers, for the reason in the module comment).
+    pub segment_seq: u32,
+    pub segment_len: u32,
     /// Rules matched by the last name (see [`matching_rules`]).
     matches: [u32; MAX_MATCHES],
     match_count: u32,

@@ -16,7 +16,8 @@ use openclaw_egress_common::{DropReason, dns::DnsStat, proto};
 use crate::{
     dns_message::{self, MAX_MESSAGES_PER_SEGMENT},
     dns_name::{self, DnsScratch, load, store},
-    dns_pending,
+    dns_pending, dns_stream,
+    egress_policy::Hook,
     flow::Flow,
     maps::count_dns,
 };
@@ -37,7 +38,7 @@ const OPT_TTL_DO: u32 = 0x0000_8000;
 
 /// `Ok` when the packet's queries are plain questions for allowed names.
 #[inline(always)]
-pub fn check(skb: &SkBuff, flow: &Flow) -> Result<(), DropReason> {
+pub fn check(skb: &SkBuff, flow: &Flow, hook: Hook) -> Result<(), DropReason> {
     let start = dns_message::payload_offset(skb, flow).ok_or(DropReason::DnsMalformed)?;
     let end = skb.len() as usize;
     // The buffer is exactly the IP packet: no bytes hidden after it, none
@@ -59,8 +60,21 @@ pub fn check(skb: &SkBuff, flow: &Flow) -> Result<(), DropReason> {
         }
         return check_message(skb, flow, start, end);
     }
-    // TCP: handshake and bare ACKs carry nothing to check.
-    if start >= end {
+    // TCP: the segment must be the next part of its stream (see
+    // `dns_stream`); handshake and bare ACKs carry nothing else to check.
+    // (What `advance` needs later is held in scratch memory first, so that
+    // the ways through `admits` leave the verifier one state; see the note
+    // on loops in `dns_name`.)
+    let len = end.saturating_sub(start);
+    {
+        let segment = dns_stream::segment(skb, flow).ok_or(DropReason::DnsMalformed)?;
+        let scratch = dns_name::scratch().ok_or(DropReason::DnsMalformed)?;
+        dns_stream::hold(scratch, &segment, len);
+        if !dns_stream::admits(skb, flow, hook, &segment, len) {
+            return Err(DropReason::DnsMalformed);
+        }
+    }
+    if len == 0 {
         return Ok(());
     }
     // Every data segment must hold whole, length-prefixed messages: a
@@ -75,6 +89,7 @@ pub fn check(skb: &SkBuff, flow: &Flow) -> Result<(), DropReason> {
         check_message(skb, flow, message, message + len)?;
         offset = message + len;
         if offset == end {
+            dns_stream::advance(flow, hook);
             return Ok(());
         }
     }
@@ -118,12 +133,15 @@ fn check_message(skb: &SkBuff, flow: &Flow, offset: usize, end: usize) -> Result
     if qclass != CLASS_IN {
         return Err(DropReason::DnsMalformed);
     }
-    let records_end = if header.additionals == 0 {
-        question_end
+    // Where the records end, kept in scratch memory so that the message
+    // with an OPT record and the one without leave the verifier one state.
+    if header.additionals == 0 {
+        store(&mut scratch.cursor, question_end as u32);
     } else {
-        opt_record_end(skb, scratch, question_end)?
-    };
-    if records_end != end {
+        let records_end = opt_record_end(skb, scratch, question_end)?;
+        store(&mut scratch.cursor, records_end as u32);
+    }
+    if load(&scratch.cursor) as usize != end {
         return Err(DropReason::DnsMalformed);
     }
     if !dns_name::matching_rules(scratch) {

@@ -115,7 +115,7 @@ fn check(skb: &SkBuff, flow: &Flow, hook: Hook) -> Result<(), DropReason> {
         if RESOLVERS.get_ptr(flow.dst).is_none() {
             return Err(DropReason::DnsResolver);
         }
-        return dns_query::check(skb, flow);
+        return dns_query::check(skb, flow, hook);
     }
     if verdict_cache::is_cached(skb, flow, hook) {
         return Ok(());

@@ -28,6 +28,7 @@ mod dns_message;
 mod dns_name;
 mod dns_pending;
 mod dns_query;
+mod dns_stream;
 mod egress_policy;
 mod flow;
 mod maps;

@@ -11,9 +11,9 @@ use openclaw_egress_common::{
     PendingQuery, PolicyConfig, RulePorts,
     dns::DnsStat,
     maps::{
-        ALLOW_MAX_ENTRIES, CIDR_MAX_ENTRIES, DNS_NAMES_MAX_ENTRIES, DROP_COUNTERS_LEN,
-        EVENTS_BYTES, FLOWS_MAX_ENTRIES, INTERNAL_RANGES_MAX_ENTRIES, NAME_BUDGETS_MAX_ENTRIES,
-        PENDING_QUERIES_MAX_ENTRIES, RESOLVERS_MAX_ENTRIES, RULES_MAX,
+        ALLOW_MAX_ENTRIES, CIDR_MAX_ENTRIES, DNS_NAMES_MAX_ENTRIES, DNS_STREAMS_MAX_ENTRIES,
+        DROP_COUNTERS_LEN, EVENTS_BYTES, FLOWS_MAX_ENTRIES, INTERNAL_RANGES_MAX_ENTRIES,
+        NAME_BUDGETS_MAX_ENTRIES, PENDING_QUERIES_MAX_ENTRIES, RESOLVERS_MAX_ENTRIES, RULES_MAX,
     },
 };
 
@@ -76,6 +76,12 @@ pub static SCRATCH: PerCpuArray<DnsScratch> = PerCpuArray::with_max_entries(1, 0
 /// The verdict cache of TC hooks, per 5-tuple (see `verdict_cache`).
 #[map]
 pub static FLOWS: LruHashMap<FlowKey, u8> = LruHashMap::with_max_entries(FLOWS_MAX_ENTRIES, 0);
+
+/// Where each DNS-over-TCP stream is (next sequence number), on TC hooks
+/// (see `dns_stream`).
+#[map]
+pub static DNS_STREAMS: LruHashMap<FlowKey, u32> =
+    LruHashMap::with_max_entries(DNS_STREAMS_MAX_ENTRIES, 0);
 
 /// The verdict cache of each socket of the workload.
 #[btf_map]

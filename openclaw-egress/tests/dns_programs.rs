@@ -10,6 +10,7 @@ use std::{net::IpAddr, time::Duration};
 use common::*;
 use openclaw_egress::{
     clock,
+    datapath::Hooks,
     datapath::frames::{
         self,
         dns::{self, Record, TYPE_A, TYPE_AAAA},
@@ -122,40 +123,91 @@ fn queries_for_allowed_names_pass_and_others_are_denied() {
 
 #[test]
 fn queries_over_tcp_are_checked_message_by_message() {
-    let loaded = loaded(Mode::Enforce);
+    let loaded = load_with(
+        &dns_policy(Mode::Enforce),
+        Hooks::INTERFACES,
+        clock::monotonic_ns_after(Duration::from_secs(600)),
+    );
     let allowed = dns::tcp_framed(&dns::query(1, "api.github.com", TYPE_A));
     let allowed_aaaa = dns::tcp_framed(&dns::query(2, "api.github.com", TYPE_AAAA));
     let denied = dns::tcp_framed(&dns::query(3, "leak.attacker.example", TYPE_A));
-    let segment = |payload: &[u8]| frames::tcp_data(AGENT, 4000, RESOLVER, 53, payload);
 
-    assert_eq!(loaded.run(&segment(&allowed)), PASS);
+    assert_eq!(loaded.tcp_dns_tc(4000, &allowed), TC_NEXT);
     // A and AAAA queries written together: both checked.
     assert_eq!(
-        loaded.run(&segment(&[allowed.clone(), allowed_aaaa].concat())),
-        PASS
+        loaded.tcp_dns_tc(4001, &[allowed.clone(), allowed_aaaa].concat()),
+        TC_NEXT
     );
-    assert_eq!(loaded.run(&segment(&denied)), DROP);
+    assert_eq!(loaded.tcp_dns_tc(4002, &denied), TC_SHOT);
     // An allowed query cannot carry a denied one behind it.
     assert_eq!(
-        loaded.run(&segment(&[allowed.clone(), denied].concat())),
-        DROP
+        loaded.tcp_dns_tc(4003, &[allowed.clone(), denied].concat()),
+        TC_SHOT
     );
     assert_eq!(loaded.dropped(DropReason::DnsDenied), 2);
     // A message cut in two cannot be checked: refused.
-    assert_eq!(loaded.run(&segment(&allowed[..allowed.len() - 3])), DROP);
+    assert_eq!(
+        loaded.tcp_dns_tc(4004, &allowed[..allowed.len() - 3]),
+        TC_SHOT
+    );
     // Three messages in one segment: more than we check, refused.
     assert_eq!(
-        loaded.run(&segment(
-            &[allowed.clone(), allowed.clone(), allowed].concat()
-        )),
-        DROP
+        loaded.tcp_dns_tc(
+            4005,
+            &[allowed.clone(), allowed.clone(), allowed.clone()].concat()
+        ),
+        TC_SHOT
     );
     assert_eq!(loaded.dropped(DropReason::DnsMalformed), 2);
-    // The handshake carries no query.
-    assert_eq!(
-        loaded.run(&frames::tcp_syn(AGENT, 4000, RESOLVER, 53)),
-        PASS
-    );
+
+    // On a cgroup hook a segment to port 53 must come from a kernel TCP
+    // socket: BPF_PROG_TEST_RUN's dummy socket is not one, like a raw
+    // socket crafting its own segments.
+    let cgroup = loaded_with_hooks(Hooks::CGROUP);
+    let segment = frames::tcp_data(AGENT, 4006, RESOLVER, 53, &allowed);
+    assert_eq!(cgroup.run(&segment), DROP);
+    assert_eq!(cgroup.dropped(DropReason::DnsMalformed), 1);
+}
+
+fn loaded_with_hooks(hooks: Hooks) -> Loaded {
+    load_with(
+        &dns_policy(Mode::Enforce),
+        hooks,
+        clock::monotonic_ns_after(Duration::from_secs(600)),
+    )
+}
+
+#[test]
+fn tcp_dns_segments_must_follow_their_stream() {
+    let loaded = loaded_with_hooks(Hooks::INTERFACES);
+    let query = |id| dns::tcp_framed(&dns::query(id, "api.github.com", TYPE_A));
+    let at = |port, seq: u32, payload: &[u8]| {
+        loaded.run_tc(&frames::tcp_data_at(
+            AGENT, port, RESOLVER, 53, seq, payload,
+        ))
+    };
+    let first = query(1);
+    let len = first.len() as u32;
+    assert_eq!(loaded.tcp_dns_tc(5000, &first), TC_NEXT);
+    // The next message right after the first: fine.
+    assert_eq!(at(5000, 1 + len, &query(2)), TC_NEXT);
+    // A retransmission of the first (entirely below the stream's
+    // position): checked, and fine.
+    assert_eq!(at(5000, 1, &first), TC_NEXT);
+    // A segment that overlaps what was sent and runs past it: the
+    // resolver would keep the old bytes and take only the new tail.
+    assert_eq!(at(5000, 1 + len + 5, &query(3)), TC_SHOT);
+    // A gap: the resolver would wait and stitch later bytes in front.
+    assert_eq!(at(5000, 1 + 3 * len, &query(4)), TC_SHOT);
+    // Data on a connection whose handshake was not seen.
+    assert_eq!(at(5001, 1, &first), TC_SHOT);
+    // A SYN carrying data (TCP Fast Open) is refused.
+    let mut syn_with_data = frames::tcp_data_at(AGENT, 5002, RESOLVER, 53, 0, &first);
+    syn_with_data[14 + 20 + 13] = 0x02;
+    assert_eq!(loaded.run_tc(&syn_with_data), TC_SHOT);
+    assert_eq!(loaded.dropped(DropReason::DnsMalformed), 4);
+    // The stream goes on where it is.
+    assert_eq!(at(5000, 1 + 2 * len, &query(5)), TC_NEXT);
 }
 
 #[test]

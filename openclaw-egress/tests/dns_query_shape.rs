@@ -11,9 +11,12 @@ use std::time::Duration;
 use common::*;
 use openclaw_egress::{
     clock,
-    datapath::frames::{
-        self,
-        dns::{self, TYPE_A},
+    datapath::{
+        Hooks,
+        frames::{
+            self,
+            dns::{self, TYPE_A},
+        },
     },
     policy::Mode,
 };
@@ -202,13 +205,19 @@ fn udp_gso_sends_to_port_53_are_refused() {
 
 #[test]
 fn tcp_messages_are_checked_whole_with_nothing_trailing() {
-    let loaded = loaded();
-    let segment = |payload: &[u8]| frames::tcp_data(AGENT, 4000, RESOLVER, 53, payload);
+    // On the TC program, which follows each TCP stream (the cgroup one
+    // refuses BPF_PROG_TEST_RUN's dummy socket as not a TCP socket).
+    let policy = policy_with(Mode::Enforce, vec![fqdn("api.github.com", vec![tcp(443)])]);
+    let loaded = load_with(
+        &policy,
+        Hooks::INTERFACES,
+        clock::monotonic_ns_after(Duration::from_secs(600)),
+    );
     let trailing = dns::tcp_framed(&[query(), b"exfil".to_vec()].concat());
-    assert_eq!(loaded.run(&segment(&trailing)), DROP);
+    assert_eq!(loaded.tcp_dns_tc(4000, &trailing), TC_SHOT);
     let big_opt = dns::tcp_framed(&with_opt(0, &option(COOKIE, &[0x41; 200])));
-    assert_eq!(loaded.run(&segment(&big_opt)), DROP);
+    assert_eq!(loaded.tcp_dns_tc(4001, &big_opt), TC_SHOT);
     assert_eq!(loaded.dropped(DropReason::DnsMalformed), 2);
     let cookie = dns::tcp_framed(&with_opt(DO_BIT, &option(COOKIE, &[1; 8])));
-    assert_eq!(loaded.run(&segment(&cookie)), PASS);
+    assert_eq!(loaded.tcp_dns_tc(4002, &cookie), TC_NEXT);
 }

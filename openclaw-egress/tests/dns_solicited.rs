@@ -11,9 +11,12 @@ use std::{net::IpAddr, time::Duration};
 use common::*;
 use openclaw_egress::{
     clock,
-    datapath::frames::{
-        self,
-        dns::{self, Record, TYPE_A, TYPE_AAAA},
+    datapath::{
+        Hooks,
+        frames::{
+            self,
+            dns::{self, Record, TYPE_A, TYPE_AAAA},
+        },
     },
     policy::{Mode, Policy, WildcardDepth},
 };
@@ -124,12 +127,15 @@ fn an_answer_must_match_its_query_exactly() {
     assert!(!learned(&loaded, "198.51.100.8"), "a second answer teaches");
     assert_eq!(loaded.dns_stat(DnsStat::AnswersUnsolicited), 6);
 
-    // Over TCP, the answer to a TCP query teaches.
-    let query = dns::tcp_framed(&dns::query(9, "api.github.com", TYPE_A));
-    assert_eq!(
-        loaded.run(&frames::tcp_data(AGENT, 40002, RESOLVER, 53, &query)),
-        PASS
+    // Over TCP (on the TC programs, which follow TCP streams), the answer to
+    // a TCP query teaches.
+    let tc = load_with(
+        &names_policy(),
+        Hooks::INTERFACES,
+        clock::monotonic_ns_after(Duration::from_secs(600)),
     );
+    let query = dns::tcp_framed(&dns::query(9, "api.github.com", TYPE_A));
+    assert_eq!(tc.tcp_dns_tc(40002, &query), TC_NEXT);
     segment = frames::tcp_data(
         RESOLVER,
         53,
@@ -142,8 +148,8 @@ fn an_answer_must_match_its_query_exactly() {
             &[a("198.51.100.9")],
         )),
     );
-    assert_eq!(loaded.run_ingress(&segment), PASS);
-    assert!(learned(&loaded, "198.51.100.9"));
+    assert_eq!(tc.run_tc_to_workload(&segment), TC_NEXT);
+    assert!(learned(&tc, "198.51.100.9"));
 }
 
 #[test]

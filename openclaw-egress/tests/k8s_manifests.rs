@@ -314,7 +314,11 @@ fn k8s_manifests_daemon_has_exactly_the_justified_capabilities() {
         .as_ref()
         .unwrap();
     // Pods' pids must be visible to find their veth (pod_network.rs).
-    assert_eq!(pod.host_pid, Some(true), "hostPID is needed for the veth layer");
+    assert_eq!(
+        pod.host_pid,
+        Some(true),
+        "hostPID is needed for the veth layer"
+    );
     assert_ne!(pod.host_ipc, Some(true));
     assert_eq!(pod.host_network, Some(true));
     assert!(

@@ -159,9 +159,23 @@ pub mod dns {
     }
 }
 
-/// A TCP segment (ACK+PSH) carrying `payload`.
+/// A TCP segment (ACK+PSH) carrying `payload`, the first after a
+/// [`tcp_syn`] (whose sequence number is 0).
 pub fn tcp_data(src: IpAddr, src_port: u16, dst: IpAddr, dst_port: u16, payload: &[u8]) -> Vec<u8> {
+    tcp_data_at(src, src_port, dst, dst_port, 1, payload)
+}
+
+/// A TCP segment (ACK+PSH) carrying `payload` at sequence number `seq`.
+pub fn tcp_data_at(
+    src: IpAddr,
+    src_port: u16,
+    dst: IpAddr,
+    dst_port: u16,
+    seq: u32,
+    payload: &[u8],
+) -> Vec<u8> {
     let mut tcp = vec![0u8; 20];
+    tcp[4..8].copy_from_slice(&seq.to_be_bytes());
     tcp[0..2].copy_from_slice(&src_port.to_be_bytes());
     tcp[2..4].copy_from_slice(&dst_port.to_be_bytes());
     tcp[12] = 5 << 4;

@@ -154,6 +154,28 @@ impl Loaded {
             .return_value
     }
 
+    /// Runs the TC program on the way to the workload (DNS learning).
+    pub fn run_tc_to_workload(&self, frame: &[u8]) -> u32 {
+        self.datapath
+            .test_run_tc_to_workload(frame)
+            .unwrap()
+            .return_value
+    }
+
+    /// Sends `payload` over a fresh TCP connection from the agent's port
+    /// `port` to the resolver's port 53 through the TC program: the SYN
+    /// (sequence number 0), then one data segment right after it. Returns
+    /// the data segment's verdict. (TCP DNS is checked on TC hooks, where
+    /// each stream's position is followed; the cgroup hook's test runs have
+    /// a dummy socket, which is not a TCP socket, so it refuses them.)
+    pub fn tcp_dns_tc(&self, port: u16, payload: &[u8]) -> u32 {
+        assert_eq!(
+            self.run_tc(&frames::tcp_syn(AGENT, port, RESOLVER, 53)),
+            TC_NEXT
+        );
+        self.run_tc(&frames::tcp_data(AGENT, port, RESOLVER, 53, payload))
+    }
+
     /// Sets rule 0's addresses (TRUSTED, TRUSTED6) to expire at `expires_at_ns`.
     pub fn set_rule0_expiry(&mut self, policy: &Policy, expires_at_ns: u64) {
         self.datapath
