@@ -85,12 +85,14 @@ mod tests {
             dns: DnsConfig::with_resolvers(vec![]),
             egress: cidr
                 .into_iter()
-                .map(|cidr| EgressRule {
-                    target: Target::Cidr(cidr),
-                    ports: vec![PortSpec {
-                        port: 5432,
-                        protocol: Protocol::Tcp,
-                    }],
+                .map(|cidr| {
+                    EgressRule::new(
+                        Target::Cidr(cidr),
+                        vec![PortSpec {
+                            port: 5432,
+                            protocol: Protocol::Tcp,
+                        }],
+                    )
                 })
                 .collect(),
         }

@@ -418,13 +418,13 @@ fn policy() -> Policy {
         mode: Mode::Enforce,
         selector: Selector::default(),
         dns: DnsConfig::with_resolvers(vec![IpAddr::V4(Ipv4Addr::new(10, 77, 0, 1))]),
-        egress: vec![EgressRule {
-            target: Target::Fqdn(Fqdn("api.bench.test".into())),
-            ports: vec![PortSpec {
+        egress: vec![EgressRule::new(
+            Target::Fqdn(Fqdn("api.bench.test".into())),
+            vec![PortSpec {
                 port: PORT,
                 protocol: Protocol::Tcp,
             }],
-        }],
+        )],
     }
 }
 

@@ -3,6 +3,7 @@
 use super::{
     cidr,
     error::Issue,
+    inspection,
     model::{EgressRule, Target},
     names,
     path::FieldPath,
@@ -58,7 +59,7 @@ fn rule(raw: RawRule, path: &FieldPath) -> Result<EgressRule, Issue> {
             ),
         ));
     }
-    let ports = raw
+    let ports: Vec<_> = raw
         .ports
         .iter()
         .enumerate()
@@ -66,7 +67,12 @@ fn rule(raw: RawRule, path: &FieldPath) -> Result<EgressRule, Issue> {
             ports::port_spec(port).map_err(|message| Issue::at_value(ports_path.index(i), message))
         })
         .collect::<Result<_, _>>()?;
-    Ok(EgressRule { target, ports })
+    let inspection = inspection::inspection(&raw, &target, &ports, path)?;
+    Ok(EgressRule {
+        target,
+        ports,
+        inspection,
+    })
 }
 
 /// The key a rule's target was written under, for pointing at it.

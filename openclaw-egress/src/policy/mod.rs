@@ -13,6 +13,7 @@ mod dns;
 mod document;
 mod egress;
 mod error;
+mod inspection;
 mod labels;
 mod locate;
 pub mod model;

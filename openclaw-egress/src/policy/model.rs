@@ -68,6 +68,90 @@ pub struct EgressRule {
     pub target: Target,
     /// Never empty.
     pub ports: Vec<PortSpec>,
+    /// What the first bytes of a connection the rule admits must say.
+    pub inspection: Inspection,
+}
+
+/// A rule's checks of the names inside its connections: the server name of
+/// a TLS ClientHello on `tls_ports`, the `Host` of an HTTP request on
+/// `http_ports`. Every port listed is one the rule allows over TCP, and no
+/// port is in both lists.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Inspection {
+    pub tls_ports: Vec<u16>,
+    pub http_ports: Vec<u16>,
+    /// Whether a ClientHello may carry Encrypted Client Hello (whose outer
+    /// server name, the provider's front end, is what is checked).
+    pub ech: Ech,
+    /// Whether the rule's TLS ports may be reached over UDP (QUIC), whose
+    /// Initial is encrypted: checked by address only.
+    pub quic: bool,
+}
+
+impl EgressRule {
+    /// A rule with the checks a policy file gets when it sets none of `tls`,
+    /// `http`, `ech` and `quic`.
+    pub fn new(target: Target, ports: Vec<PortSpec>) -> Self {
+        let inspection = Inspection::defaults(&target, &ports);
+        Self {
+            target,
+            ports,
+            inspection,
+        }
+    }
+}
+
+impl Inspection {
+    /// The TLS port of a name rule unless it says otherwise.
+    pub const DEFAULT_TLS_PORT: u16 = 443;
+    /// The HTTP port of a name rule unless it says otherwise.
+    pub const DEFAULT_HTTP_PORT: u16 = 80;
+
+    /// The defaults: a name rule checks TLS on 443 and HTTP on 80 if it
+    /// allows them over TCP; a `cidr` rule checks nothing.
+    pub fn defaults(target: &Target, ports: &[PortSpec]) -> Self {
+        let on = |port: u16| {
+            let listed = ports.iter().any(|spec| {
+                spec.port == port && matches!(spec.protocol, Protocol::Tcp | Protocol::Any)
+            });
+            if listed && !matches!(target, Target::Cidr(_)) {
+                vec![port]
+            } else {
+                Vec::new()
+            }
+        };
+        Self {
+            tls_ports: on(Self::DEFAULT_TLS_PORT),
+            http_ports: on(Self::DEFAULT_HTTP_PORT),
+            ech: Ech::Allow,
+            quic: false,
+        }
+    }
+
+    /// What is checked on TCP port `port`.
+    pub fn on_port(&self, port: u16) -> Option<Inspect> {
+        if self.tls_ports.contains(&port) {
+            Some(Inspect::Tls)
+        } else if self.http_ports.contains(&port) {
+            Some(Inspect::Http)
+        } else {
+            None
+        }
+    }
+}
+
+/// The check made on a connection's first bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Inspect {
+    Tls,
+    Http,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Ech {
+    #[default]
+    Allow,
+    Deny,
 }
 
 /// What a rule allows traffic to: exactly one of `fqdn`, `fqdnPattern`, `cidr`.

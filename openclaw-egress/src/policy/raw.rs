@@ -75,7 +75,9 @@ pub(super) struct RawDns {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-#[serde(expecting = "a rule mapping with one of fqdn, fqdnPattern or cidr, and ports")]
+#[serde(
+    expecting = "a rule mapping with one of fqdn, fqdnPattern or cidr, ports, and optionally tls, http, ech and quic"
+)]
 pub(super) struct RawRule {
     #[serde(default, deserialize_with = "present")]
     pub fqdn: Option<String>,
@@ -84,6 +86,21 @@ pub(super) struct RawRule {
     #[serde(default, deserialize_with = "present")]
     pub cidr: Option<String>,
     pub ports: Vec<RawPort>,
+    /// Ports whose connections must start with a TLS ClientHello naming an
+    /// allowed server (see `inspection`).
+    #[serde(default, deserialize_with = "present")]
+    pub tls: Option<Vec<i64>>,
+    /// Ports whose connections must start with an HTTP request for an
+    /// allowed `Host`.
+    #[serde(default, deserialize_with = "present")]
+    pub http: Option<Vec<i64>>,
+    /// `allow` or `deny` Encrypted Client Hello on the rule's TLS ports.
+    #[serde(default, deserialize_with = "present")]
+    pub ech: Option<String>,
+    /// `allow` lets the rule's TLS ports be reached over UDP (QUIC), by
+    /// address only.
+    #[serde(default, deserialize_with = "present")]
+    pub quic: Option<String>,
 }
 
 /// An entry of `ports` as written: `443` or `"443/tcp"`.

@@ -47,30 +47,27 @@ pub fn tcp(port: u16) -> PortSpec {
 }
 
 pub fn fqdn(name: &str, ports: Vec<PortSpec>) -> EgressRule {
-    EgressRule {
-        target: Target::Fqdn(Fqdn(name.into())),
-        ports,
-    }
+    EgressRule::new(Target::Fqdn(Fqdn(name.into())), ports)
 }
 
 pub fn pattern(depth: WildcardDepth, suffix: &str, ports: Vec<PortSpec>) -> EgressRule {
-    EgressRule {
-        target: Target::Pattern(FqdnPattern {
+    EgressRule::new(
+        Target::Pattern(FqdnPattern {
             depth,
             suffix: suffix.into(),
         }),
         ports,
-    }
+    )
 }
 
 pub fn cidr(net: &str, prefix_len: u8, ports: Vec<PortSpec>) -> EgressRule {
-    EgressRule {
-        target: Target::Cidr(Cidr {
+    EgressRule::new(
+        Target::Cidr(Cidr {
             addr: net.parse().unwrap(),
             prefix_len,
         }),
         ports,
-    }
+    )
 }
 
 pub fn policy_with(mode: Mode, egress: Vec<EgressRule>) -> Policy {

@@ -28,20 +28,17 @@ fn policy(egress: Vec<EgressRule>) -> Policy {
 }
 
 fn fqdn(name: &str, ports: Vec<PortSpec>) -> EgressRule {
-    EgressRule {
-        target: Target::Fqdn(Fqdn(name.into())),
-        ports,
-    }
+    EgressRule::new(Target::Fqdn(Fqdn(name.into())), ports)
 }
 
 fn pattern(depth: WildcardDepth, suffix: &str, ports: Vec<PortSpec>) -> EgressRule {
-    EgressRule {
-        target: Target::Pattern(FqdnPattern {
+    EgressRule::new(
+        Target::Pattern(FqdnPattern {
             depth,
             suffix: suffix.into(),
         }),
         ports,
-    }
+    )
 }
 
 fn ports_of(entries: &StaticEntries, rule: u32) -> Vec<(u8, u16)> {
@@ -94,20 +91,20 @@ fn config_and_resolvers() {
 fn cidr_rule_becomes_one_prefix_per_protocol_and_port() {
     let entries = static_entries(&policy(vec![
         fqdn("api.trusted.test", vec![port(443, Protocol::Tcp)]),
-        EgressRule {
-            target: Target::Cidr(Cidr {
+        EgressRule::new(
+            Target::Cidr(Cidr {
                 addr: IpAddr::V4(Ipv4Addr::new(10, 0, 1, 0)),
                 prefix_len: 24,
             }),
-            ports: vec![port(5432, Protocol::Tcp), port(8125, Protocol::Any)],
-        },
-        EgressRule {
-            target: Target::Cidr(Cidr {
+            vec![port(5432, Protocol::Tcp), port(8125, Protocol::Any)],
+        ),
+        EgressRule::new(
+            Target::Cidr(Cidr {
                 addr: "2001:db8:5::".parse().unwrap(),
                 prefix_len: 48,
             }),
-            ports: vec![port(443, Protocol::Udp)],
-        },
+            vec![port(443, Protocol::Udp)],
+        ),
     ]))
     .unwrap();
     let v4 = ipv4_mapped([10, 0, 1, 0]);

@@ -48,24 +48,24 @@ fn policy_demo_example_has_what_the_demo_relies_on() {
     assert_eq!(
         policy.egress,
         vec![
-            EgressRule {
-                target: Target::Fqdn(Fqdn("api.trusted.test".into())),
-                ports: vec![tcp(443), tcp(80)]
-            },
-            EgressRule {
-                target: Target::Pattern(FqdnPattern {
+            EgressRule::new(
+                Target::Fqdn(Fqdn("api.trusted.test".into())),
+                vec![tcp(443), tcp(80)]
+            ),
+            EgressRule::new(
+                Target::Pattern(FqdnPattern {
                     depth: WildcardDepth::OneLabel,
                     suffix: "pkg.test".into()
                 }),
-                ports: vec![tcp(443)],
-            },
-            EgressRule {
-                target: Target::Cidr(Cidr {
+                vec![tcp(443)]
+            ),
+            EgressRule::new(
+                Target::Cidr(Cidr {
                     addr: ip("203.0.113.128"),
                     prefix_len: 25
                 }),
-                ports: vec![tcp(8443)],
-            },
+                vec![tcp(8443)]
+            ),
         ]
     );
     let audit = load_file(&examples_dir().join("audit.yaml")).unwrap();

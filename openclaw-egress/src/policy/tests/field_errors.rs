@@ -268,8 +268,8 @@ mod rules {
             "the rule has no target",
         );
         let two = with(
-            "      ports: [443]\n",
-            "      cidr: 10.0.0.0/8\n      ports: [443]\n",
+            "      ports: [8443]\n",
+            "      cidr: 10.0.0.0/8\n      ports: [8443]\n",
         );
         assert_rejected(
             &two,

@@ -3,6 +3,7 @@
 
 mod examples;
 mod field_errors;
+mod inspection;
 mod matching;
 mod yaml_errors;
 
@@ -33,7 +34,7 @@ spec:
     - fqdn: api.example.com
       ports: [443/tcp]
     - fqdnPattern: \"*.pkg.example.com\"
-      ports: [443]
+      ports: [8443]
     - cidr: 10.0.1.0/24
       ports: [5432/tcp]
 ";
@@ -101,6 +102,8 @@ spec:
       ports: [443/tcp, 80/TCP]
     - fqdnPattern: \"**.GitHub.com\"
       ports: [443, 8443/udp]
+      quic: allow
+      ech: deny
     - cidr: fd00:10::/32
       ports: [\"5432\"]
 ";
@@ -122,9 +125,9 @@ spec:
             max_ips_per_pattern: DnsConfig::DEFAULT_MAX_IPS_PER_PATTERN,
         },
         egress: vec![
-            EgressRule {
-                target: Target::Fqdn(Fqdn("api.trusted.com".into())),
-                ports: vec![
+            EgressRule::new(
+                Target::Fqdn(Fqdn("api.trusted.com".into())),
+                vec![
                     PortSpec {
                         port: 443,
                         protocol: Protocol::Tcp,
@@ -134,7 +137,7 @@ spec:
                         protocol: Protocol::Tcp,
                     },
                 ],
-            },
+            ),
             EgressRule {
                 target: Target::Pattern(FqdnPattern {
                     depth: WildcardDepth::AnyDepth,
@@ -150,17 +153,23 @@ spec:
                         protocol: Protocol::Udp,
                     },
                 ],
+                inspection: Inspection {
+                    tls_ports: vec![443],
+                    http_ports: vec![],
+                    ech: Ech::Deny,
+                    quic: true,
+                },
             },
-            EgressRule {
-                target: Target::Cidr(Cidr {
+            EgressRule::new(
+                Target::Cidr(Cidr {
                     addr: ip("fd00:10::"),
                     prefix_len: 32,
                 }),
-                ports: vec![PortSpec {
+                vec![PortSpec {
                     port: 5432,
                     protocol: Protocol::Any,
                 }],
-            },
+            ),
         ],
     };
     assert_eq!(parse_str("full.yaml", yaml), Ok(expected));

@@ -93,7 +93,7 @@ mod shape {
     #[test]
     fn policy_unknown_field_names_it_and_lists_the_expected_ones() {
         let error = assert_rejected(
-            &with("      ports: [443]\n", "      prots: [443]\n"),
+            &with("      ports: [8443]\n", "      prots: [8443]\n"),
             Some(15),
             Some("spec.egress[1].prots"),
             "unknown field `prots`, expected one of `fqdn`, `fqdnPattern`, `cidr`, `ports`",
@@ -164,7 +164,7 @@ mod shape {
             "the number 99999999999999999999 is too large",
         );
         assert_rejected(
-            &with("[443]", "[44.3]"),
+            &with("[8443]", "[84.43]"),
             Some(15),
             Some("spec.egress[1].ports[0]"),
             "expected a port such as 443",
