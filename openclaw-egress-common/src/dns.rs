@@ -48,7 +48,8 @@ pub struct PortProto {
     /// Host byte order.
     pub port: u16,
     pub proto: u8,
-    pub _pad: u8,
+    /// What a connection to this port must start with: `inspect` bits.
+    pub inspect: u8,
 }
 
 /// Value of the `RULE_PORTS` array (index = rule id): the ports a DNS-learned

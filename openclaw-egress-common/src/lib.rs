@@ -18,7 +18,7 @@ pub use dns::{
     DnsName, DnsNameRules, DnsStat, NameBudget, PendingQuery, PortProto, RuleKind, RulePorts,
 };
 pub use event::{DNS_NAME_MAX, Direction, DropEvent, Stage, Verdict};
-pub use maps::{AllowKey, AllowValue, CidrKey, CidrValue, FlowKey};
+pub use maps::{AllowKey, AllowValue, CidrKey, CidrValue, FlowKey, inspect};
 pub use reason::DropReason;
 
 /// IP protocol numbers the datapath understands.

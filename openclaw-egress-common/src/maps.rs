@@ -48,6 +48,9 @@ pub const FLOWS_MAX_ENTRIES: u32 = 65_536;
 /// DNS-over-TCP connections of one workload followed at once on a TC hook
 /// (an LRU: a connection evicted mid-stream is refused, failing closed).
 pub const DNS_STREAMS_MAX_ENTRIES: u32 = 1024;
+/// TCP connections of one workload whose first bytes are being inspected at
+/// once on a TC hook (an LRU: one evicted mid-handshake is refused).
+pub const INSPECT_FLOWS_MAX_ENTRIES: u32 = 1024;
 /// Queries of one workload awaiting an answer at once (an LRU: the oldest
 /// make room, and their late answers then teach nothing).
 pub const PENDING_QUERIES_MAX_ENTRIES: u32 = 1024;
@@ -100,8 +103,12 @@ pub struct AllowValue {
     pub expires_at_ns: u64,
     /// Index of the policy rule that allowed this destination.
     pub rule: u32,
-    pub _pad: u32,
+    /// What a connection to it must start with: `inspect` bits.
+    pub inspect: u8,
+    pub _pad: [u8; 3],
 }
+
+const _: () = assert!(core::mem::size_of::<AllowValue>() == 16);
 
 /// Data part of an `CIDR` LPM trie key: protocol and port come first so that
 /// one lookup with the full-length key finds the longest prefix *for that
@@ -139,6 +146,22 @@ impl CidrKey {
 pub struct CidrValue {
     /// Index of the policy rule that allowed this prefix.
     pub rule: u32,
+    /// What a connection to it must start with: `inspect` bits.
+    pub inspect: u8,
+    pub _pad: [u8; 3],
+}
+
+const _: () = assert!(core::mem::size_of::<CidrValue>() == 8);
+
+/// Bits of `inspect` fields: what the first bytes a connection sends must
+/// say before it is allowed for good.
+pub mod inspect {
+    /// A TLS ClientHello whose server name the policy allows on the port.
+    pub const TLS: u8 = 1;
+    /// An HTTP request whose `Host` the policy allows on the port.
+    pub const HTTP: u8 = 2;
+    /// With [`TLS`]: a ClientHello carrying Encrypted Client Hello is refused.
+    pub const ECH_DENY: u8 = 4;
 }
 
 /// Index into `DROP_COUNTERS`: one counter per (verdict, direction, reason).
@@ -161,9 +184,9 @@ mod tests {
     #[test]
     fn keys_have_no_hidden_padding() {
         assert_eq!(core::mem::size_of::<AllowKey>(), 16 + 2 + 1 + 1);
-        assert_eq!(core::mem::size_of::<AllowValue>(), 8 + 4 + 4);
+        assert_eq!(core::mem::size_of::<AllowValue>(), 8 + 4 + 1 + 3);
         assert_eq!(core::mem::size_of::<CidrKey>(), 1 + 1 + 2 + 16);
-        assert_eq!(core::mem::size_of::<CidrValue>(), 4);
+        assert_eq!(core::mem::size_of::<CidrValue>(), 4 + 1 + 3);
         assert_eq!(core::mem::size_of::<FlowKey>(), 16 + 16 + 2 + 2 + 1 + 3);
     }
 }

@@ -24,10 +24,22 @@ pub enum DropReason {
     /// IPv4 options or an IPv6 routing header: source routing could send the
     /// packet past the destination in its header, and options carry data.
     IpOptions = 9,
+    /// A TLS ClientHello naming a server the policy does not allow on the port.
+    SniDenied = 10,
+    /// A TLS ClientHello without a server name, on a port that checks it.
+    SniMissing = 11,
+    /// Bytes that are not a TLS ClientHello, on a port that expects one (or
+    /// one too big, split too finely, or out of order to be checked).
+    TlsMalformed = 12,
+    /// An HTTP request whose `Host` the policy does not allow (or none, or
+    /// not an HTTP request), on a port that checks it.
+    HostDenied = 13,
+    /// A ClientHello with Encrypted Client Hello, which the rule refuses.
+    EchDenied = 14,
 }
 
 impl DropReason {
-    pub const COUNT: usize = 10;
+    pub const COUNT: usize = 15;
     pub const ALL: [DropReason; Self::COUNT] = [
         Self::NoRule,
         Self::Expired,
@@ -39,6 +51,11 @@ impl DropReason {
         Self::Malformed,
         Self::NotReady,
         Self::IpOptions,
+        Self::SniDenied,
+        Self::SniMissing,
+        Self::TlsMalformed,
+        Self::HostDenied,
+        Self::EchDenied,
     ];
 
     pub const fn from_u8(value: u8) -> Option<Self> {
@@ -47,6 +64,19 @@ impl DropReason {
         } else {
             None
         }
+    }
+
+    /// Whether the drop is about a name inside a connection (the event
+    /// then carries the server name, if one was read).
+    pub const fn is_about_server_name(self) -> bool {
+        matches!(
+            self,
+            Self::SniDenied
+                | Self::SniMissing
+                | Self::TlsMalformed
+                | Self::HostDenied
+                | Self::EchDenied
+        )
     }
 
     /// The `reason` label of metrics and events.
@@ -62,6 +92,11 @@ impl DropReason {
             Self::Malformed => "malformed",
             Self::NotReady => "not_ready",
             Self::IpOptions => "ip_options",
+            Self::SniDenied => "sni_denied",
+            Self::SniMissing => "sni_missing",
+            Self::TlsMalformed => "tls_malformed",
+            Self::HostDenied => "host_denied",
+            Self::EchDenied => "ech_denied",
         }
     }
 }

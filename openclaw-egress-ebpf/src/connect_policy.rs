@@ -8,15 +8,13 @@ use aya_ebpf::{
     bindings::{bpf_sock, bpf_sock_addr},
     programs::SockAddrContext,
 };
-use openclaw_egress_common::{
-    Addr, Direction, DropReason, Mode, Stage, Verdict, ipv4_mapped, proto,
-};
+use openclaw_egress_common::{Addr, DropReason, Mode, Stage, Verdict, ipv4_mapped, proto};
 
 use crate::{
     egress_policy::{self, DNS_PORT},
     flow::Flow,
     maps::{CONFIG, RESOLVERS},
-    report,
+    report::{self, Drop},
 };
 
 /// Return values of `cgroup_sock_addr` programs.
@@ -65,7 +63,9 @@ pub fn decide(ctx: &SockAddrContext, family: Family) -> i32 {
             None => Err(DropReason::DnsResolver),
         }
     } else {
-        egress_policy::check_destination(&dst, protocol, port)
+        // Whether the connection's first bytes will have to name an allowed
+        // server is the packet hooks' business.
+        egress_policy::check_destination(&dst, protocol, port).map(drop)
     };
     match verdict {
         Ok(()) => ALLOW,
@@ -118,14 +118,11 @@ fn refuse(ctx: &SockAddrContext, family: Family, reason: DropReason) -> i32 {
     };
     // SAFETY: a helper call on the context pointer the kernel handed us.
     let cgroup_id = unsafe { aya_ebpf::helpers::bpf_get_current_cgroup_id() };
-    report::drop(
-        Some(&flow),
-        reason,
-        Direction::Egress,
-        Verdict::Dropped,
-        Stage::Connect,
-        cgroup_id,
-    );
+    let what = Drop {
+        stage: Stage::Connect,
+        ..Drop::egress(reason, Verdict::Dropped)
+    };
+    report::drop(Some(&flow), what, cgroup_id);
     REFUSE
 }
 

@@ -329,7 +329,8 @@ fn allow_ports(addr: &Addr, rule: u32, ports: &RulePorts, expires_at_ns: u64) {
         let value = AllowValue {
             expires_at_ns,
             rule,
-            _pad: 0,
+            inspect: port.inspect,
+            _pad: [0; 3],
         };
         let _ = ALLOW.insert(&key, &value, 0);
     }

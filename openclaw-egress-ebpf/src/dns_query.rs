@@ -10,14 +10,16 @@
 //! UDP the datagram is that message and nothing more; over TCP every
 //! length-prefixed message in the segment is checked whole.
 
-use aya_ebpf::programs::sk_buff::SkBuff;
+use core::{ffi::c_void, ptr};
+
+use aya_ebpf::{bindings::__sk_buff, helpers::generated::bpf_loop, programs::sk_buff::SkBuff};
 use openclaw_egress_common::{DropReason, dns::DnsStat, proto};
 
 use crate::{
     dns_message::{self, MAX_MESSAGES_PER_SEGMENT},
     dns_name::{self, DnsScratch, load, store},
     dns_pending, dns_stream,
-    egress_policy::Hook,
+    egress_policy::{Decision, Hook},
     flow::Flow,
     maps::count_dns,
 };
@@ -36,9 +38,52 @@ const MAX_OPTIONS: usize = MAX_OPT_RDATA / 4;
 /// but DO (DNSSEC OK); the other 15 flag bits must be zero (RFC 6891).
 const OPT_TTL_DO: u32 = 0x0000_8000;
 
+/// [`check`], as a one-iteration `bpf_loop` callback: verified once, in a
+/// stack frame of its own.
+#[inline(always)]
+pub fn check_once(skb: &SkBuff, flow: &Flow, hook: Hook) -> Decision {
+    let mut call = Packet {
+        skb: skb.skb,
+        flow: ptr::from_ref(flow),
+        hook: hook as u8,
+        decision: Decision::Drop(DropReason::DnsMalformed).encode(),
+    };
+    // SAFETY: `check_packet` has the callback signature bpf_loop expects,
+    // and the context is this stack frame's, alive for the call.
+    unsafe {
+        bpf_loop(
+            1,
+            check_packet as *const () as *mut c_void,
+            ptr::from_mut(&mut call).cast(),
+            0,
+        )
+    };
+    Decision::decode(call.decision)
+}
+
+#[repr(C)]
+struct Packet {
+    skb: *mut __sk_buff,
+    flow: *const Flow,
+    hook: u8,
+    decision: u32,
+}
+
+#[inline(never)]
+extern "C" fn check_packet(_index: u64, context: *mut c_void) -> i64 {
+    // SAFETY: bpf_loop passes back the context pointer it was given.
+    let call = unsafe { &mut *context.cast::<Packet>() };
+    let skb = SkBuff::new(call.skb);
+    // SAFETY: the flow the caller lent for the call.
+    let flow = unsafe { &*call.flow };
+    let decision: Decision = check(&skb, flow, Hook::from_u8(call.hook)).into();
+    call.decision = decision.encode();
+    1
+}
+
 /// `Ok` when the packet's queries are plain questions for allowed names.
 #[inline(always)]
-pub fn check(skb: &SkBuff, flow: &Flow, hook: Hook) -> Result<(), DropReason> {
+fn check(skb: &SkBuff, flow: &Flow, hook: Hook) -> Result<(), DropReason> {
     let start = dns_message::payload_offset(skb, flow).ok_or(DropReason::DnsMalformed)?;
     let end = skb.len() as usize;
     // The buffer is exactly the IP packet: no bytes hidden after it, none
@@ -104,11 +149,67 @@ fn is_gso(skb: &SkBuff) -> bool {
     unsafe { (*skb.skb).gso_size != 0 }
 }
 
+/// What the one-iteration `bpf_loop` around [`check_one`] works on.
+#[repr(C)]
+struct Message {
+    skb: *mut __sk_buff,
+    flow: *const Flow,
+    offset: u32,
+    end: u32,
+    /// 0 when the message passed, else its `DropReason` plus one.
+    refused: u32,
+}
+
+/// Checks the query spanning `offset..end` (see [`check_one`]). The check
+/// reads the name a few times over (see `dns_name`); run as a one-iteration
+/// `bpf_loop` callback, it is verified once, not once per message of a TCP
+/// segment and per way of getting here.
+#[inline(always)]
+fn check_message(skb: &SkBuff, flow: &Flow, offset: usize, end: usize) -> Result<(), DropReason> {
+    let mut message = Message {
+        skb: skb.skb,
+        flow: ptr::from_ref(flow),
+        offset: offset as u32,
+        end: end as u32,
+        refused: DropReason::DnsMalformed as u32 + 1,
+    };
+    // SAFETY: `check_callback` has the callback signature bpf_loop expects,
+    // and the context is this stack frame's, alive for the call.
+    unsafe {
+        bpf_loop(
+            1,
+            check_callback as *const () as *mut c_void,
+            ptr::from_mut(&mut message).cast(),
+            0,
+        )
+    };
+    match message.refused {
+        0 => Ok(()),
+        refused => {
+            Err(DropReason::from_u8((refused - 1) as u8).unwrap_or(DropReason::DnsMalformed))
+        }
+    }
+}
+
+#[inline(never)]
+extern "C" fn check_callback(_index: u64, context: *mut c_void) -> i64 {
+    // SAFETY: bpf_loop passes back the context pointer it was given.
+    let message = unsafe { &mut *context.cast::<Message>() };
+    let skb = SkBuff::new(message.skb);
+    // SAFETY: the flow the caller lent for the call.
+    let flow = unsafe { &*message.flow };
+    message.refused = match check_one(&skb, flow, message.offset as usize, message.end as usize) {
+        Ok(()) => 0,
+        Err(reason) => reason as u32 + 1,
+    };
+    1
+}
+
 /// One query spanning `offset..end`: one question for an allowed name, at
 /// most an OPT record after it, nothing else. An allowed query is remembered
 /// as outstanding, so that its answer may teach addresses.
 #[inline(always)]
-fn check_message(skb: &SkBuff, flow: &Flow, offset: usize, end: usize) -> Result<(), DropReason> {
+fn check_one(skb: &SkBuff, flow: &Flow, offset: usize, end: usize) -> Result<(), DropReason> {
     let header = dns_message::header(skb, offset).ok_or(DropReason::DnsMalformed)?;
     // Only standard queries: no responses, updates or notifies going out, no
     // records but one EDNS OPT.

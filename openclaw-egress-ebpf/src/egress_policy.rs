@@ -5,30 +5,39 @@ use aya_ebpf::{
     maps::lpm_trie::Key,
     programs::sk_buff::SkBuff,
 };
-use openclaw_egress_common::{
-    Addr, AllowKey, CidrKey, Direction, DropReason, Mode, Stage, Verdict, proto,
-};
+use openclaw_egress_common::{Addr, AllowKey, CidrKey, DropReason, Mode, Verdict, proto};
 
 use crate::{
-    dns_query,
+    connection, dns_query,
     flow::{self, Flow},
     maps::{ALLOW, CIDR, CONFIG, RESOLVERS},
-    report,
+    report::{self, Drop},
     verdict_cache::{self, Cached},
 };
 
 pub const DNS_PORT: u16 = 53;
 
 /// Where the packet comes from, which decides what the program can know.
+#[repr(u8)]
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Hook {
     /// cgroup_skb: the sending socket is known, so verdicts are cached on it.
-    Cgroup,
+    Cgroup = 0,
     /// TC on a host-side interface: no socket.
-    Tc,
+    Tc = 1,
 }
 
 impl Hook {
+    /// Back from `hook as u8` (through a `bpf_loop` context).
+    #[inline(always)]
+    pub const fn from_u8(value: u8) -> Self {
+        if value == Self::Tc as u8 {
+            Self::Tc
+        } else {
+            Self::Cgroup
+        }
+    }
+
     /// The sending workload's cgroup, for drop reports; 0 where there is no
     /// socket. Asked only when a packet is reported: an allowed packet does
     /// not pay for the helper call.
@@ -53,76 +62,114 @@ pub fn enforce(skb: &SkBuff, l3: usize, hook: Hook) -> bool {
         _ => {
             report::drop(
                 None,
-                DropReason::NotReady,
-                Direction::Egress,
-                Verdict::Dropped,
-                Stage::Packet,
+                Drop::egress(DropReason::NotReady, Verdict::Dropped),
                 hook.cgroup_id(skb),
             );
             return false;
         }
     };
-    let (flow, reason) = match flow::parse(skb, l3) {
-        Ok(flow) => match check(skb, &flow, hook) {
-            Ok(()) => return true,
-            Err(reason) => (Some(flow), reason),
-        },
-        Err(reason) => (None, reason),
-    };
     let verdict = match mode {
         Mode::Enforce => Verdict::Dropped,
         Mode::Audit => Verdict::Audited,
     };
+    // (No `Option<Flow>` is built here: a flow moved into one has undefined
+    // bytes on the `None` side, which LLVM may store from an unwritten
+    // register, and the verifier refuses that.)
+    let flow = match flow::parse(skb, l3) {
+        Ok(flow) => flow,
+        Err(reason) => {
+            report::drop(None, Drop::egress(reason, verdict), hook.cgroup_id(skb));
+            return verdict == Verdict::Audited;
+        }
+    };
+    let reason = match check(skb, &flow, hook) {
+        Decision::Pass => return true,
+        // A connection refused before: reported then, dropped quietly now
+        // (a retransmission is not a new drop).
+        Decision::DropQuietly => return false,
+        Decision::Drop(reason) => reason,
+    };
     report::drop(
-        flow.as_ref(),
-        reason,
-        Direction::Egress,
-        verdict,
-        Stage::Packet,
+        Some(&flow),
+        Drop::egress(reason, verdict),
         hook.cgroup_id(skb),
     );
     // Audit mode reports a flow once, not every packet of it. (Not DNS:
     // every query is its own question.)
-    if verdict == Verdict::Audited
-        && let Some(flow) = &flow
-        && flow.has_ports()
-        && flow.dst_port != DNS_PORT
-    {
-        verdict_cache::remember(skb, flow, hook, Cached::Audited);
+    if verdict == Verdict::Audited && flow.has_ports() && flow.dst_port != DNS_PORT {
+        verdict_cache::remember(skb, &flow, hook, Cached::Audited);
     }
     verdict == Verdict::Audited
 }
 
-/// `Ok` when some rule allows `flow`, else the reason it does not.
+/// What becomes of a packet.
+pub enum Decision {
+    Pass,
+    /// Dropped, counted and reported.
+    Drop(DropReason),
+    /// Dropped, already reported (a connection refused before).
+    DropQuietly,
+}
+
+impl Decision {
+    /// As a `u32` (through a `bpf_loop` context): 0 pass, 1 quiet drop,
+    /// else the reason plus 2.
+    #[inline(always)]
+    pub fn encode(&self) -> u32 {
+        match self {
+            Self::Pass => 0,
+            Self::DropQuietly => 1,
+            Self::Drop(reason) => *reason as u32 + 2,
+        }
+    }
+
+    #[inline(always)]
+    pub fn decode(value: u32) -> Self {
+        match value {
+            0 => Self::Pass,
+            1 => Self::DropQuietly,
+            _ => {
+                Self::Drop(DropReason::from_u8((value - 2) as u8).unwrap_or(DropReason::Malformed))
+            }
+        }
+    }
+}
+
+impl From<Result<(), DropReason>> for Decision {
+    #[inline(always)]
+    fn from(result: Result<(), DropReason>) -> Self {
+        match result {
+            Ok(()) => Self::Pass,
+            Err(reason) => Self::Drop(reason),
+        }
+    }
+}
+
+/// Whether some rule allows `flow`.
 #[inline(always)]
-fn check(skb: &SkBuff, flow: &Flow, hook: Hook) -> Result<(), DropReason> {
+fn check(skb: &SkBuff, flow: &Flow, hook: Hook) -> Decision {
     if flow.ip_options {
-        return Err(DropReason::IpOptions);
+        return Decision::Drop(DropReason::IpOptions);
     }
     if !flow.has_ports() {
         // On a veth the workload's own neighbour discovery passes through
         // too (cgroup hooks never see it: the kernel sends it, not a socket
         // of the workload); without it IPv6 would not work at all.
         if hook == Hook::Tc && is_neighbour_discovery(skb, flow) {
-            return Ok(());
+            return Decision::Pass;
         }
-        return Err(DropReason::Protocol);
+        return Decision::Drop(DropReason::Protocol);
     }
     // DNS goes to the policy's resolvers and nowhere else, whatever the other
     // rules say, and only asks for allowed names. It is never cached: every
     // query is checked.
     if flow.dst_port == DNS_PORT {
         if RESOLVERS.get_ptr(flow.dst).is_none() {
-            return Err(DropReason::DnsResolver);
+            return Decision::Drop(DropReason::DnsResolver);
         }
-        return dns_query::check(skb, flow, hook);
+        return dns_query::check_once(skb, flow, hook);
     }
-    if verdict_cache::is_cached(skb, flow, hook) {
-        return Ok(());
-    }
-    check_destination(&flow.dst, flow.proto, flow.dst_port)?;
-    verdict_cache::remember(skb, flow, hook, Cached::Allowed);
-    Ok(())
+    connection::check(skb, flow, hook)
 }
 
 /// ICMPv6 router/neighbour solicitations and advertisements, and redirects
@@ -132,22 +179,24 @@ fn is_neighbour_discovery(skb: &SkBuff, flow: &Flow) -> bool {
     flow.proto == proto::ICMPV6 && matches!(skb.load::<u8>(flow.l4_offset), Ok(133..=137))
 }
 
-/// Looks the destination up in the allow maps.
+/// Looks the destination up in the allow maps. Returns the `inspect` bits of
+/// the entry that allows it: what its first bytes must say.
 #[inline(always)]
-pub fn check_destination(dst: &Addr, proto: u8, port: u16) -> Result<(), DropReason> {
+pub fn check_destination(dst: &Addr, proto: u8, port: u16) -> Result<u8, DropReason> {
     let mut reason = DropReason::NoRule;
     let key = AllowKey::new(*dst, proto, port);
     if let Some(entry) = ALLOW.get_ptr(key) {
         // SAFETY: the pointer comes from a successful lookup and is only read.
-        let expires_at_ns = unsafe { (*entry).expires_at_ns };
+        let (expires_at_ns, inspect) = unsafe { ((*entry).expires_at_ns, (*entry).inspect) };
+        // SAFETY: a plain read of the monotonic clock.
         if unsafe { bpf_ktime_get_ns() } < expires_at_ns {
-            return Ok(());
+            return Ok(inspect);
         }
         reason = DropReason::Expired;
     }
     let key = Key::new(CidrKey::FULL_PREFIX_BITS, CidrKey::new(*dst, proto, port));
-    if CIDR.get(key).is_some() {
-        return Ok(());
+    if let Some(entry) = CIDR.get(key) {
+        return Ok(entry.inspect);
     }
     Err(reason)
 }

@@ -5,7 +5,7 @@
 //! and the same code works for cgroup_skb (data starts at the IP header) and TC
 //! (data starts at the Ethernet header) by passing the IP header offset.
 
-use aya_ebpf::programs::sk_buff::SkBuff;
+use aya_ebpf::{bindings::__sk_buff, helpers::bpf_skb_load_bytes, programs::sk_buff::SkBuff};
 use openclaw_egress_common::{Addr, DropReason, ipv4_mapped, proto};
 
 /// How many IPv6 extension headers we walk before giving up (and dropping).
@@ -49,53 +49,82 @@ impl Flow {
 /// Parses the IP header at `l3` and, for TCP and UDP, the ports after it.
 #[inline(always)]
 pub fn parse(skb: &SkBuff, l3: usize) -> Result<Flow, DropReason> {
-    let first: u8 = skb.load(l3).map_err(|_| DropReason::Malformed)?;
-    let (mut flow, l4) = match first >> 4 {
-        4 => parse_ipv4(skb, l3)?,
-        6 => parse_ipv6(skb, l3)?,
-        _ => return Err(DropReason::Malformed),
+    let mut flow = Flow {
+        family: 0,
+        proto: 0,
+        src: [0; 16],
+        dst: [0; 16],
+        src_port: 0,
+        dst_port: 0,
+        l4_offset: 0,
+        l3_end: 0,
+        ip_options: false,
     };
-    flow.l4_offset = l4;
-    if flow.has_ports() {
-        let ports: [u8; 4] = skb.load(l4).map_err(|_| DropReason::Malformed)?;
+    match parse_into(skb.skb, l3 as u32, &mut flow) {
+        0 => Ok(flow),
+        reason => Err(DropReason::from_u8((reason - 1) as u8).unwrap_or(DropReason::Malformed)),
+    }
+}
+
+/// Fills `flow` from the packet; 0, or the drop reason plus one. Out of
+/// line, and writing straight into the caller's flow, so that parsing
+/// costs the caller's stack frame nothing.
+#[inline(never)]
+fn parse_into(skb: *mut __sk_buff, l3: u32, flow: &mut Flow) -> u32 {
+    let skb = SkBuff::new(skb);
+    let l3 = l3 as usize;
+    let parsed = match skb.load::<u8>(l3).map(|first| first >> 4) {
+        Ok(4) => parse_ipv4(&skb, l3, flow),
+        Ok(6) => parse_ipv6(&skb, l3, flow),
+        _ => Err(DropReason::Malformed),
+    };
+    let ports = parsed.and_then(|()| {
+        if !flow.has_ports() {
+            return Ok(());
+        }
+        let ports: [u8; 4] = skb
+            .load(flow.l4_offset)
+            .map_err(|_| DropReason::Malformed)?;
         flow.src_port = u16::from_be_bytes([ports[0], ports[1]]);
         flow.dst_port = u16::from_be_bytes([ports[2], ports[3]]);
+        Ok(())
+    });
+    match ports {
+        Ok(()) => 0,
+        Err(reason) => reason as u32 + 1,
     }
-    Ok(flow)
 }
 
 #[inline(always)]
-fn parse_ipv4(skb: &SkBuff, l3: usize) -> Result<(Flow, usize), DropReason> {
+fn parse_ipv4(skb: &SkBuff, l3: usize, flow: &mut Flow) -> Result<(), DropReason> {
     let header: [u8; 20] = skb.load(l3).map_err(|_| DropReason::Malformed)?;
     let header_len = usize::from(header[0] & 0x0f) * 4;
     if header_len < 20 {
         return Err(DropReason::Malformed);
     }
-
     // Only the first fragment carries the transport header; a later one has
     // no ports we could check.
     let fragment_offset = u16::from_be_bytes([header[6], header[7]]) & 0x1fff;
     if fragment_offset != 0 {
         return Err(DropReason::Fragment);
     }
-    let flow = Flow {
-        family: 4,
-        proto: header[9],
-        src: ipv4_mapped([header[12], header[13], header[14], header[15]]),
-        dst: ipv4_mapped([header[16], header[17], header[18], header[19]]),
-        src_port: 0,
-        dst_port: 0,
-        l4_offset: 0,
-        l3_end: l3 + usize::from(u16::from_be_bytes([header[2], header[3]])),
-        ip_options: header_len > 20,
-    };
-    Ok((flow, l3 + header_len))
+    flow.family = 4;
+    flow.proto = header[9];
+    flow.src = ipv4_mapped([header[12], header[13], header[14], header[15]]);
+    flow.dst = ipv4_mapped([header[16], header[17], header[18], header[19]]);
+    flow.l3_end = l3 + usize::from(u16::from_be_bytes([header[2], header[3]]));
+    flow.ip_options = header_len > 20;
+    flow.l4_offset = l3 + header_len;
+    Ok(())
 }
 
 #[inline(always)]
-fn parse_ipv6(skb: &SkBuff, l3: usize) -> Result<(Flow, usize), DropReason> {
-    let header: [u8; 40] = skb.load(l3).map_err(|_| DropReason::Malformed)?;
-    let mut next_header = header[6];
+fn parse_ipv6(skb: &SkBuff, l3: usize, flow: &mut Flow) -> Result<(), DropReason> {
+    // The fixed part, and the addresses loaded straight into the flow.
+    let fixed: [u8; 8] = skb.load(l3).map_err(|_| DropReason::Malformed)?;
+    load_into(skb, l3 + 8, &mut flow.src)?;
+    load_into(skb, l3 + 24, &mut flow.dst)?;
+    let mut next_header = fixed[6];
     let mut offset = l3 + 40;
     let mut routing = false;
     for _ in 0..MAX_IPV6_EXTENSION_HEADERS {
@@ -126,20 +155,22 @@ fn parse_ipv6(skb: &SkBuff, l3: usize) -> Result<(Flow, usize), DropReason> {
         // More extension headers than we walk: refuse rather than guess.
         return Err(DropReason::Malformed);
     }
-    let mut src = [0u8; 16];
-    let mut dst = [0u8; 16];
-    src.copy_from_slice(&header[8..24]);
-    dst.copy_from_slice(&header[24..40]);
-    let flow = Flow {
-        family: 6,
-        proto: next_header,
-        src,
-        dst,
-        src_port: 0,
-        dst_port: 0,
-        l4_offset: 0,
-        l3_end: l3 + 40 + usize::from(u16::from_be_bytes([header[4], header[5]])),
-        ip_options: routing,
-    };
-    Ok((flow, offset))
+    flow.family = 6;
+    flow.proto = next_header;
+    flow.l3_end = l3 + 40 + usize::from(u16::from_be_bytes([fixed[4], fixed[5]]));
+    flow.ip_options = routing;
+    flow.l4_offset = offset;
+    Ok(())
+}
+
+/// Loads 16 bytes at `offset` into `out`.
+#[inline(always)]
+fn load_into(skb: &SkBuff, offset: usize, out: &mut Addr) -> Result<(), DropReason> {
+    // SAFETY: `out` has room for the 16 bytes asked for.
+    let rc =
+        unsafe { bpf_skb_load_bytes(skb.skb.cast(), offset as u32, out.as_mut_ptr().cast(), 16) };
+    if rc != 0 {
+        return Err(DropReason::Malformed);
+    }
+    Ok(())
 }

@@ -22,6 +22,7 @@ mod cgroup_skb_egress;
 mod cgroup_skb_ingress;
 mod cgroup_sock_addr;
 mod connect_policy;
+mod connection;
 mod dns_answer;
 mod dns_budget;
 mod dns_message;
@@ -31,11 +32,15 @@ mod dns_query;
 mod dns_stream;
 mod egress_policy;
 mod flow;
+mod http_request;
+mod inspection;
 mod maps;
 mod report;
+mod server_name;
 mod socket_verdict;
 mod tc_from_workload;
 mod tc_to_workload;
+mod tls_hello;
 mod verdict_cache;
 
 #[cfg(not(test))]

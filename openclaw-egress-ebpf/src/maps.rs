@@ -12,12 +12,13 @@ use openclaw_egress_common::{
     dns::DnsStat,
     maps::{
         ALLOW_MAX_ENTRIES, CIDR_MAX_ENTRIES, DNS_NAMES_MAX_ENTRIES, DNS_STREAMS_MAX_ENTRIES,
-        DROP_COUNTERS_LEN, EVENTS_BYTES, FLOWS_MAX_ENTRIES, INTERNAL_RANGES_MAX_ENTRIES,
-        NAME_BUDGETS_MAX_ENTRIES, PENDING_QUERIES_MAX_ENTRIES, RESOLVERS_MAX_ENTRIES, RULES_MAX,
+        DROP_COUNTERS_LEN, EVENTS_BYTES, FLOWS_MAX_ENTRIES, INSPECT_FLOWS_MAX_ENTRIES,
+        INTERNAL_RANGES_MAX_ENTRIES, NAME_BUDGETS_MAX_ENTRIES, PENDING_QUERIES_MAX_ENTRIES,
+        RESOLVERS_MAX_ENTRIES, RULES_MAX,
     },
 };
 
-use crate::{dns_name::DnsScratch, socket_verdict::SocketVerdict};
+use crate::{dns_name::DnsScratch, inspection::InspectState, socket_verdict::SocketVerdict};
 
 #[map]
 pub static CONFIG: Array<PolicyConfig> = Array::with_max_entries(1, 0);
@@ -86,6 +87,20 @@ pub static DNS_STREAMS: LruHashMap<FlowKey, u32> =
 /// The verdict cache of each socket of the workload.
 #[btf_map]
 pub static VERDICTS: SkStorage<SocketVerdict> = SkStorage::new();
+
+/// The first bytes of each connection being inspected (SNI, Host), on
+/// cgroup hooks (see `inspection`).
+#[btf_map]
+pub static INSPECTIONS: SkStorage<InspectState> = SkStorage::new();
+
+/// The same on TC hooks, per 5-tuple.
+#[map]
+pub static INSPECT_FLOWS: LruHashMap<FlowKey, InspectState> =
+    LruHashMap::with_max_entries(INSPECT_FLOWS_MAX_ENTRIES, 0);
+
+/// Never written: a zeroed state to create `INSPECT_FLOWS` entries from.
+#[map]
+pub static INSPECT_BLANK: PerCpuArray<InspectState> = PerCpuArray::with_max_entries(1, 0);
 
 /// Adds one to a per-CPU counter.
 #[inline(always)]

@@ -2,7 +2,7 @@
 //! ring buffer when there is room (else the lost-events counter moves, so
 //! userspace knows its event stream has a gap).
 
-use core::ptr::addr_of_mut;
+use core::ptr::{self, addr_of_mut};
 
 use aya_ebpf::helpers::bpf_ktime_get_ns;
 use openclaw_egress_common::{
@@ -15,15 +15,52 @@ use crate::{
     maps::{DROP_COUNTERS, EVENTS, EVENTS_LOST, increment},
 };
 
+/// What a drop is: why, which way, with what outcome, at which stage.
+#[derive(Clone, Copy)]
+pub struct Drop {
+    pub reason: DropReason,
+    pub direction: Direction,
+    pub verdict: Verdict,
+    pub stage: Stage,
+}
+
+impl Drop {
+    /// A packet dropped on its way out.
+    #[inline(always)]
+    pub const fn egress(reason: DropReason, verdict: Verdict) -> Self {
+        Self {
+            reason,
+            direction: Direction::Egress,
+            verdict,
+            stage: Stage::Packet,
+        }
+    }
+
+    #[inline(always)]
+    const fn pack(self) -> u32 {
+        self.reason as u32
+            | (self.direction as u32) << 8
+            | (self.verdict as u32) << 16
+            | (self.stage as u32) << 24
+    }
+}
+
+/// Counts `what` and reports it with `flow`'s 5-tuple, if known.
 #[inline(always)]
-pub fn drop(
-    flow: Option<&Flow>,
-    reason: DropReason,
-    direction: Direction,
-    verdict: Verdict,
-    stage: Stage,
-    cgroup_id: u64,
-) {
+pub fn drop(flow: Option<&Flow>, what: Drop, cgroup_id: u64) {
+    let flow = match flow {
+        Some(flow) => ptr::from_ref(flow),
+        None => ptr::null(),
+    };
+    report(flow, what.pack(), cgroup_id);
+}
+
+/// Out of line: one copy for every caller, in a stack frame of its own.
+#[inline(never)]
+fn report(flow: *const Flow, what: u32, cgroup_id: u64) {
+    let reason = DropReason::from_u8(what as u8).unwrap_or(DropReason::Malformed);
+    let direction = Direction::from_u8((what >> 8) as u8).unwrap_or(Direction::Egress);
+    let verdict = Verdict::from_u8((what >> 16) as u8).unwrap_or(Verdict::Dropped);
     increment(&DROP_COUNTERS, counter_index(verdict, direction, reason));
     let Some(mut entry) = EVENTS.reserve::<DropEvent>(0) else {
         increment(&EVENTS_LOST, 0);
@@ -32,29 +69,29 @@ pub fn drop(
     let event = entry.as_mut_ptr();
     // SAFETY: `event` points at a reserved, writable DropEvent; fields are
     // written one by one because a whole DropEvent would not fit on the BPF
-    // stack. Bytes of `dns_name` past `dns_name_len` are left as they are.
+    // stack. `flow` is the caller's, or null.
     unsafe {
         addr_of_mut!((*event).timestamp_ns).write(bpf_ktime_get_ns());
         addr_of_mut!((*event).cgroup_id).write(cgroup_id);
-        addr_of_mut!((*event).reason).write(reason as u8);
-        addr_of_mut!((*event).direction).write(direction as u8);
-        addr_of_mut!((*event).verdict).write(verdict as u8);
-        addr_of_mut!((*event).stage).write(stage as u8);
+        addr_of_mut!((*event).reason).write(what as u8);
+        addr_of_mut!((*event).direction).write((what >> 8) as u8);
+        addr_of_mut!((*event).verdict).write((what >> 16) as u8);
+        addr_of_mut!((*event).stage).write((what >> 24) as u8);
         addr_of_mut!((*event).dns_name_len).write(0);
-        // The question that was refused is in this CPU's DNS scratch area.
-        if reason == DropReason::DnsDenied
-            && let Some(scratch) = dns_name::scratch()
+        // The name that was refused (a DNS question, a TLS server name, an
+        // HTTP Host) is in this CPU's DNS scratch area: it was just read.
+        if matches!(
+            reason,
+            DropReason::DnsDenied | DropReason::SniDenied | DropReason::HostDenied
+        ) && let Some(scratch) = dns_name::scratch()
         {
-            let len = scratch.dotted_len();
-            for i in 0..DNS_NAME_MAX {
-                if i >= len {
-                    break;
-                }
-                (*event).dns_name[i] = scratch.dotted[i];
-            }
+            let len = scratch.dotted_len().min(DNS_NAME_MAX);
+            // The whole buffer, whatever the length: a copy without a
+            // branch per byte. Bytes past the length are not read.
+            (*event).dns_name = *ptr::from_ref(&scratch.dotted).cast::<[u8; DNS_NAME_MAX]>();
             addr_of_mut!((*event).dns_name_len).write(len as u16);
         }
-        match flow {
+        match flow.as_ref() {
             Some(flow) => {
                 addr_of_mut!((*event).family).write(flow.family);
                 addr_of_mut!((*event).proto).write(flow.proto);

@@ -24,19 +24,21 @@ pub struct SocketVerdict {
     verdict: u8,
 }
 
-/// Whether `flow`'s socket already has a verdict for `flow`'s destination.
+/// The verdict `flow`'s socket has for `flow`'s destination, if any (a
+/// [`Cached`] as `u8`).
 #[inline(always)]
-pub fn is_cached(skb: &SkBuff, flow: &Flow) -> bool {
+pub fn lookup(skb: &SkBuff, flow: &Flow) -> Option<u8> {
     let verdict = storage(skb, 0);
     if verdict.is_null() {
-        return false;
+        return None;
     }
     // SAFETY: non-null pointer to this socket's storage.
     let verdict = unsafe { &*verdict };
-    verdict.verdict != 0
+    (verdict.verdict != 0
         && verdict.port == flow.dst_port
         && verdict.proto == flow.proto
-        && verdict.dst == flow.dst
+        && verdict.dst == flow.dst)
+        .then_some(verdict.verdict)
 }
 
 /// Remembers `verdict` for `flow`'s socket and destination.

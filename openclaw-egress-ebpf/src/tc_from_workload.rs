@@ -4,11 +4,11 @@
 //! it). There is no socket here, so no per-socket verdict cache either.
 
 use aya_ebpf::{macros::classifier, programs::TcContext};
-use openclaw_egress_common::{Direction, DropReason, Stage, Verdict};
+use openclaw_egress_common::{DropReason, Verdict};
 
 use crate::{
     egress_policy::{self, Hook},
-    report,
+    report::{self, Drop},
 };
 
 /// Let the packet continue (to other TC programs, then the stack).
@@ -40,10 +40,7 @@ pub fn tc_from_workload(ctx: TcContext) -> i32 {
         _ => {
             report::drop(
                 None,
-                DropReason::Protocol,
-                Direction::Egress,
-                Verdict::Dropped,
-                Stage::Packet,
+                Drop::egress(DropReason::Protocol, Verdict::Dropped),
                 0,
             );
             TC_SHOT

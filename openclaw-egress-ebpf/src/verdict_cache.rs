@@ -21,14 +21,35 @@ pub enum Cached {
     Allowed = 1,
     /// Audit mode: reported already; let it through quietly.
     Audited = 2,
+    /// Allowed so far, but its first bytes must still name an allowed
+    /// server (see `inspection`).
+    Inspecting = 3,
+    /// Refused by inspection: reported once, dropped quietly since.
+    Refused = 4,
 }
 
-#[inline(always)]
-pub fn is_cached(skb: &SkBuff, flow: &Flow, hook: Hook) -> bool {
-    match hook {
-        Hook::Cgroup => socket_verdict::is_cached(skb, flow),
-        Hook::Tc => FLOWS.get_ptr(&flow_key(flow)).is_some(),
+impl Cached {
+    #[inline(always)]
+    const fn from_u8(value: u8) -> Option<Self> {
+        match value {
+            1 => Some(Self::Allowed),
+            2 => Some(Self::Audited),
+            3 => Some(Self::Inspecting),
+            4 => Some(Self::Refused),
+            _ => None,
+        }
     }
+}
+
+/// What the cache says about `flow`, if anything.
+#[inline(always)]
+pub fn lookup(skb: &SkBuff, flow: &Flow, hook: Hook) -> Option<Cached> {
+    let value = match hook {
+        Hook::Cgroup => socket_verdict::lookup(skb, flow)?,
+        // SAFETY: pointer from a successful lookup, only read.
+        Hook::Tc => unsafe { *FLOWS.get_ptr(&flow_key(flow))? },
+    };
+    Cached::from_u8(value)
 }
 
 #[inline(always)]

@@ -32,8 +32,9 @@ pub struct PolicyYaml {
     pub max_ips_per_name: Option<u32>,
     /// `spec.dns.maxIPsPerPattern` (omitted when `None`).
     pub max_ips_per_pattern: Option<u32>,
-    /// (`fqdn` | `fqdnPattern` | `cidr`, value, ports).
-    pub rules: Vec<(String, String, Vec<String>)>,
+    /// (`fqdn` | `fqdnPattern` | `cidr`, value, ports, more fields as
+    /// `key: value` lines, e.g. `tls: []`).
+    pub rules: Vec<(String, String, Vec<String>, Vec<String>)>,
 }
 
 impl PolicyYaml {
@@ -142,7 +143,19 @@ impl PolicyYaml {
             kind.to_owned(),
             value.to_owned(),
             ports.iter().map(|p| (*p).to_owned()).collect(),
+            Vec::new(),
         ));
+        self
+    }
+
+    /// Adds `key: value` to the last rule, e.g. `("tls", "[]")` to check no
+    /// TLS server names on its ports, or `("quic", "allow")`.
+    pub fn rule_field(mut self, key: &str, value: &str) -> Self {
+        self.rules
+            .last_mut()
+            .expect("rule_field follows a rule")
+            .3
+            .push(format!("{key}: {value}"));
         self
     }
 
@@ -191,13 +204,16 @@ impl PolicyYaml {
         } else {
             yaml.push_str("  egress:\n");
         }
-        for (kind, value, ports) in &self.rules {
+        for (kind, value, ports, fields) in &self.rules {
             writeln!(
                 yaml,
                 "    - {kind}: \"{value}\"\n      ports: [{}]",
                 quoted(ports)
             )
             .expect("writing to a String");
+            for field in fields {
+                writeln!(yaml, "      {field}").expect("writing to a String");
+            }
         }
         yaml
     }

@@ -400,7 +400,9 @@ fn a_live_connection_outlives_the_expiry_of_its_address() {
     rig.apply(
         &rig.policy()
             .min_ttl(1)
-            .fqdn_pattern("*.ttl.test", &["443/tcp"]),
+            // The held connection speaks plain TCP: no TLS server name.
+            .fqdn_pattern("*.ttl.test", &["443/tcp"])
+            .rule_field("tls", "[]"),
         "policy.yaml",
     );
     const TARGET: &str = "203.0.113.70:443";

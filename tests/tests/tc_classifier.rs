@@ -53,10 +53,13 @@ fn interface_policy_enforces_names_resolvers_and_learning_on_the_veth() {
         rig.assert_reachable_without_policy(args);
     }
 
+    // The world's servers speak plain TCP: no TLS server name to check.
     let policy = rig
         .policy()
         .fqdn("api.example.com", &["443/tcp"])
-        .fqdn_pattern("*.pkg.test", &["443/tcp"]);
+        .rule_field("tls", "[]")
+        .fqdn_pattern("*.pkg.test", &["443/tcp"])
+        .rule_field("tls", "[]");
     assert_eq!(policy.cgroup_path, None, "the policy selects no cgroup");
     rig.apply(&policy, "tc.yaml");
     let status = rig.status_policies();

@@ -345,7 +345,7 @@ impl Instance {
         .context("loading the programs (are we root?)")?;
         let ips: Vec<IpAddr> = (0..entries).map(destination).collect();
         let expires = clock::monotonic_ns_after(Duration::from_secs(24 * 3600));
-        let allow = encode::allow_entries(0, &policy.egress[0].ports, &ips, expires);
+        let allow = encode::allow_entries(0, &policy.egress[0], &ips, expires);
         datapath.upsert_allow(&allow)?;
         let bare_map = raw_bpf::HashMap::allow_shaped(ALLOW_MAX_ENTRIES)
             .context("creating the bare-lookup map")?;
@@ -450,7 +450,7 @@ fn cache_check(cache_hit_ns: f64) -> Result<CacheCheck> {
     let expires_at = clock::monotonic_ns_after(LIFETIME);
     datapath.upsert_allow(&encode::allow_entries(
         0,
-        &policy.egress[0].ports,
+        &policy.egress[0],
         &[ip],
         expires_at,
     ))?;

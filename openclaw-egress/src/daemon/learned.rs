@@ -11,7 +11,7 @@ use crate::{
     api::{LearnedAddress, NameStatus},
     clock,
     datapath::{encode, ip_of},
-    policy::{Fqdn, Policy, PortSpec, Target},
+    policy::{EgressRule, Fqdn, Policy, Target},
 };
 
 /// rule id -> address -> latest expiry (`CLOCK_MONOTONIC` ns).
@@ -114,21 +114,23 @@ pub fn carried_over(
         else {
             continue;
         };
-        // Every rule naming the target contributes its ports.
-        let ports: Vec<PortSpec> = new_policy
+        // Every rule naming the target contributes its ports (with its
+        // checks of the connections' first bytes).
+        let rules: Vec<&EgressRule> = new_policy
             .egress
             .iter()
             .filter(|rule| rule.target == *target)
-            .flat_map(|rule| rule.ports.iter().copied())
             .collect();
         for (ip, expires_at_ns) in addresses {
             if expires_at_ns > now {
-                carried.extend(encode::allow_entries(
-                    encode::rule_id(new_rule),
-                    &ports,
-                    &[ip],
-                    expires_at_ns,
-                ));
+                for rule in &rules {
+                    carried.extend(encode::allow_entries(
+                        encode::rule_id(new_rule),
+                        rule,
+                        &[ip],
+                        expires_at_ns,
+                    ));
+                }
             }
         }
     }

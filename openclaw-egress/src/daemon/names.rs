@@ -63,7 +63,7 @@ impl NameState {
             .flat_map(|&rule| {
                 encode::allow_entries(
                     rule,
-                    &policy.egress[rule as usize].ports,
+                    &policy.egress[rule as usize],
                     &self.addresses,
                     self.expires_at_ns,
                 )

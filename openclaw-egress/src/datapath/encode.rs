@@ -8,10 +8,11 @@ use openclaw_egress_common::{
     RuleKind, RulePorts,
     addr::IPV4_MAPPED_PREFIX_BITS,
     dns::{DNS_NAME_KEY_LEN, MAX_RULE_PORTS, NO_RULE},
+    inspect,
 };
 
 use crate::{
-    policy::{Cidr, Policy, PortSpec, Target, WildcardDepth},
+    policy::{Cidr, Ech, EgressRule, Inspect, Inspection, Policy, PortSpec, Target, WildcardDepth},
     rebinding::INTERNAL_RANGES,
 };
 
@@ -73,7 +74,7 @@ pub fn static_entries(policy: &Policy) -> Result<StaticEntries, EncodeError> {
     let mut cidr_addrs = Vec::new();
     for (index, rule) in policy.egress.iter().enumerate() {
         if let Target::Cidr(cidr) = &rule.target {
-            cidrs.extend(cidr_entries(rule_id(index), cidr, &rule.ports));
+            cidrs.extend(cidr_entries(rule_id(index), cidr, rule));
             cidr_addrs.push(PrefixEntry {
                 prefix_len: mapped_prefix_len(cidr),
                 addr: addr_of(cidr.addr),
@@ -107,8 +108,10 @@ pub fn static_entries(policy: &Policy) -> Result<StaticEntries, EncodeError> {
 }
 
 type NameEntries = (Vec<(DnsName, DnsNameRules)>, Vec<(u32, RulePorts)>);
-/// A name target, the first rule naming it, and the union of its (protocol, port) pairs.
-type TargetPorts<'a> = (&'a Target, u32, Vec<(u8, u16)>);
+/// A name target, the first rule naming it, and the union of its (protocol,
+/// port, inspect bits), the bits of a pair listed by several rules merged
+/// (each check any of them asks for is made).
+type TargetPorts<'a> = (&'a Target, u32, Vec<(u8, u16, u8)>);
 
 /// `DNS_NAMES` and `RULE_PORTS` entries. Rules naming the same target share
 /// the id of the first of them, whose port list becomes the union of theirs:
@@ -131,9 +134,11 @@ fn name_entries(policy: &Policy) -> Result<NameEntries, EncodeError> {
             }
         };
         let ports = &mut by_target[position].2;
-        for pair in each_port(&rule.ports) {
-            if !ports.contains(&pair) {
-                ports.push(pair);
+        for (proto, port) in each_port(&rule.ports) {
+            let bits = inspect_bits(&rule.inspection, proto, port);
+            match ports.iter_mut().find(|(p, n, _)| (*p, *n) == (proto, port)) {
+                Some(existing) => existing.2 |= bits,
+                None => ports.push((proto, port, bits)),
             }
         }
     }
@@ -155,11 +160,11 @@ fn name_entries(policy: &Policy) -> Result<NameEntries, EncodeError> {
             kind: kind as u32,
             ports: [PortProto::default(); MAX_RULE_PORTS],
         };
-        for (slot, (proto, port)) in value.ports.iter_mut().zip(ports) {
+        for (slot, (proto, port, inspect)) in value.ports.iter_mut().zip(ports) {
             *slot = PortProto {
                 port,
                 proto,
-                _pad: 0,
+                inspect,
             };
         }
         rule_ports.push((rule, value));
@@ -214,37 +219,57 @@ pub fn rule_id(index: usize) -> u32 {
 /// One trie entry per (protocol, port) of the rule, each a prefix of
 /// `32 + address bits`: the protocol and port are matched exactly, the
 /// address by longest prefix.
-fn cidr_entries(rule: u32, cidr: &Cidr, ports: &[PortSpec]) -> Vec<CidrEntry> {
-    each_port(ports)
+fn cidr_entries(id: u32, cidr: &Cidr, rule: &EgressRule) -> Vec<CidrEntry> {
+    each_port(&rule.ports)
         .map(|(proto, port)| CidrEntry {
             prefix_len: CidrKey::PORT_PREFIX_BITS + mapped_prefix_len(cidr),
             key: CidrKey::new(addr_of(cidr.addr), proto, port),
-            value: CidrValue { rule },
+            value: CidrValue {
+                rule: id,
+                inspect: inspect_bits(&rule.inspection, proto, port),
+                _pad: [0; 3],
+            },
         })
         .collect()
 }
 
-/// `ALLOW` entries letting `ips` be reached on the rule's ports until `expires_at_ns`.
+/// `ALLOW` entries letting `ips` be reached on the ports of `rule` (whose
+/// id is `id`) until `expires_at_ns`.
 pub fn allow_entries(
-    rule: u32,
-    ports: &[PortSpec],
+    id: u32,
+    rule: &EgressRule,
     ips: &[IpAddr],
     expires_at_ns: u64,
 ) -> Vec<(AllowKey, AllowValue)> {
     ips.iter()
         .flat_map(|ip| {
-            each_port(ports).map(move |(proto, port)| {
+            each_port(&rule.ports).map(move |(proto, port)| {
                 (
                     AllowKey::new(addr_of(*ip), proto, port),
                     AllowValue {
                         expires_at_ns,
-                        rule,
-                        _pad: 0,
+                        rule: id,
+                        inspect: inspect_bits(&rule.inspection, proto, port),
+                        _pad: [0; 3],
                     },
                 )
             })
         })
         .collect()
+}
+
+/// The `inspect` bits of a (protocol, port) of a rule: what the first bytes
+/// of a connection there must say.
+pub fn inspect_bits(inspection: &Inspection, proto: u8, port: u16) -> u8 {
+    if proto != openclaw_egress_common::proto::TCP {
+        return 0;
+    }
+    match inspection.on_port(port) {
+        Some(Inspect::Tls) if inspection.ech == Ech::Deny => inspect::TLS | inspect::ECH_DENY,
+        Some(Inspect::Tls) => inspect::TLS,
+        Some(Inspect::Http) => inspect::HTTP,
+        None => 0,
+    }
 }
 
 /// (IP protocol, port) pairs of a port list, `443` standing for TCP and UDP.

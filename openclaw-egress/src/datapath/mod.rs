@@ -42,6 +42,11 @@ pub use encode::{CidrEntry, EncodeError, PrefixEntry, StaticEntries};
 static EBPF_OBJECT: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/openclaw-egress"));
 
+/// The embedded eBPF object (e.g. to measure what verifying it costs).
+pub fn object() -> &'static [u8] {
+    EBPF_OBJECT
+}
+
 /// Program names, i.e. the function names in the eBPF crate.
 pub const EGRESS_PROGRAM: &str = "egress";
 pub const INGRESS_PROGRAM: &str = "ingress";

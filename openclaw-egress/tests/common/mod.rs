@@ -117,7 +117,7 @@ pub fn load_with(policy: &Policy, hooks: Hooks, rule0_expires_at_ns: u64) -> Loa
         datapath
             .upsert_allow(&encode::allow_entries(
                 0,
-                &rule.ports,
+                rule,
                 &[TRUSTED, TRUSTED6],
                 rule0_expires_at_ns,
             ))
@@ -178,7 +178,7 @@ impl Loaded {
         self.datapath
             .upsert_allow(&encode::allow_entries(
                 0,
-                &policy.egress[0].ports,
+                &policy.egress[0],
                 &[TRUSTED, TRUSTED6],
                 expires_at_ns,
             ))

@@ -112,7 +112,11 @@ fn cidr_rule_becomes_one_prefix_per_protocol_and_port() {
     let entry = |prefix_len, addr, proto, port, rule| CidrEntry {
         prefix_len,
         key: CidrKey::new(addr, proto, port),
-        value: CidrValue { rule },
+        value: CidrValue {
+            rule,
+            inspect: 0,
+            _pad: [0; 3],
+        },
     };
     assert_eq!(
         entries.cidrs,
@@ -260,26 +264,31 @@ fn resolved_names_become_one_entry_per_address_protocol_and_port() {
         IpAddr::V4(Ipv4Addr::new(203, 0, 113, 10)),
         "2001:db8:1::10".parse().unwrap(),
     ];
-    let entries = allow_entries(
-        3,
-        &[port(443, Protocol::Tcp), port(53000, Protocol::Any)],
-        &ips,
-        42,
+    let rule = fqdn(
+        "api.example.com",
+        vec![port(443, Protocol::Tcp), port(53000, Protocol::Any)],
     );
+    let entries = allow_entries(3, &rule, &ips, 42);
     let value = AllowValue {
         expires_at_ns: 42,
         rule: 3,
-        _pad: 0,
+        inspect: 0,
+        _pad: [0; 3],
+    };
+    // 443/tcp of a name rule: its ClientHello is checked.
+    let tls = AllowValue {
+        inspect: inspect::TLS,
+        ..value
     };
     let v4 = ipv4_mapped([203, 0, 113, 10]);
     let v6 = "2001:db8:1::10".parse::<Ipv6Addr>().unwrap().octets();
     assert_eq!(
         entries,
         vec![
-            (AllowKey::new(v4, proto::TCP, 443), value),
+            (AllowKey::new(v4, proto::TCP, 443), tls),
             (AllowKey::new(v4, proto::TCP, 53000), value),
             (AllowKey::new(v4, proto::UDP, 53000), value),
-            (AllowKey::new(v6, proto::TCP, 443), value),
+            (AllowKey::new(v6, proto::TCP, 443), tls),
             (AllowKey::new(v6, proto::TCP, 53000), value),
             (AllowKey::new(v6, proto::UDP, 53000), value),
         ]

@@ -1,0 +1,89 @@
+//! Whether a server name read inside a connection (a TLS SNI or an HTTP
+//! `Host`) is one the policy allows on the connection's port: the same
+//! matching as DNS questions (exact names, `*.` and `**.` patterns,
+//! case-insensitive, a trailing dot tolerated), then the matching rules'
+//! ports.
+//!
+//! The matching walks the name a few times (see `dns_name`); it runs as a
+//! one-iteration `bpf_loop` callback, which the verifier checks once,
+//! instead of once for every way the caller got here.
+
+use core::{ffi::c_void, ptr};
+
+use aya_ebpf::helpers::generated::bpf_loop;
+use openclaw_egress_common::{
+    dns::{DNS_NAME_KEY_LEN, MAX_RULE_PORTS},
+    proto,
+};
+
+use crate::{dns_name, maps::RULE_PORTS};
+
+#[repr(C)]
+struct Question {
+    name: *const [u8; DNS_NAME_KEY_LEN],
+    len: u32,
+    port: u16,
+    allowed: u8,
+}
+
+#[inline(always)]
+pub fn allowed(name: &[u8; DNS_NAME_KEY_LEN], len: usize, port: u16) -> bool {
+    let mut question = Question {
+        name: ptr::from_ref(name),
+        len: len as u32,
+        port,
+        allowed: 0,
+    };
+    // SAFETY: `answer` has the callback signature bpf_loop expects, and the
+    // context is this stack frame's, alive for the call.
+    unsafe {
+        bpf_loop(
+            1,
+            answer as *const () as *mut c_void,
+            ptr::from_mut(&mut question).cast(),
+            0,
+        )
+    };
+    question.allowed != 0
+}
+
+#[inline(never)]
+extern "C" fn answer(_index: u64, context: *mut c_void) -> i64 {
+    // SAFETY: bpf_loop passes back the context pointer it was given.
+    let question = unsafe { &mut *context.cast::<Question>() };
+    // SAFETY: the name the caller lent for the call.
+    let name = unsafe { &*question.name };
+    question.allowed = u8::from(check(name, question.len as usize, question.port));
+    1
+}
+
+#[inline(always)]
+fn check(name: &[u8; DNS_NAME_KEY_LEN], len: usize, port: u16) -> bool {
+    let Some(scratch) = dns_name::scratch() else {
+        return false;
+    };
+    if dns_name::read_dotted(scratch, name, len).is_err() {
+        return false;
+    }
+    if !dns_name::matching_rules(scratch) {
+        return false;
+    }
+    for m in 0..dns_name::MAX_MATCHES {
+        let Some(rule) = scratch.matched(m) else {
+            break;
+        };
+        let Some(ports) = RULE_PORTS.get(rule) else {
+            continue;
+        };
+        for p in 0..MAX_RULE_PORTS {
+            if p >= ports.count as usize {
+                break;
+            }
+            let allowed = &ports.ports[p];
+            if allowed.proto == proto::TCP && allowed.port == port {
+                return true;
+            }
+        }
+    }
+    false
+}
