@@ -114,7 +114,12 @@ pub struct DropEvent {
     pub dns_name_len: u16,
     pub dns_name: [u8; DNS_NAME_MAX],
     pub _pad2: [u8; 5],
+    /// The sending socket's cookie (`SO_COOKIE`), 0 when unknown (TC): lets
+    /// the daemon destroy exactly that socket.
+    pub socket_cookie: u64,
 }
+
+const _: () = assert!(core::mem::size_of::<DropEvent>() == 328);
 
 #[cfg(test)]
 mod tests {
@@ -124,7 +129,7 @@ mod tests {
     fn event_has_no_hidden_padding() {
         assert_eq!(
             core::mem::size_of::<DropEvent>(),
-            8 + 8 + 16 + 16 + 2 + 2 + 1 + 1 + 1 + 1 + 1 + 1 + 2 + DNS_NAME_MAX + 5
+            8 + 8 + 16 + 16 + 2 + 2 + 1 + 1 + 1 + 1 + 1 + 1 + 2 + DNS_NAME_MAX + 5 + 8
         );
     }
 }

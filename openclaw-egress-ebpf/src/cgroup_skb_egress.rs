@@ -3,16 +3,17 @@
 
 use aya_ebpf::{macros::cgroup_skb, programs::SkBuffContext};
 
-use crate::egress_policy::{self, Hook};
+use crate::egress_policy::{self, Fate, Hook};
 
 const PASS: i32 = 1;
 const DROP: i32 = 0;
 
 #[cgroup_skb(egress)]
 pub fn egress(ctx: SkBuffContext) -> i32 {
-    if egress_policy::enforce(&ctx.skb, 0, Hook::Cgroup) {
-        PASS
-    } else {
-        DROP
+    // A reset is the daemon's to send here (it destroys the socket on the
+    // drop event): a cgroup_skb program can only drop.
+    match egress_policy::enforce(&ctx.skb, 0, Hook::Cgroup) {
+        Fate::Pass => PASS,
+        Fate::Drop | Fate::Reset => DROP,
     }
 }

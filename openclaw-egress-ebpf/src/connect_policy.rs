@@ -14,7 +14,7 @@ use crate::{
     egress_policy::{self, DNS_PORT},
     flow::Flow,
     maps::{CONFIG, RESOLVERS},
-    report::{self, Drop},
+    report::{self, Drop, Sender},
 };
 
 /// Return values of `cgroup_sock_addr` programs.
@@ -122,7 +122,11 @@ fn refuse(ctx: &SockAddrContext, family: Family, reason: DropReason) -> i32 {
         stage: Stage::Connect,
         ..Drop::egress(reason, Verdict::Dropped)
     };
-    report::drop(Some(&flow), what, cgroup_id);
+    let sender = Sender {
+        cgroup_id,
+        socket_cookie: 0,
+    };
+    report::drop(Some(&flow), what, sender);
     REFUSE
 }
 

@@ -1,7 +1,7 @@
 //! The egress decision, shared by the cgroup_skb and TC programs.
 
 use aya_ebpf::{
-    helpers::{bpf_ktime_get_ns, bpf_skb_cgroup_id},
+    helpers::{bpf_get_socket_cookie, bpf_ktime_get_ns, bpf_skb_cgroup_id},
     maps::lpm_trie::Key,
     programs::sk_buff::SkBuff,
 };
@@ -11,7 +11,7 @@ use crate::{
     connection, dns_query,
     flow::{self, Flow},
     maps::{ALLOW, CIDR, CONFIG, RESOLVERS},
-    report::{self, Drop},
+    report::{self, Drop, Sender},
     verdict_cache::{self, Cached},
 };
 
@@ -38,23 +38,41 @@ impl Hook {
         }
     }
 
-    /// The sending workload's cgroup, for drop reports; 0 where there is no
-    /// socket. Asked only when a packet is reported: an allowed packet does
-    /// not pay for the helper call.
+    /// The sending workload's cgroup and socket, for drop reports; 0 where
+    /// there is no socket. Asked only when a packet is reported: an allowed
+    /// packet does not pay for the helper calls.
     #[inline(always)]
-    fn cgroup_id(self, skb: &SkBuff) -> u64 {
+    fn sender(self, skb: &SkBuff) -> Sender {
         match self {
             // SAFETY: the context pointer is the one the kernel handed us.
-            Hook::Cgroup => unsafe { bpf_skb_cgroup_id(skb.skb) },
-            Hook::Tc => 0,
+            Hook::Cgroup => unsafe {
+                Sender {
+                    cgroup_id: bpf_skb_cgroup_id(skb.skb),
+                    socket_cookie: bpf_get_socket_cookie(skb.skb.cast()),
+                }
+            },
+            Hook::Tc => Sender {
+                cgroup_id: 0,
+                socket_cookie: 0,
+            },
         }
     }
 }
 
-/// Decides the fate of the packet whose IP header starts at `l3`, reports a
-/// drop if there is one, and returns whether the packet may leave.
+/// What happens to a packet.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Fate {
+    Pass,
+    Drop,
+    /// Drop, and tell the sender its connection is refused (a TCP reset),
+    /// where the hook can: a connection refused for the name it carries.
+    Reset,
+}
+
+/// Decides the fate of the packet whose IP header starts at `l3`, and
+/// reports a drop if there is one.
 #[inline(always)]
-pub fn enforce(skb: &SkBuff, l3: usize, hook: Hook) -> bool {
+pub fn enforce(skb: &SkBuff, l3: usize, hook: Hook) -> Fate {
     // No config, or a config userspace has not finished filling: fail closed,
     // whatever the mode.
     let mode = match CONFIG.get(0) {
@@ -63,9 +81,9 @@ pub fn enforce(skb: &SkBuff, l3: usize, hook: Hook) -> bool {
             report::drop(
                 None,
                 Drop::egress(DropReason::NotReady, Verdict::Dropped),
-                hook.cgroup_id(skb),
+                hook.sender(skb),
             );
-            return false;
+            return Fate::Drop;
         }
     };
     let verdict = match mode {
@@ -78,28 +96,37 @@ pub fn enforce(skb: &SkBuff, l3: usize, hook: Hook) -> bool {
     let flow = match flow::parse(skb, l3) {
         Ok(flow) => flow,
         Err(reason) => {
-            report::drop(None, Drop::egress(reason, verdict), hook.cgroup_id(skb));
-            return verdict == Verdict::Audited;
+            report::drop(None, Drop::egress(reason, verdict), hook.sender(skb));
+            return pass_if(verdict == Verdict::Audited);
         }
     };
     let reason = match check(skb, &flow, hook) {
-        Decision::Pass => return true,
-        // A connection refused before: reported then, dropped quietly now
+        Decision::Pass => return Fate::Pass,
+        // A connection refused before: reported then, refused quietly now
         // (a retransmission is not a new drop).
-        Decision::DropQuietly => return false,
+        Decision::DropQuietly => return Fate::Reset,
         Decision::Drop(reason) => reason,
     };
-    report::drop(
-        Some(&flow),
-        Drop::egress(reason, verdict),
-        hook.cgroup_id(skb),
-    );
+    report::drop(Some(&flow), Drop::egress(reason, verdict), hook.sender(skb));
     // Audit mode reports a flow once, not every packet of it. (Not DNS:
     // every query is its own question.)
     if verdict == Verdict::Audited && flow.has_ports() && flow.dst_port != DNS_PORT {
         verdict_cache::remember(skb, &flow, hook, Cached::Audited);
+        return Fate::Pass;
     }
-    verdict == Verdict::Audited
+    if verdict == Verdict::Audited {
+        return Fate::Pass;
+    }
+    if reason.is_about_server_name() {
+        Fate::Reset
+    } else {
+        Fate::Drop
+    }
+}
+
+#[inline(always)]
+fn pass_if(pass: bool) -> Fate {
+    if pass { Fate::Pass } else { Fate::Drop }
 }
 
 /// What becomes of a packet.

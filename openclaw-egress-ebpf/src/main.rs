@@ -40,6 +40,7 @@ mod server_name;
 mod socket_verdict;
 mod tc_from_workload;
 mod tc_to_workload;
+mod tcp_reset;
 mod tls_hello;
 mod verdict_cache;
 

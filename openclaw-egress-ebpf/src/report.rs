@@ -45,19 +45,27 @@ impl Drop {
     }
 }
 
+/// Who sent what is reported: the workload's cgroup and the socket (0 each
+/// where unknown, e.g. on TC hooks).
+#[derive(Clone, Copy)]
+pub struct Sender {
+    pub cgroup_id: u64,
+    pub socket_cookie: u64,
+}
+
 /// Counts `what` and reports it with `flow`'s 5-tuple, if known.
 #[inline(always)]
-pub fn drop(flow: Option<&Flow>, what: Drop, cgroup_id: u64) {
+pub fn drop(flow: Option<&Flow>, what: Drop, sender: Sender) {
     let flow = match flow {
         Some(flow) => ptr::from_ref(flow),
         None => ptr::null(),
     };
-    report(flow, what.pack(), cgroup_id);
+    report(flow, what.pack(), sender.cgroup_id, sender.socket_cookie);
 }
 
 /// Out of line: one copy for every caller, in a stack frame of its own.
 #[inline(never)]
-fn report(flow: *const Flow, what: u32, cgroup_id: u64) {
+fn report(flow: *const Flow, what: u32, cgroup_id: u64, socket_cookie: u64) {
     let reason = DropReason::from_u8(what as u8).unwrap_or(DropReason::Malformed);
     let direction = Direction::from_u8((what >> 8) as u8).unwrap_or(Direction::Egress);
     let verdict = Verdict::from_u8((what >> 16) as u8).unwrap_or(Verdict::Dropped);
@@ -73,6 +81,7 @@ fn report(flow: *const Flow, what: u32, cgroup_id: u64) {
     unsafe {
         addr_of_mut!((*event).timestamp_ns).write(bpf_ktime_get_ns());
         addr_of_mut!((*event).cgroup_id).write(cgroup_id);
+        addr_of_mut!((*event).socket_cookie).write(socket_cookie);
         addr_of_mut!((*event).reason).write(what as u8);
         addr_of_mut!((*event).direction).write((what >> 8) as u8);
         addr_of_mut!((*event).verdict).write((what >> 16) as u8);

@@ -7,8 +7,9 @@ use aya_ebpf::{macros::classifier, programs::TcContext};
 use openclaw_egress_common::{DropReason, Verdict};
 
 use crate::{
-    egress_policy::{self, Hook},
-    report::{self, Drop},
+    egress_policy::{self, Fate, Hook},
+    report::{self, Drop, Sender},
+    tcp_reset,
 };
 
 /// Let the packet continue (to other TC programs, then the stack).
@@ -27,10 +28,12 @@ pub fn tc_from_workload(ctx: TcContext) -> i32 {
     };
     match ethertype {
         ETHERTYPE_IPV4 | ETHERTYPE_IPV6 => {
-            if egress_policy::enforce(&ctx.skb, ETH_HEADER_LEN, Hook::Tc) {
-                TC_NEXT
-            } else {
-                TC_SHOT
+            match egress_policy::enforce(&ctx.skb, ETH_HEADER_LEN, Hook::Tc) {
+                Fate::Pass => TC_NEXT,
+                Fate::Drop => TC_SHOT,
+                Fate::Reset => {
+                    tcp_reset::answer_with_reset(&ctx, ETH_HEADER_LEN).unwrap_or(TC_SHOT)
+                }
             }
         }
         // Address resolution is needed for anything to work and reaches
@@ -41,7 +44,10 @@ pub fn tc_from_workload(ctx: TcContext) -> i32 {
             report::drop(
                 None,
                 Drop::egress(DropReason::Protocol, Verdict::Dropped),
-                0,
+                Sender {
+                    cgroup_id: 0,
+                    socket_cookie: 0,
+                },
             );
             TC_SHOT
         }

@@ -1,6 +1,9 @@
 //! Reading drop events from a policy's ring buffer.
 
-use std::{net::IpAddr, time::SystemTime};
+use std::{
+    net::{IpAddr, SocketAddr},
+    time::SystemTime,
+};
 
 use aya::maps::{MapData, RingBuf};
 use openclaw_egress_common::{
@@ -8,7 +11,7 @@ use openclaw_egress_common::{
 };
 use tokio::{io::unix::AsyncFd, sync::broadcast};
 
-use crate::{api::DropRecord, clock};
+use crate::{api::DropRecord, clock, netlink};
 
 /// Turns a kernel record into what people and SIEMs see.
 pub fn record(event: &DropEvent, policy: &str) -> DropRecord {
@@ -18,6 +21,8 @@ pub fn record(event: &DropEvent, policy: &str) -> DropRecord {
         _ => None,
     };
     let name_len = usize::from(event.dns_name_len).min(event.dns_name.len());
+    let about_server_name =
+        DropReason::from_u8(event.reason).is_some_and(DropReason::is_about_server_name);
     DropRecord {
         time: rfc3339(clock::wall_time_of(event.timestamp_ns)),
         policy: policy.to_string(),
@@ -39,9 +44,51 @@ pub fn record(event: &DropEvent, policy: &str) -> DropRecord {
         dst: ip(&event.dst_addr),
         dst_port: event.dst_port,
         cgroup_id: event.cgroup_id,
-        dns_name: (name_len > 0)
+        dns_name: (name_len > 0 && !about_server_name)
+            .then(|| String::from_utf8_lossy(&event.dns_name[..name_len]).into_owned()),
+        server_name: (name_len > 0 && about_server_name)
             .then(|| String::from_utf8_lossy(&event.dns_name[..name_len]).into_owned()),
     }
+}
+
+/// The socket to destroy for a drop event, if it refused a connection for
+/// the name it carried on a cgroup hook: (local end, remote end, cookie).
+/// Destroying it resets the connection at once, where the program could
+/// only drop its packets (TC hooks answer with a reset themselves).
+pub fn socket_to_reset(event: &DropEvent) -> Option<(SocketAddr, SocketAddr, u64)> {
+    let reason = DropReason::from_u8(event.reason)?;
+    let refused = reason.is_about_server_name()
+        && event.stage == Stage::Packet as u8
+        && event.verdict == Verdict::Dropped as u8
+        && event.proto == proto::TCP
+        && event.socket_cookie != 0;
+    if !refused {
+        return None;
+    }
+    let ip = |addr: &[u8; 16]| match event.family {
+        4 => as_ipv4(addr).map(IpAddr::from),
+        6 => Some(IpAddr::from(*addr)),
+        _ => None,
+    };
+    Some((
+        SocketAddr::new(ip(&event.src_addr)?, event.src_port),
+        SocketAddr::new(ip(&event.dst_addr)?, event.dst_port),
+        event.socket_cookie,
+    ))
+}
+
+/// Destroys the socket of a refused connection (see [`socket_to_reset`]).
+fn reset(local: SocketAddr, remote: SocketAddr, cookie: u64) {
+    tokio::task::spawn_blocking(move || {
+        match netlink::destroy_tcp_socket(local, remote, cookie) {
+            Ok(()) => tracing::debug!(%local, %remote, "refused connection reset"),
+            // Closed already, or in another network namespace (a pod whose
+            // veth is not enforced): its packets stay dropped.
+            Err(error) => {
+                tracing::debug!(%local, %remote, "cannot reset refused connection: {error}")
+            }
+        }
+    });
 }
 
 pub fn rfc3339(time: SystemTime) -> String {
@@ -81,6 +128,9 @@ pub async fn forward(
             // above); read_unaligned because ring buffer records are only
             // 8-byte aligned.
             let event = unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<DropEvent>()) };
+            if let Some((local, remote, cookie)) = socket_to_reset(&event) {
+                reset(local, remote, cookie);
+            }
             publish(record(&event, &policy), &subscribers);
         }
         guard.clear_ready();
@@ -102,6 +152,7 @@ fn publish(record: DropRecord, subscribers: &broadcast::Sender<DropRecord>) {
         dst_port = record.dst_port,
         cgroup_id = record.cgroup_id,
         dns_name = record.dns_name.as_deref().unwrap_or(""),
+        server_name = record.server_name.as_deref().unwrap_or(""),
         event_time = %record.time,
         "{}",
         if record.verdict == "audited" { "would drop (audit)" } else { "packet dropped" },
@@ -133,6 +184,7 @@ mod tests {
             dns_name_len: 0,
             dns_name: [0; DNS_NAME_MAX],
             _pad2: [0; 5],
+            socket_cookie: 0,
         }
     }
 

@@ -1,6 +1,6 @@
-//! Just enough rtnetlink to list the network interfaces of the calling
-//! thread's network namespace, with what links a veth to its peer, and to
-//! name another process's network namespace.
+//! Just enough netlink to list the network interfaces of the calling
+//! thread's network namespace, with what links a veth to its peer, to name
+//! another process's network namespace, and to destroy a TCP socket.
 //!
 //! `/sys/class/net` cannot do this: sysfs shows the namespace of whoever
 //! mounted it, while a netlink socket belongs to the namespace of the thread
@@ -8,6 +8,7 @@
 
 use std::{
     io,
+    net::{IpAddr, SocketAddr},
     os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
 };
 
@@ -90,9 +91,60 @@ pub fn nsid_of_pid(pid: u32) -> io::Result<Option<i32>> {
     Ok(nsid)
 }
 
-/// Sends one request and hands every message of the answer (type, payload
-/// after the netlink header) to `on_message`, until the kernel is done.
+/// Destroys the TCP socket of this namespace whose cookie is `cookie` and
+/// whose local and remote ends are `local` and `remote`
+/// (`SOCK_DESTROY`): the kernel resets its connection and the application
+/// gets ECONNABORTED. Needs CAP_NET_ADMIN. `ENOENT` when there is no such
+/// socket (it closed, or lives in another network namespace).
+pub fn destroy_tcp_socket(local: SocketAddr, remote: SocketAddr, cookie: u64) -> io::Result<()> {
+    const SOCK_DESTROY: u16 = 21;
+    const ALL_STATES: u32 = u32::MAX;
+    let family = match local {
+        SocketAddr::V4(_) => libc::AF_INET,
+        SocketAddr::V6(_) => libc::AF_INET6,
+    };
+    // struct inet_diag_req_v2: family, protocol, ext, pad, states, then
+    // struct inet_diag_sockid: ports (big endian), addresses (16 bytes
+    // each, IPv4 in the first 4), interface, cookie (two u32 halves).
+    let mut body = vec![family as u8, libc::IPPROTO_TCP as u8, 0, 0];
+    body.extend_from_slice(&ALL_STATES.to_ne_bytes());
+    body.extend_from_slice(&local.port().to_be_bytes());
+    body.extend_from_slice(&remote.port().to_be_bytes());
+    for ip in [local.ip(), remote.ip()] {
+        let mut address = [0u8; 16];
+        match ip {
+            IpAddr::V4(v4) => address[..4].copy_from_slice(&v4.octets()),
+            IpAddr::V6(v6) => address.copy_from_slice(&v6.octets()),
+        }
+        body.extend_from_slice(&address);
+    }
+    body.extend_from_slice(&0u32.to_ne_bytes());
+    body.extend_from_slice(&(cookie as u32).to_ne_bytes());
+    body.extend_from_slice(&((cookie >> 32) as u32).to_ne_bytes());
+    exchange_on(
+        libc::NETLINK_SOCK_DIAG,
+        SOCK_DESTROY,
+        NLM_F_REQUEST,
+        &body,
+        |_, _| Ok(()),
+    )
+}
+
+/// Sends one rtnetlink request and hands every message of the answer (type,
+/// payload after the netlink header) to `on_message`, until the kernel is
+/// done.
 fn exchange(
+    kind: u16,
+    flags: u16,
+    body: &[u8],
+    on_message: impl FnMut(u16, &[u8]) -> io::Result<()>,
+) -> io::Result<()> {
+    exchange_on(libc::NETLINK_ROUTE, kind, flags, body, on_message)
+}
+
+/// [`exchange`] over the netlink family `protocol`.
+fn exchange_on(
+    protocol: libc::c_int,
     kind: u16,
     flags: u16,
     body: &[u8],
@@ -103,7 +155,7 @@ fn exchange(
         libc::socket(
             libc::AF_NETLINK,
             libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-            libc::NETLINK_ROUTE,
+            protocol,
         )
     };
     if fd < 0 {

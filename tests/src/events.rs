@@ -30,6 +30,14 @@ pub struct DropEvent {
     /// The refused DNS question for `dns_denied`; empty otherwise.
     #[serde(default)]
     pub dns_name: String,
+    /// The TLS server name or HTTP Host a connection was refused for
+    /// (`sni_denied`, `host_denied`); empty otherwise.
+    #[serde(default)]
+    pub server_name: String,
+    /// `packet` (a packet was dropped) or `connect` (a connect()/sendmsg()
+    /// was refused before any packet).
+    #[serde(default)]
+    pub stage: String,
     /// When the kernel saw the packet (RFC 3339).
     #[serde(default)]
     pub event_time: String,

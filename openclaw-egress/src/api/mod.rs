@@ -145,7 +145,11 @@ pub struct DropRecord {
     pub dst: Option<std::net::IpAddr>,
     pub dst_port: u16,
     pub cgroup_id: u64,
+    /// The DNS question a `dns_denied` drop refused.
     pub dns_name: Option<String>,
+    /// The TLS server name or HTTP `Host` a connection was refused for
+    /// (`sni_denied`, `host_denied`), when one was read.
+    pub server_name: Option<String>,
 }
 
 impl std::fmt::Display for DropRecord {
@@ -172,6 +176,9 @@ impl std::fmt::Display for DropRecord {
         )?;
         if let Some(name) = &self.dns_name {
             write!(f, " name={name}")?;
+        }
+        if let Some(name) = &self.server_name {
+            write!(f, " server_name={name}")?;
         }
         if self.stage == "connect" {
             f.write_str(" (refused at connect)")?;
