@@ -35,6 +35,10 @@ pub const DNS_STATS: &str = "DNS_STATS";
 pub const PENDING_QUERIES: &str = "PENDING_QUERIES";
 /// Addresses learned per pattern rule: array of `NameBudget`, index = rule id.
 pub const PATTERN_BUDGETS: &str = "PATTERN_BUDGETS";
+/// The TC hooks' verdict cache: LRU of `FlowKey` -> verdict (1 = allowed).
+pub const FLOWS: &str = "FLOWS";
+/// The `FLOWS` value of an allowed flow.
+pub const FLOW_ALLOWED: u8 = 1;
 
 pub const ALLOW_MAX_ENTRIES: u32 = 131_072;
 pub const CIDR_MAX_ENTRIES: u32 = 16_384;

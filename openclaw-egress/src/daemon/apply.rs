@@ -210,20 +210,29 @@ impl Daemon {
     ) -> Result<Instances, ApplyError> {
         let mut built: Vec<Arc<Instance>> = Vec::new();
         for workload in workloads {
-            let carried = old
-                .and_then(|old| {
-                    old.instances()
-                        .into_iter()
-                        .find(|previous| previous.workload == *workload)
-                        .map(|previous| {
-                            learned::carried_over(&old.policy, &previous.allow_entries(), policy)
-                        })
+            let previous = old.and_then(|old| {
+                old.instances()
+                    .into_iter()
+                    .find(|previous| previous.workload == *workload)
+                    .map(|previous| (old, previous))
+            });
+            let carried = previous
+                .as_ref()
+                .map(|(old, previous)| {
+                    learned::carried_over(&old.policy, &previous.allow_entries(), policy)
                 })
                 .unwrap_or_default();
             let allow = [resolved, &carried].concat();
+            let flows = previous
+                .as_ref()
+                .map(|(_, previous)| {
+                    learned::flows_still_allowed(&previous.allowed_flows(), &allow, policy)
+                })
+                .unwrap_or_default();
             let filling = Filling {
                 entries,
                 allow: &allow,
+                flows: &flows,
             };
             let pin_dir = self.pin_dir(&policy.name, generation, workload);
             match Instance::build(

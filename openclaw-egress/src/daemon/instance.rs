@@ -6,7 +6,7 @@ use std::{
     sync::{Arc, Mutex, RwLock},
 };
 
-use openclaw_egress_common::{AllowKey, AllowValue};
+use openclaw_egress_common::{AllowKey, AllowValue, FlowKey};
 use tokio::{sync::broadcast, task::AbortHandle};
 
 use super::{apply::ApplyError, counts::Counts, workload::Workload};
@@ -23,6 +23,9 @@ pub struct Filling<'a> {
     /// `ALLOW` entries: the daemon's resolutions of the policy's names, and
     /// what the workload learned under the version being replaced.
     pub allow: &'a [(AllowKey, AllowValue)],
+    /// Flows allowed under the version being replaced that the new one
+    /// allows too (TC verdict cache).
+    pub flows: &'a [FlowKey],
 }
 
 pub struct Instance {
@@ -60,6 +63,9 @@ impl Instance {
             .with(|datapath| -> Result<(), ApplyError> {
                 datapath
                     .upsert_allow(filling.allow)
+                    .map_err(datapath_error)?;
+                datapath
+                    .allow_flows(filling.flows)
                     .map_err(datapath_error)?;
                 datapath
                     .install_static(filling.entries)
@@ -114,6 +120,12 @@ impl Instance {
 
     pub fn counts(&self) -> Counts {
         self.with(|datapath| Counts::of(datapath))
+            .unwrap_or_default()
+    }
+
+    /// The flows the TC verdict cache holds as allowed (none once retired).
+    pub fn allowed_flows(&self) -> Vec<FlowKey> {
+        self.with(|datapath| datapath.allowed_flows())
             .unwrap_or_default()
     }
 

@@ -4,7 +4,7 @@
 
 use std::{collections::BTreeMap, net::IpAddr};
 
-use openclaw_egress_common::{AllowKey, AllowValue};
+use openclaw_egress_common::{AllowKey, AllowValue, FlowKey};
 
 use super::names::NameState;
 use crate::{
@@ -135,4 +135,36 @@ pub fn carried_over(
         }
     }
     carried
+}
+
+/// The flows of `flows` (allowed under an old version of a policy) that the
+/// new version allows too: their destination is in `allow` (and live) or in
+/// one of its `cidr` rules. Carried over into the new instance's verdict
+/// cache, they go on without their first bytes being inspected again.
+pub fn flows_still_allowed(
+    flows: &[FlowKey],
+    allow: &[(AllowKey, AllowValue)],
+    policy: &Policy,
+) -> Vec<FlowKey> {
+    let now = clock::monotonic_ns();
+    let live: std::collections::HashSet<AllowKey> = allow
+        .iter()
+        .filter(|(_, value)| value.expires_at_ns > now)
+        .map(|(key, _)| *key)
+        .collect();
+    flows
+        .iter()
+        .filter(|flow| {
+            live.contains(&AllowKey::new(flow.dst, flow.proto, flow.dst_port))
+                || policy.egress.iter().any(|rule| match &rule.target {
+                    Target::Cidr(cidr) => {
+                        cidr.contains(ip_of(&flow.dst))
+                            && encode::each_port(&rule.ports)
+                                .any(|(proto, port)| (proto, port) == (flow.proto, flow.dst_port))
+                    }
+                    Target::Fqdn(_) | Target::Pattern(_) => false,
+                })
+        })
+        .copied()
+        .collect()
 }

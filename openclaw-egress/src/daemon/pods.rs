@@ -265,6 +265,7 @@ impl Daemon {
         let filling = Filling {
             entries: &entries,
             allow: &allow,
+            flows: &[],
         };
         let pin_dir = self.pin_dir(&policy.name, &active.generation, workload);
         let instance = Instance::build(

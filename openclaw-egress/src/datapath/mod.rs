@@ -31,7 +31,8 @@ use aya::{
     },
 };
 use openclaw_egress_common::{
-    Addr, AllowKey, AllowValue, CidrKey, CidrValue, DnsName, DnsNameRules, PolicyConfig, RulePorts,
+    Addr, AllowKey, AllowValue, CidrKey, CidrValue, DnsName, DnsNameRules, FlowKey, PolicyConfig,
+    RulePorts,
     dns::DnsStat,
     maps::{self as names, DROP_COUNTERS_LEN},
 };
@@ -159,6 +160,9 @@ pub struct PolicyDatapath {
     dns_stats: PerCpuArray<MapData, u64>,
     events_lost: PerCpuArray<MapData, u64>,
     events: Option<RingBuf<MapData>>,
+    /// The TC verdict cache (absent from instances pinned by daemons that
+    /// did not pin it).
+    flows: Option<HashMap<MapData, FlowKey, u8>>,
 }
 
 impl PolicyDatapath {
@@ -232,6 +236,7 @@ impl PolicyDatapath {
             dns_stats: maps.take(names::DNS_STATS)?,
             events_lost: maps.take(names::EVENTS_LOST)?,
             events: Some(maps.take(names::EVENTS)?),
+            flows: maps.take_optional(names::FLOWS)?,
             ebpf,
             attachments: Vec::new(),
             pin_dir: None,
@@ -498,6 +503,33 @@ impl PolicyDatapath {
         result.map_err(|source| DatapathError::Program { name, source })
     }
 
+    /// The flows the TC verdict cache holds as allowed.
+    pub fn allowed_flows(&self) -> Vec<FlowKey> {
+        let Some(flows) = &self.flows else {
+            return Vec::new();
+        };
+        flows
+            .iter()
+            .filter_map(Result::ok)
+            .filter(|(_, verdict)| *verdict == names::FLOW_ALLOWED)
+            .map(|(key, _)| key)
+            .collect()
+    }
+
+    /// Marks `flows` as allowed in the TC verdict cache (carried over from
+    /// an instance this one replaces, so that live connections whose first
+    /// bytes were inspected there are not inspected again mid-stream).
+    pub fn allow_flows(&mut self, flows: &[FlowKey]) -> Result<()> {
+        let Some(map) = &mut self.flows else {
+            return Ok(());
+        };
+        for key in flows {
+            map.insert(key, names::FLOW_ALLOWED, 0)
+                .map_err(map_error(names::FLOWS))?;
+        }
+        Ok(())
+    }
+
     /// Hands the event ring buffer to its reader (once).
     pub fn take_events(&mut self) -> Option<RingBuf<MapData>> {
         self.events.take()
@@ -537,6 +569,20 @@ enum MapSource<'a> {
 }
 
 impl MapSource<'_> {
+    /// Like [`Self::take`], for a map that instances pinned by older daemons
+    /// lack: `None` when its pin is missing.
+    fn take_optional<T>(&mut self, name: &'static str) -> Result<Option<T>>
+    where
+        T: TryFrom<Map, Error = MapError>,
+    {
+        if let Self::Pinned(dir) = self
+            && !pins::has_map(dir, name)
+        {
+            return Ok(None);
+        }
+        self.take(name).map(Some)
+    }
+
     fn take<T>(&mut self, name: &'static str) -> Result<T>
     where
         T: TryFrom<Map, Error = MapError>,

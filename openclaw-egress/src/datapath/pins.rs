@@ -61,6 +61,11 @@ pub fn pin_map(dir: &Path, name: &'static str, map: &Map) -> Result<()> {
         .map_err(|source| DatapathError::Pin { path, source })
 }
 
+/// Whether the instance pinned under `dir` has map `name` pinned.
+pub fn has_map(dir: &Path, name: &str) -> bool {
+    maps_dir(dir).join(name).exists()
+}
+
 pub fn open_map(dir: &Path, name: &'static str) -> Result<Map> {
     let path = maps_dir(dir).join(name);
     let data = MapData::from_pin(&path).map_err(|source| DatapathError::Map { name, source })?;
