@@ -16,6 +16,8 @@ pub struct DnsName {
     pub bytes: [u8; DNS_NAME_KEY_LEN],
 }
 
+const _: () = assert!(core::mem::size_of::<DnsName>() == DNS_NAME_KEY_LEN);
+
 /// No rule of this kind names this suffix.
 pub const NO_RULE: u32 = u32::MAX;
 
@@ -29,6 +31,8 @@ pub struct DnsNameRules {
     pub one_label: u32,
     pub any_depth: u32,
 }
+
+const _: () = assert!(core::mem::size_of::<DnsNameRules>() == 12);
 
 impl DnsNameRules {
     pub const NONE: Self = Self {
@@ -51,6 +55,8 @@ pub struct PortProto {
     /// What a connection to this port must start with: `inspect` bits.
     pub inspect: u8,
 }
+
+const _: () = assert!(core::mem::size_of::<PortProto>() == 4);
 
 /// Value of the `RULE_PORTS` array (index = rule id): the ports a DNS-learned
 /// address is allowed on.

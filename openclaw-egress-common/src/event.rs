@@ -5,27 +5,27 @@ use crate::addr::Addr;
 /// Longest DNS name carried in an event, in dotted form, without a trailing NUL.
 pub const DNS_NAME_MAX: usize = 255;
 
+/// Which way the dropped packet went. Only egress is enforced (answers are
+/// learned from on the way in, never dropped), so it is the only value; the
+/// label stays so that metrics keep their shape if ingress drops come.
 #[repr(u8)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Direction {
     Egress = 0,
-    Ingress = 1,
 }
 
 impl Direction {
-    pub const ALL: [Direction; 2] = [Self::Egress, Self::Ingress];
+    pub const ALL: [Direction; 1] = [Self::Egress];
 
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::Egress => "egress",
-            Self::Ingress => "ingress",
         }
     }
 
     pub const fn from_u8(value: u8) -> Option<Self> {
         match value {
             0 => Some(Self::Egress),
-            1 => Some(Self::Ingress),
             _ => None,
         }
     }
@@ -120,16 +120,3 @@ pub struct DropEvent {
 }
 
 const _: () = assert!(core::mem::size_of::<DropEvent>() == 328);
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn event_has_no_hidden_padding() {
-        assert_eq!(
-            core::mem::size_of::<DropEvent>(),
-            8 + 8 + 16 + 16 + 2 + 2 + 1 + 1 + 1 + 1 + 1 + 1 + 2 + DNS_NAME_MAX + 5 + 8
-        );
-    }
-}

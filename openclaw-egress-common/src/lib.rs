@@ -35,7 +35,8 @@ mod pod {
     use super::*;
 
     // SAFETY: all of these are `#[repr(C)]`, `Copy`, made only of integers and
-    // byte arrays, and have no implicit padding (checked by the size tests).
+    // byte arrays, and have no implicit padding (checked by the `size_of`
+    // assertions next to each, at compile time).
     unsafe impl aya::Pod for AllowKey {}
     unsafe impl aya::Pod for AllowValue {}
     unsafe impl aya::Pod for CidrKey {}

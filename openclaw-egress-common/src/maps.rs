@@ -75,6 +75,8 @@ pub struct AllowKey {
     pub _pad: u8,
 }
 
+const _: () = assert!(core::mem::size_of::<AllowKey>() == 16 + 2 + 1 + 1);
+
 impl AllowKey {
     pub const fn new(addr: Addr, proto: u8, port: u16) -> Self {
         Self {
@@ -97,6 +99,8 @@ pub struct FlowKey {
     pub proto: u8,
     pub _pad: [u8; 3],
 }
+
+const _: () = assert!(core::mem::size_of::<FlowKey>() == 16 + 16 + 2 + 2 + 1 + 3);
 
 /// Value of the `ALLOW` hash map.
 #[repr(C)]
@@ -127,6 +131,8 @@ pub struct CidrKey {
     pub port_be: [u8; 2],
     pub addr: Addr,
 }
+
+const _: () = assert!(core::mem::size_of::<CidrKey>() == 1 + 1 + 2 + 16);
 
 impl CidrKey {
     /// Prefix bits taken by `proto`, `_pad` and `port_be`.
@@ -175,22 +181,10 @@ pub const fn counter_index(
     direction: crate::Direction,
     reason: crate::DropReason,
 ) -> u32 {
-    ((verdict as u32) * 2 + direction as u32) * (crate::DropReason::COUNT as u32) + reason as u32
+    ((verdict as u32) * crate::Direction::ALL.len() as u32 + direction as u32)
+        * (crate::DropReason::COUNT as u32)
+        + reason as u32
 }
 
-pub const DROP_COUNTERS_LEN: u32 = 2 * 2 * crate::DropReason::COUNT as u32;
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    // No implicit padding: the sizes equal the sum of the fields.
-    #[test]
-    fn keys_have_no_hidden_padding() {
-        assert_eq!(core::mem::size_of::<AllowKey>(), 16 + 2 + 1 + 1);
-        assert_eq!(core::mem::size_of::<AllowValue>(), 8 + 4 + 1 + 3);
-        assert_eq!(core::mem::size_of::<CidrKey>(), 1 + 1 + 2 + 16);
-        assert_eq!(core::mem::size_of::<CidrValue>(), 4 + 1 + 3);
-        assert_eq!(core::mem::size_of::<FlowKey>(), 16 + 16 + 2 + 2 + 1 + 3);
-    }
-}
+pub const DROP_COUNTERS_LEN: u32 =
+    (crate::Verdict::ALL.len() * crate::Direction::ALL.len() * crate::DropReason::COUNT) as u32;

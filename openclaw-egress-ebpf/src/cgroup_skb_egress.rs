@@ -5,6 +5,7 @@ use aya_ebpf::{macros::cgroup_skb, programs::SkBuffContext};
 
 use crate::egress_policy::{self, Fate, Hook};
 
+/// cgroup_skb verdicts (the kernel defines no names for them).
 const PASS: i32 = 1;
 const DROP: i32 = 0;
 

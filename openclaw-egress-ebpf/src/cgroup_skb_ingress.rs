@@ -6,6 +6,7 @@ use aya_ebpf::{macros::cgroup_skb, programs::SkBuffContext};
 
 use crate::dns_answer;
 
+/// cgroup_skb verdicts (the kernel defines no names for them).
 const PASS: i32 = 1;
 
 #[cgroup_skb(ingress)]

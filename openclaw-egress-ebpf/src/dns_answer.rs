@@ -12,8 +12,7 @@ use core::{ffi::c_void, ptr};
 
 use aya_ebpf::{
     helpers::{bpf_ktime_get_ns, generated::bpf_loop},
-    macros::map,
-    maps::{PerCpuArray, lpm_trie::Key},
+    maps::lpm_trie::Key,
     programs::sk_buff::SkBuff,
 };
 use openclaw_egress_common::{
@@ -28,45 +27,21 @@ use crate::{
     dns_name::{self, DnsScratch, load, store},
     dns_pending,
     flow::{self, Flow},
-    maps::{ALLOW, CIDR_ADDRS, CONFIG, INTERNAL_RANGES, RESOLVERS, RULE_PORTS, count_dns},
+    map_types::{AnswerScratch, MAX_ANSWERS},
+    maps::{ALLOW, ANSWERS, CIDR_ADDRS, CONFIG, INTERNAL_RANGES, RESOLVERS, RULE_PORTS, count_dns},
 };
 
 const DNS_PORT: u16 = 53;
-/// Answer records looked at per response; later ones are not learned
-/// (which fails closed: their addresses stay blocked).
-const MAX_ANSWERS: usize = 16;
 /// Labels skipped per record owner name.
 const MAX_LABELS: usize = 64;
 /// TTLs above a day are treated as a day.
 const MAX_TTL_SECS: u32 = 86_400;
-
-/// The address records of one answer, collected before any is learned.
-///
-/// Learning one address touches up to `MAX_MATCHES x MAX_RULE_PORTS` map
-/// entries; doing that inline for every record would make the verifier walk
-/// it `MAX_ANSWERS` times over. Instead the records are collected here and
-/// learned through `bpf_loop`, whose callback is verified once.
-#[repr(C)]
-pub struct AnswerScratch {
-    addresses: [Addr; MAX_ANSWERS],
-    ttls: [u32; MAX_ANSWERS],
-    count: u32,
-    /// For the address being learned, what each matching rule does with it
-    /// (`TAKE`, `TAKE_AND_CHARGE`, or 0). Kept here rather than in
-    /// registers so that the verifier does not walk every combination.
-    decisions: [u32; dns_name::MAX_MATCHES],
-    /// How many rules take the address.
-    taken: u32,
-}
 
 /// The rule takes the address (an exact rule, or a pattern rule for which it
 /// is still live).
 const TAKE: u32 = 1;
 /// A pattern rule takes a new address and its budget is charged.
 const TAKE_AND_CHARGE: u32 = 2;
-
-#[map]
-static ANSWERS: PerCpuArray<AnswerScratch> = PerCpuArray::with_max_entries(1, 0);
 
 const CLASS_IN: u16 = 1;
 const TYPE_A: u16 = 1;
@@ -108,7 +83,8 @@ fn learn_from(skb: &SkBuff, flow: &Flow) -> Result<(), ()> {
     if !header.response || header.opcode != 0 || header.questions != 1 {
         return Err(());
     }
-    let scratch = dns_name::scratch().ok_or(())?;
+    // SAFETY: the program's own use of this CPU's scratch area.
+    let scratch = unsafe { dns_name::scratch() }.ok_or(())?;
     let question = message + dns_message::HEADER_LEN;
     let name_len = dns_name::read(skb, question, scratch)?;
     let (qtype, _) = dns_message::question_type_class(skb, question + name_len).ok_or(())?;
@@ -191,7 +167,9 @@ extern "C" fn learn_one(index: u64, _context: *mut c_void) -> i64 {
         return STOP;
     }
     let (Some(answers), Some(scratch), Some(config)) =
-        (ANSWERS.get_ptr_mut(0), dns_name::scratch(), CONFIG.get(0))
+        // SAFETY: the learning loop's own use of the scratch area; the
+        // caller does not touch it while the loop runs.
+        (ANSWERS.get_ptr_mut(0), unsafe { dns_name::scratch() }, CONFIG.get(0))
     else {
         return STOP;
     };

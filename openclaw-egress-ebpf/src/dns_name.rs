@@ -27,56 +27,15 @@ use aya_ebpf::{
     helpers::{bpf_skb_load_bytes, generated::bpf_loop},
     programs::sk_buff::SkBuff,
 };
-use openclaw_egress_common::{
-    DnsName, PendingQuery,
-    dns::{DNS_NAME_KEY_LEN, NO_RULE},
-};
+use openclaw_egress_common::dns::{DNS_NAME_KEY_LEN, NO_RULE};
 
+pub use crate::map_types::{DnsScratch, MAX_MATCHES};
 use crate::maps::{DNS_NAMES, SCRATCH};
 
 /// Longest name in wire format, root label included.
 const MAX_WIRE_LEN: usize = 255;
 /// Most labels a name of MAX_WIRE_LEN bytes can have.
 const MAX_LABELS: usize = 128;
-/// Most rules one name can match that are remembered (for their ports).
-pub const MAX_MATCHES: usize = 4;
-
-/// Per-CPU work area (see `maps::SCRATCH`).
-#[repr(C)]
-pub struct DnsScratch {
-    /// The name as read from the packet, lowercased in place.
-    raw: [u8; DNS_NAME_KEY_LEN],
-    /// `1` where `raw` holds a label length byte.
-    label_starts: [u8; DNS_NAME_KEY_LEN],
-    /// The name as a `DNS_NAMES` key; matching strips labels from it.
-    key: DnsName,
-    /// The question as a `PENDING_QUERIES` key. [`read`] fills its `name`
-    /// (the name as a key, kept intact: also the per-name budget's key);
-    /// the caller fills the rest.
-    pub query: PendingQuery,
-    /// The name in dotted form, for drop events.
-    pub dotted: [u8; DNS_NAME_KEY_LEN],
-    /// Bytes of the wire-format name without the root label.
-    name_len: u32,
-    /// Loop-carried cursor (see the module comment).
-    pub cursor: u32,
-    /// Bytes of zero padding in front of the name in `key` (see the module comment).
-    pad: u32,
-    /// Where in `key` the name without its first label starts.
-    second_label: u32,
-    /// The TCP segment being checked, for `dns_stream::advance` once its
-    /// messages pass: its sequence number and data length (kept here, not
-    /// in registers, for the reason in the module comment).
-    pub segment_seq: u32,
-    pub segment_len: u32,
-    /// Rules matched by the last name (see [`matching_rules`]).
-    matches: [u32; MAX_MATCHES],
-    match_count: u32,
-    /// Bytes of `raw` that may be read.
-    raw_len: u32,
-    /// Set by a `bpf_loop` callback that found the name invalid.
-    failed: u32,
-}
 
 /// The context of [`dotted_byte`]: the dotted name `read_dotted` reads (a
 /// pointer on the stack: map memory may not hold pointers).
@@ -113,9 +72,16 @@ pub fn store(value: &mut u32, new: u32) {
 }
 
 /// The scratch area of this CPU.
+///
+/// # Safety
+///
+/// Per-CPU storage: one program run at a time uses it on this CPU, so it
+/// cannot change under a caller except through the `bpf_loop` callbacks the
+/// caller itself runs, which fetch it again. After calling one, read what
+/// it writes with [`load`] (a volatile read), as the passes here do.
 #[inline(always)]
-pub fn scratch() -> Option<&'static mut DnsScratch> {
-    // SAFETY: per-CPU storage, used by one program run at a time on this CPU.
+pub unsafe fn scratch() -> Option<&'static mut DnsScratch> {
+    // SAFETY: see above.
     SCRATCH.get_ptr_mut(0).map(|ptr| unsafe { &mut *ptr })
 }
 
@@ -205,7 +171,8 @@ const STOP: i64 = 1;
 
 /// Zeroes word `index` of the label marks and of both keys.
 extern "C" fn clear_word(index: u64, _: *mut c_void) -> i64 {
-    let Some(scratch) = scratch() else {
+    // SAFETY: a callback of this module's passes (see `scratch`).
+    let Some(scratch) = (unsafe { scratch() }) else {
         return STOP;
     };
     let i = (index as usize) & (WORDS as usize - 1);
@@ -231,7 +198,8 @@ extern "C" fn clear_word(index: u64, _: *mut c_void) -> i64 {
 
 /// Pass 1: one label length; at the root label, records where it is.
 extern "C" fn walk_label(_: u64, _: *mut c_void) -> i64 {
-    let Some(scratch) = scratch() else {
+    // SAFETY: a callback of this module's passes (see `scratch`).
+    let Some(scratch) = (unsafe { scratch() }) else {
         return STOP;
     };
     let position = scratch.cursor as usize & 0xff;
@@ -256,7 +224,8 @@ extern "C" fn walk_label(_: u64, _: *mut c_void) -> i64 {
 
 /// Pass 2: byte `index` of the name.
 extern "C" fn check_byte(index: u64, _: *mut c_void) -> i64 {
-    let Some(scratch) = scratch() else {
+    // SAFETY: a callback of this module's passes (see `scratch`).
+    let Some(scratch) = (unsafe { scratch() }) else {
         return STOP;
     };
     let i = index as usize & 0xff;
@@ -282,7 +251,8 @@ extern "C" fn check_byte(index: u64, _: *mut c_void) -> i64 {
 
 /// Pass 3: byte `index` of the name into both right-aligned keys.
 extern "C" fn place_byte(index: u64, _: *mut c_void) -> i64 {
-    let Some(scratch) = scratch() else {
+    // SAFETY: a callback of this module's passes (see `scratch`).
+    let Some(scratch) = (unsafe { scratch() }) else {
         return STOP;
     };
     let i = index as usize & 0xff;
@@ -346,7 +316,8 @@ pub fn read_dotted(
 
 /// `read_dotted`: byte `index` of the dotted name.
 extern "C" fn dotted_byte(index: u64, context: *mut c_void) -> i64 {
-    let Some(scratch) = scratch() else {
+    // SAFETY: a callback of this module's passes (see `scratch`).
+    let Some(scratch) = (unsafe { scratch() }) else {
         return STOP;
     };
     // SAFETY: bpf_loop passes back the context read_dotted gave it.
@@ -437,7 +408,8 @@ pub fn matching_rules(scratch: &mut DnsScratch) -> bool {
 /// `matching_rules`: byte `pad + index` of the key. At a label start, the
 /// key (with everything before zeroed) is a proper suffix of the name.
 extern "C" fn try_suffix(index: u64, _: *mut c_void) -> i64 {
-    let Some(scratch) = scratch() else {
+    // SAFETY: a callback of this module's passes (see `scratch`).
+    let Some(scratch) = (unsafe { scratch() }) else {
         return STOP;
     };
     let pad = scratch.pad as usize;

@@ -113,7 +113,8 @@ fn check(skb: &SkBuff, flow: &Flow, hook: Hook) -> Result<(), DropReason> {
     let len = end.saturating_sub(start);
     {
         let segment = dns_stream::segment(skb, flow).ok_or(DropReason::DnsMalformed)?;
-        let scratch = dns_name::scratch().ok_or(DropReason::DnsMalformed)?;
+        // SAFETY: the program's own use of this CPU's scratch area.
+        let scratch = unsafe { dns_name::scratch() }.ok_or(DropReason::DnsMalformed)?;
         dns_stream::hold(scratch, &segment, len);
         if !dns_stream::admits(skb, flow, hook, &segment, len) {
             return Err(DropReason::DnsMalformed);
@@ -222,7 +223,8 @@ fn check_one(skb: &SkBuff, flow: &Flow, offset: usize, end: usize) -> Result<(),
     {
         return Err(DropReason::DnsMalformed);
     }
-    let scratch = dns_name::scratch().ok_or(DropReason::DnsMalformed)?;
+    // SAFETY: the program's own use of this CPU's scratch area.
+    let scratch = unsafe { dns_name::scratch() }.ok_or(DropReason::DnsMalformed)?;
     let question = offset + dns_message::HEADER_LEN;
     let name_len = dns_name::read(skb, question, scratch).map_err(|()| DropReason::DnsMalformed)?;
     let question_end = question + name_len + 4;

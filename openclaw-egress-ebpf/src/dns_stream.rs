@@ -93,7 +93,8 @@ pub fn advance(flow: &Flow, hook: Hook) {
     if hook != Hook::Tc {
         return;
     }
-    let Some(scratch) = dns_name::scratch() else {
+    // SAFETY: the program's own use of this CPU's scratch area.
+    let Some(scratch) = (unsafe { dns_name::scratch() }) else {
         return;
     };
     let seq = load(&scratch.segment_seq);

@@ -20,8 +20,9 @@ use aya_ebpf::{
     helpers::{bpf_sk_storage_get, generated::bpf_loop},
     programs::sk_buff::SkBuff,
 };
-use openclaw_egress_common::{DropReason, FlowKey, dns::DNS_NAME_KEY_LEN, inspect};
+use openclaw_egress_common::{DropReason, FlowKey, inspect};
 
+pub use crate::map_types::InspectState;
 use crate::{
     egress_policy::Hook,
     flow::Flow,
@@ -38,45 +39,6 @@ const MAX_STEPS: u32 = 16 * 1024;
 
 const TCP_SYN: u8 = 0x02;
 const TCP_RST: u8 = 0x04;
-
-/// The parser's state for one connection.
-#[repr(C)]
-pub struct InspectState {
-    /// The stream position (TCP sequence number) of the next byte to parse.
-    pub next_seq: u32,
-    /// Stream bytes parsed so far.
-    pub seen: u32,
-    /// Bytes left to skip or copy in the current phase.
-    pub need: u32,
-    /// TLS: bytes left in the current record (0: a record header is next).
-    pub record_left: u32,
-    /// TLS: bytes left in the extensions block, once it started.
-    pub exts_left: u32,
-    /// TLS: bytes left in the current extension after what was read of it.
-    pub ext_left: u32,
-    /// Bytes of `name` filled.
-    pub name_len: u32,
-    /// `inspect` bits of the destination (TLS or HTTP, ECH refused).
-    pub flags: u8,
-    /// The parser phase (`tls_hello` or `http_request` constants).
-    pub phase: u8,
-    /// Phase to go to once a skip is done.
-    pub after: u8,
-    /// Bytes of `acc` filled.
-    pub have: u8,
-    /// TLS: a record header read so far.
-    pub record_header: [u8; 5],
-    /// TLS: bytes of `record_header` filled.
-    pub record_have: u8,
-    /// TLS: an Encrypted Client Hello extension was seen.
-    pub ech: u8,
-    /// TLS: the extensions block started (its bytes count in `exts_left`).
-    pub in_extensions: u8,
-    /// A fixed-size field read so far.
-    pub acc: [u8; 8],
-    /// The server name, as sent.
-    pub name: [u8; DNS_NAME_KEY_LEN],
-}
 
 /// Where parsing ended up for now.
 pub enum Outcome {

@@ -34,6 +34,7 @@ mod egress_policy;
 mod flow;
 mod http_request;
 mod inspection;
+mod map_types;
 mod maps;
 mod report;
 mod server_name;

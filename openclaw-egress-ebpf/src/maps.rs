@@ -18,7 +18,7 @@ use openclaw_egress_common::{
     },
 };
 
-use crate::{dns_name::DnsScratch, inspection::InspectState, socket_verdict::SocketVerdict};
+use crate::map_types::{AnswerScratch, DnsScratch, InspectState, SocketVerdict};
 
 #[map]
 pub static CONFIG: Array<PolicyConfig> = Array::with_max_entries(1, 0);
@@ -73,6 +73,10 @@ pub static EVENTS_LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 /// Per-CPU work area for DNS names (too big for the 512-byte BPF stack).
 #[map]
 pub static SCRATCH: PerCpuArray<DnsScratch> = PerCpuArray::with_max_entries(1, 0);
+
+/// Per-CPU work area of `dns_answer`.
+#[map]
+pub static ANSWERS: PerCpuArray<AnswerScratch> = PerCpuArray::with_max_entries(1, 0);
 
 /// The verdict cache of TC hooks, per 5-tuple (see `verdict_cache`).
 #[map]

@@ -59,7 +59,9 @@ extern "C" fn answer(_index: u64, context: *mut c_void) -> i64 {
 
 #[inline(always)]
 fn check(name: &[u8; DNS_NAME_KEY_LEN], len: usize, port: u16) -> bool {
-    let Some(scratch) = dns_name::scratch() else {
+    // SAFETY: the program's own use of this CPU's scratch area (the
+    // matching's callbacks fetch it again; see `dns_name::scratch`).
+    let Some(scratch) = (unsafe { dns_name::scratch() }) else {
         return false;
     };
     if dns_name::read_dotted(scratch, name, len).is_err() {

@@ -7,22 +7,10 @@
 
 use core::ptr;
 
+use crate::{flow::Flow, map_types::SocketVerdict, maps::VERDICTS, verdict_cache::Cached};
 use aya_ebpf::{
     bindings::BPF_SK_STORAGE_GET_F_CREATE, helpers::bpf_sk_storage_get, programs::sk_buff::SkBuff,
 };
-use openclaw_egress_common::Addr;
-
-use crate::{flow::Flow, maps::VERDICTS, verdict_cache::Cached};
-
-/// The destination a socket was allowed (or, in audit mode, reported) for.
-#[repr(C)]
-pub struct SocketVerdict {
-    dst: Addr,
-    port: u16,
-    proto: u8,
-    /// A [`Cached`], 0 when unset.
-    verdict: u8,
-}
 
 /// The verdict `flow`'s socket has for `flow`'s destination, if any (a
 /// [`Cached`] as `u8`).

@@ -3,7 +3,11 @@
 //! for workloads whose cgroup cannot be used (e.g. another node agent owns
 //! it). There is no socket here, so no per-socket verdict cache either.
 
-use aya_ebpf::{macros::classifier, programs::TcContext};
+use aya_ebpf::{
+    bindings::{TC_ACT_SHOT, TC_ACT_UNSPEC},
+    macros::classifier,
+    programs::TcContext,
+};
 use openclaw_egress_common::{DropReason, Verdict};
 
 use crate::{
@@ -13,8 +17,8 @@ use crate::{
 };
 
 /// Let the packet continue (to other TC programs, then the stack).
-const TC_NEXT: i32 = -1;
-const TC_SHOT: i32 = 2;
+const TC_NEXT: i32 = TC_ACT_UNSPEC;
+const TC_SHOT: i32 = TC_ACT_SHOT;
 
 const ETH_HEADER_LEN: usize = 14;
 const ETHERTYPE_IPV4: u16 = 0x0800;

@@ -150,7 +150,7 @@ fn rewrite(ctx: &TcContext, l3: usize) -> Option<i32> {
     let ifindex = unsafe { (*ctx.skb.skb).ifindex };
     // SAFETY: a helper call; it only records where the packet goes.
     unsafe { bpf_redirect(ifindex, 0) };
-    Some(TC_ACT_REDIRECT as i32)
+    Some(TC_ACT_REDIRECT)
 }
 
 /// The ones'-complement sum of `bytes` (a multiple of 4) added to `seed`.
