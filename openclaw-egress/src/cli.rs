@@ -38,6 +38,11 @@ pub enum Command {
         /// (e.g. a mounted ConfigMap).
         #[arg(long)]
         policy_dir: Option<PathBuf>,
+        /// Accept policies on the cgroup2 root, on the daemon's own cgroup
+        /// and on its ancestors. They hold the host (the daemon included),
+        /// so they are refused unless this is given.
+        #[arg(long)]
+        allow_host_cgroup: bool,
     },
     /// Validate a policy and have the daemon swap it in atomically.
     Apply {

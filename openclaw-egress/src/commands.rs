@@ -28,6 +28,7 @@ async fn run_other(socket: &Path, command: Command) -> anyhow::Result<()> {
             dirs,
             kubernetes,
             policy_dir,
+            allow_host_cgroup,
         } => {
             init_logging(log_format, "info");
             daemon::run(DaemonConfig {
@@ -37,6 +38,7 @@ async fn run_other(socket: &Path, command: Command) -> anyhow::Result<()> {
                 bpffs_dir: dirs.bpffs_dir,
                 kubernetes,
                 policy_dir,
+                allow_host_cgroup,
             })
             .await
         }

@@ -9,6 +9,7 @@
 mod active;
 mod apply;
 mod counts;
+mod host_cgroup;
 mod http;
 mod instance;
 mod learned;
@@ -62,6 +63,9 @@ pub struct DaemonConfig {
     pub kubernetes: bool,
     /// Apply the policy files of this directory, following its changes.
     pub policy_dir: Option<PathBuf>,
+    /// Let policies select the cgroup2 root, the daemon's own cgroup or its
+    /// ancestors (refused otherwise: they hold the host).
+    pub allow_host_cgroup: bool,
 }
 
 pub struct Daemon {
@@ -201,6 +205,7 @@ impl Daemon {
 /// Stopping the daemon leaves every policy enforcing (pinned); a restarted
 /// daemon adopts them.
 pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
+    host_cgroup::allow(config.allow_host_cgroup);
     bpffs::prepare(&config.bpffs_dir)?;
     let state = StateDir::open(&config.state_dir)
         .with_context(|| format!("opening the state directory {}", config.state_dir.display()))?;
