@@ -96,9 +96,24 @@ pub(crate) fn unexpected<T>(response: Response) -> anyhow::Result<T> {
     bail!("unexpected answer from the daemon: {response:?}")
 }
 
-async fn apply(socket: &Path, file: &Path) -> anyhow::Result<()> {
+/// Reads a policy file to send to the daemon, refusing one larger than a
+/// request may be (before parsing it: that limit is the first it breaks).
+pub(crate) fn read_policy(file: &Path) -> anyhow::Result<String> {
     let yaml = std::fs::read_to_string(file)
         .with_context(|| format!("{}: cannot read", file.display()))?;
+    if yaml.len() as u64 >= api::MAX_REQUEST_BYTES {
+        bail!(
+            "{}: the policy is {} bytes; the daemon accepts at most {} per request",
+            file.display(),
+            yaml.len(),
+            api::MAX_REQUEST_TEXT
+        );
+    }
+    Ok(yaml)
+}
+
+async fn apply(socket: &Path, file: &Path) -> anyhow::Result<()> {
+    let yaml = read_policy(file)?;
     let source = file.display().to_string();
     // Validate here first: the daemon does too, but this works without one.
     policy::parse_str(&source, &yaml)?;

@@ -20,7 +20,7 @@ use anyhow::Context as _;
 use crate::{
     api::{Request, Response},
     cgroup,
-    commands::{call, unexpected},
+    commands::{call, read_policy, unexpected},
     daemon::Overrides,
     policy,
 };
@@ -33,8 +33,7 @@ pub async fn run(
     policy_file: &Path,
     command: &[String],
 ) -> anyhow::Result<ExitCode> {
-    let yaml = std::fs::read_to_string(policy_file)
-        .with_context(|| format!("{}: cannot read", policy_file.display()))?;
+    let yaml = read_policy(policy_file)?;
     let source = policy_file.display().to_string();
     let policy = policy::parse_str(&source, &yaml)?;
 
