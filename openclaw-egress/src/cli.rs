@@ -72,6 +72,12 @@ pub enum Command {
         /// Policy file (YAML).
         #[arg(long)]
         policy: PathBuf,
+        /// Keep the command's capabilities. By default it loses those that
+        /// could undo enforcement (CAP_NET_RAW, CAP_NET_ADMIN, CAP_SYS_ADMIN,
+        /// CAP_BPF, CAP_PERFMON, CAP_SYS_PTRACE, CAP_SYS_MODULE,
+        /// CAP_SYS_RAWIO); its namespaces and read-only mounts stay.
+        #[arg(long)]
+        keep_capabilities: bool,
         /// The command and its arguments.
         #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
         command: Vec<String>,

@@ -15,7 +15,11 @@ use crate::{
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let socket = cli.socket.as_path();
     match cli.command {
-        Command::Exec { policy, command } => exec::run(socket, &policy, &command).await,
+        Command::Exec {
+            policy,
+            command,
+            keep_capabilities,
+        } => exec::run(socket, &policy, &command, keep_capabilities).await,
         command => run_other(socket, command).await.map(|()| ExitCode::SUCCESS),
     }
 }

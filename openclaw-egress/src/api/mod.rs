@@ -83,6 +83,10 @@ pub struct ApplyReport {
 pub struct StatusReport {
     pub version: String,
     pub metrics_addr: Option<String>,
+    /// The daemon's `--state-dir` (`exec` keeps its command from writing
+    /// there).
+    #[serde(default)]
+    pub state_dir: Option<PathBuf>,
     pub policies: Vec<PolicyStatus>,
 }
 

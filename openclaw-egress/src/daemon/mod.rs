@@ -15,6 +15,7 @@ mod instance;
 mod learned;
 mod metrics;
 mod names;
+mod peer;
 mod pods;
 mod restore;
 mod server;
@@ -78,6 +79,8 @@ pub struct Daemon {
     metrics_addr: Mutex<Option<SocketAddr>>,
     registry: prometheus::Registry,
     state: StateDir,
+    /// `--state-dir`, for `status`.
+    state_root: PathBuf,
     pins_root: PathBuf,
     /// Signalled by `uninstall`: the daemon exits once it is done.
     exit: Notify,
@@ -85,7 +88,7 @@ pub struct Daemon {
 }
 
 impl Daemon {
-    fn new(state: StateDir, pins_root: PathBuf) -> Arc<Self> {
+    fn new(state: StateDir, state_root: PathBuf, pins_root: PathBuf) -> Arc<Self> {
         let (events, _) = broadcast::channel(MONITOR_BACKLOG);
         Arc::new_cyclic(|daemon| {
             let registry = prometheus::Registry::new();
@@ -100,6 +103,7 @@ impl Daemon {
                 metrics_addr: Mutex::new(None),
                 registry,
                 state,
+                state_root,
                 pins_root,
                 exit: Notify::new(),
                 pods: RwLock::new(None),
@@ -175,6 +179,7 @@ impl Daemon {
                 .lock()
                 .expect("metrics addr lock")
                 .map(|addr| addr.to_string()),
+            state_dir: Some(self.state_root.clone()),
             policies: policies
                 .values()
                 .map(|active| {
@@ -209,7 +214,8 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
     bpffs::prepare(&config.bpffs_dir)?;
     let state = StateDir::open(&config.state_dir)
         .with_context(|| format!("opening the state directory {}", config.state_dir.display()))?;
-    let daemon = Daemon::new(state, config.bpffs_dir.clone());
+    let state_root = std::path::absolute(&config.state_dir)?;
+    let daemon = Daemon::new(state, state_root, config.bpffs_dir.clone());
     // Adopt before serving: no request may see (or change) a half-restored state.
     restore::adopt_all(&daemon);
 

@@ -18,7 +18,7 @@ use tokio::{
     sync::broadcast::error::RecvError,
 };
 
-use super::Daemon;
+use super::{Daemon, peer::Peer};
 use crate::{
     api::{MAX_REQUEST_BYTES, MAX_REQUEST_TEXT, Request, Response},
     error_text::full_message,
@@ -73,6 +73,7 @@ pub async fn serve(listener: UnixListener, daemon: Arc<Daemon>) {
 }
 
 async fn handle(stream: UnixStream, daemon: &Daemon) -> io::Result<()> {
+    let peer = Peer::of(&stream);
     let (read, mut write) = stream.into_split();
     let mut reader = BufReader::new(read);
     let request = match read_request(&mut reader).await? {
@@ -88,6 +89,12 @@ async fn handle(stream: UnixStream, daemon: &Daemon) -> io::Result<()> {
             return Ok(());
         }
     };
+    // Checked once the request is read, so that the client gets the answer
+    // rather than a broken pipe.
+    if let Some(message) = peer.refusal(&filtered_cgroups(daemon)) {
+        tracing::warn!("API request refused: {message}");
+        return send(&mut write, &Response::Error { message }).await;
+    }
     match request {
         Request::Apply {
             source,
@@ -136,6 +143,20 @@ async fn handle(stream: UnixStream, daemon: &Daemon) -> io::Result<()> {
             }
         }
     }
+}
+
+/// Every cgroup a policy filters (its own and its pods'), with the policy.
+fn filtered_cgroups(daemon: &Daemon) -> Vec<(String, std::path::PathBuf)> {
+    let policies = daemon.policies.read().expect("policies lock");
+    policies
+        .values()
+        .flat_map(|active| {
+            active.workloads().into_iter().filter_map(|workload| {
+                let cgroup = workload.cgroup()?.to_path_buf();
+                Some((active.policy.name.clone(), cgroup))
+            })
+        })
+        .collect()
 }
 
 /// A request that gets an error instead of an answer.
