@@ -15,7 +15,7 @@ mod common;
 use std::path::PathBuf;
 
 use common::{PolicyYaml, skip_unless_root};
-use openclaw_egress_e2e::{Daemon, Sandbox, binary_path, cgroup2_mount};
+use openclaw_egress_e2e::{Daemon, Sandbox, binary_path, cgroup2_mount, run_with_deadline};
 
 /// A daemon in `<sandbox>/daemon`, and a sibling cgroup `<sandbox>/sibling`.
 struct Setup {
@@ -175,6 +175,25 @@ fn allow_host_cgroup_lets_the_daemon_select_its_parent() {
     assert_eq!(
         applied(&setup.daemon),
         [("parent".to_owned(), parent.display().to_string())]
+    );
+    // A client under it may still use the API (the daemon refuses requests
+    // from filtered workloads, but this policy filters the host, the
+    // operator included: refusing would leave no way to remove it).
+    let sibling = parent.join("sibling");
+    let socket = setup.daemon.socket().display().to_string();
+    let mut status = setup
+        .sandbox
+        .command_in_cgroup(
+            &sibling,
+            binary_path("openclaw-egress"),
+            ["status", "--socket", &socket],
+        )
+        .unwrap();
+    let output = run_with_deadline(&mut status, Daemon::CLI_TIMEOUT).unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
     );
     setup
         .daemon

@@ -3,7 +3,7 @@
 use std::{
     io,
     os::unix::fs::{DirBuilderExt as _, PermissionsExt as _},
-    path::Path,
+    path::{Path, PathBuf},
     sync::Arc,
     time::Duration,
 };
@@ -18,7 +18,7 @@ use tokio::{
     sync::broadcast::error::RecvError,
 };
 
-use super::{Daemon, peer::Peer};
+use super::{Daemon, host_cgroup, peer::Peer};
 use crate::{
     api::{MAX_REQUEST_BYTES, MAX_REQUEST_TEXT, Request, Response},
     error_text::full_message,
@@ -146,7 +146,10 @@ async fn handle(stream: UnixStream, daemon: &Daemon) -> io::Result<()> {
 }
 
 /// Every cgroup a policy filters (its own and its pods'), with the policy.
-fn filtered_cgroups(daemon: &Daemon) -> Vec<(String, std::path::PathBuf)> {
+/// Host cgroups (see `host_cgroup`), which a policy selects only under
+/// `--allow-host-cgroup`, are left out: the operator's own shell is in them,
+/// and refusing it would leave no way to remove that policy.
+fn filtered_cgroups(daemon: &Daemon) -> Vec<(String, PathBuf)> {
     let policies = daemon.policies.read().expect("policies lock");
     policies
         .values()
@@ -156,6 +159,7 @@ fn filtered_cgroups(daemon: &Daemon) -> Vec<(String, std::path::PathBuf)> {
                 Some((active.policy.name.clone(), cgroup))
             })
         })
+        .filter(|(_, cgroup)| !matches!(host_cgroup::refusal(cgroup), Ok(Some(_))))
         .collect()
 }
 
