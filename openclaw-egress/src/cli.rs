@@ -38,6 +38,11 @@ pub enum Command {
         /// (e.g. a mounted ConfigMap).
         #[arg(long)]
         policy_dir: Option<PathBuf>,
+        /// Accept policies on the cgroup2 root, on the daemon's own cgroup
+        /// and on its ancestors. They hold the host (the daemon included),
+        /// so they are refused unless this is given.
+        #[arg(long)]
+        allow_host_cgroup: bool,
     },
     /// Validate a policy and have the daemon swap it in atomically.
     Apply {
@@ -67,6 +72,12 @@ pub enum Command {
         /// Policy file (YAML).
         #[arg(long)]
         policy: PathBuf,
+        /// Keep the command's capabilities. By default it loses those that
+        /// could undo enforcement (CAP_NET_RAW, CAP_NET_ADMIN, CAP_SYS_ADMIN,
+        /// CAP_BPF, CAP_PERFMON, CAP_SYS_PTRACE, CAP_SYS_MODULE,
+        /// CAP_SYS_RAWIO); its namespaces and read-only mounts stay.
+        #[arg(long)]
+        keep_capabilities: bool,
         /// The command and its arguments.
         #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
         command: Vec<String>,

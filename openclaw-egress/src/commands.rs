@@ -15,7 +15,11 @@ use crate::{
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let socket = cli.socket.as_path();
     match cli.command {
-        Command::Exec { policy, command } => exec::run(socket, &policy, &command).await,
+        Command::Exec {
+            policy,
+            command,
+            keep_capabilities,
+        } => exec::run(socket, &policy, &command, keep_capabilities).await,
         command => run_other(socket, command).await.map(|()| ExitCode::SUCCESS),
     }
 }
@@ -28,6 +32,7 @@ async fn run_other(socket: &Path, command: Command) -> anyhow::Result<()> {
             dirs,
             kubernetes,
             policy_dir,
+            allow_host_cgroup,
         } => {
             init_logging(log_format, "info");
             daemon::run(DaemonConfig {
@@ -37,6 +42,7 @@ async fn run_other(socket: &Path, command: Command) -> anyhow::Result<()> {
                 bpffs_dir: dirs.bpffs_dir,
                 kubernetes,
                 policy_dir,
+                allow_host_cgroup,
             })
             .await
         }
@@ -94,9 +100,24 @@ pub(crate) fn unexpected<T>(response: Response) -> anyhow::Result<T> {
     bail!("unexpected answer from the daemon: {response:?}")
 }
 
-async fn apply(socket: &Path, file: &Path) -> anyhow::Result<()> {
+/// Reads a policy file to send to the daemon, refusing one larger than a
+/// request may be (before parsing it: that limit is the first it breaks).
+pub(crate) fn read_policy(file: &Path) -> anyhow::Result<String> {
     let yaml = std::fs::read_to_string(file)
         .with_context(|| format!("{}: cannot read", file.display()))?;
+    if yaml.len() as u64 >= api::MAX_REQUEST_BYTES {
+        bail!(
+            "{}: the policy is {} bytes; the daemon accepts at most {} per request",
+            file.display(),
+            yaml.len(),
+            api::MAX_REQUEST_TEXT
+        );
+    }
+    Ok(yaml)
+}
+
+async fn apply(socket: &Path, file: &Path) -> anyhow::Result<()> {
+    let yaml = read_policy(file)?;
     let source = file.display().to_string();
     // Validate here first: the daemon does too, but this works without one.
     policy::parse_str(&source, &yaml)?;

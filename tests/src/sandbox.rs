@@ -594,6 +594,23 @@ impl Sandbox {
         self.spawn_daemon_in(&self.agent, bin, extra_args, &[])
     }
 
+    /// [`Sandbox::spawn_daemon_with_args`], with the daemon placed in
+    /// `cgroup` (an absolute cgroup directory, e.g. one made by
+    /// [`Sandbox::create_cgroup`]) before it execs: its own cgroup and its
+    /// ancestors are then the test's, not the host's.
+    pub fn spawn_daemon_in_cgroup(
+        &self,
+        bin: &Path,
+        cgroup: &Path,
+        extra_args: &[&str],
+    ) -> Result<Daemon> {
+        let placement = Placement {
+            cgroup_procs: Some(open_procs(cgroup)?),
+            netns: Some(self.agent.open()?),
+        };
+        self.spawn_daemon_placed(placement, bin, extra_args, &[])
+    }
+
     /// [`Sandbox::spawn_daemon_with_args`] with extra environment variables
     /// (e.g. `KUBECONFIG` and `NODE_NAME` for `--kubernetes`). Proxy and
     /// in-cluster variables of the test's own environment are removed, so
@@ -645,6 +662,20 @@ impl Sandbox {
         extra_args: &[&str],
         env: &[(&str, &str)],
     ) -> Result<Daemon> {
+        let placement = Placement {
+            cgroup_procs: None,
+            netns: Some(netns.open()?),
+        };
+        self.spawn_daemon_placed(placement, bin, extra_args, env)
+    }
+
+    fn spawn_daemon_placed(
+        &self,
+        placement: Placement,
+        bin: &Path,
+        extra_args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<Daemon> {
         let socket = self.scratch_dir().join("api.sock");
         // A previous daemon of this sandbox may have left its socket behind.
         let _ = std::fs::remove_file(&socket);
@@ -656,11 +687,7 @@ impl Sandbox {
             }
             command.envs(env.iter().copied());
         }
-        Placement {
-            cgroup_procs: None,
-            netns: Some(netns.open()?),
-        }
-        .apply(&mut command);
+        placement.apply(&mut command);
         let child = ChildGuard::spawn(
             "openclaw-egress daemon",
             &mut command,

@@ -218,46 +218,54 @@ fn exec_runs_one_command_under_the_policy_and_passes_its_exit_code_through() {
     assert_ne!(event["cgroup_id"], sandbox_cgroup_id, "{event}");
     assert_exec_cleaned_up(&rig, &run);
 
-    // From the inside: the command runs in exec's cgroup, and the daemon
-    // shows exec's policy on it while it runs.
-    let bin = binary_path("openclaw-egress");
+    // From the inside: the command runs in exec's cgroup, the root of its
+    // own cgroup namespace (so `0::/` to itself), and the daemon shows exec's
+    // policy on it while it runs (asked from outside: the daemon refuses
+    // requests from inside a filtered cgroup, see hardening_exec.rs).
+    let release = rig.sandbox.scratch_dir().join("release");
     let script = format!(
-        "cat /proc/self/cgroup; echo ---; {} status --json --socket {}",
-        bin.display(),
-        socket.display()
+        "cat /proc/self/cgroup; grep -qx $$ {}/openclaw-egress-exec-$PPID/cgroup.procs && echo joined; \
+         while [ ! -e {} ]; do sleep 0.05; done",
+        cgroup2_mount().unwrap().display(),
+        release.display()
     );
-    let run = exec(&rig.sandbox, socket, &policy, &["sh", "-c", &script]);
+    let child = exec_command(&rig.sandbox, socket, &policy, &["sh", "-c", &script])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let name = format!("{POLICY}-exec-{pid}");
+    let policy_status = poll_until("exec's policy in status", EVENT_TIMEOUT, || {
+        let policies = rig.status_policies();
+        policies
+            .iter()
+            .find(|p| p["name"] == name.as_str())
+            .cloned()
+            .ok_or(format!("{policies:#?}"))
+    });
+    std::fs::write(&release, "").unwrap();
+    let run = ExecRun {
+        pid,
+        output: child.wait_with_output().unwrap(),
+    };
     run.assert_code(0);
     let stdout = run.stdout();
-    let (cgroups, status) = stdout
-        .split_once("---\n")
-        .unwrap_or_else(|| panic!("{stdout}"));
-    let relative = run
-        .cgroup()
-        .strip_prefix(cgroup2_mount().unwrap())
-        .unwrap()
-        .display()
-        .to_string();
+    assert!(stdout.lines().any(|l| l == "0::/"), "{stdout}");
     assert!(
-        cgroups
-            .lines()
-            .any(|l| l == format!("0::/{relative}").as_str()),
-        "the command is not in exec's cgroup: {cgroups}"
+        stdout.lines().any(|l| l == "joined"),
+        "the command is not in exec's cgroup: {stdout}"
     );
-    let status: Value = serde_json::from_str(status).unwrap_or_else(|e| panic!("{e}: {status}"));
-    let policies = status["policies"].as_array().expect("policies");
-    assert_eq!(policies.len(), 1, "{status:#}");
-    let policy_status = &policies[0];
-    assert_eq!(policy_status["name"], run.policy_name(), "{status:#}");
     assert_eq!(
         policy_status["source"],
         policy.display().to_string(),
-        "{status:#}"
+        "{policy_status:#}"
     );
     assert_eq!(
         policy_status["workloads"],
         serde_json::json!([format!("cgroup {}", run.cgroup().display())]),
-        "{status:#}"
+        "{policy_status:#}"
     );
     assert_exec_cleaned_up(&rig, &run);
 

@@ -290,13 +290,14 @@ fn connect_right_after_each_lookup_of_a_fresh_address_is_never_dropped() {
     if skip_unless_root() {
         return;
     }
-    // Every lookup hands out an address never seen before (198.18.0.0/15,
-    // the benchmarking range, is not internal), with a server on 443; the
+    // Every lookup hands out an address never seen before (in 11.0.0.0/16,
+    // a public block: rebinding protection must not refuse it, and the world
+    // netns has no way out), with a server on 443; the
     // name only matches a wildcard, so nothing can be resolved ahead.
     let world = WorldConfig::new()
         .dns("10.77.0.1:53")
         .dns("[fd77::1]:53")
-        .fresh_ips("fresh.race.test", "198.18.0.0/16")
+        .fresh_ips("fresh.race.test", "11.0.0.0/16")
         .fresh_ips("fresh.race.test", "2001:db8:18::/64")
         .fresh_tcp_port(443);
     let rig = Rig::start(&world);

@@ -693,7 +693,7 @@ fn resolve_connect_goes_from_each_answer_straight_to_a_connect() {
     require_root!();
     let sandbox = Sandbox::new().unwrap();
     let config = basic_world()
-        .fresh_ips("fresh.example.com", "198.18.0.0/16")
+        .fresh_ips("fresh.example.com", "11.0.0.0/16")
         .fresh_tcp_port(443);
     let world = sandbox.start_world(&config).unwrap();
 

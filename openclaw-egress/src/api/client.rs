@@ -7,7 +7,7 @@ use tokio::{
     net::{UnixStream, unix::OwnedReadHalf},
 };
 
-use super::{Request, Response};
+use super::{MAX_REQUEST_BYTES, MAX_REQUEST_TEXT, Request, Response};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -26,6 +26,8 @@ pub enum ClientError {
     Decode(#[from] serde_json::Error),
     #[error("the daemon closed the connection without answering")]
     NoAnswer,
+    #[error("the request is {bytes} bytes; the daemon accepts at most {MAX_REQUEST_TEXT}")]
+    TooLarge { bytes: usize },
 }
 
 /// An open request whose response lines can be read one by one.
@@ -42,8 +44,14 @@ impl Exchange {
     }
 }
 
-/// Sends `request` and returns the stream of responses.
+/// Sends `request` and returns the stream of responses. A request larger
+/// than the daemon reads is refused before connecting.
 pub async fn open(socket: &Path, request: &Request) -> Result<Exchange, ClientError> {
+    let mut line = serde_json::to_vec(request)?;
+    line.push(b'\n');
+    if line.len() as u64 > MAX_REQUEST_BYTES {
+        return Err(ClientError::TooLarge { bytes: line.len() });
+    }
     let stream = UnixStream::connect(socket)
         .await
         .map_err(|source| ClientError::Connect {
@@ -51,10 +59,13 @@ pub async fn open(socket: &Path, request: &Request) -> Result<Exchange, ClientEr
             source,
         })?;
     let (read, mut write) = stream.into_split();
-    let mut line = serde_json::to_vec(request)?;
-    line.push(b'\n');
-    write.write_all(&line).await?;
-    write.shutdown().await?;
+    match write.write_all(&line).await {
+        Ok(()) => write.shutdown().await?,
+        // The daemon stopped reading before the end (an older daemon with
+        // a smaller limit, say); the answer it left says why.
+        Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => {}
+        Err(error) => return Err(error.into()),
+    }
     Ok(Exchange {
         lines: BufReader::new(read).lines(),
     })

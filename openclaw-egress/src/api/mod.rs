@@ -15,6 +15,15 @@ pub const DEFAULT_SOCKET: &str = "/run/openclaw-egress/api.sock";
 /// Environment variable overriding [`DEFAULT_SOCKET`] for every subcommand.
 pub const SOCKET_ENV: &str = "OPENCLAW_EGRESS_SOCKET";
 
+/// The longest request line (newline included) the daemon reads; a policy
+/// file is a few KiB, the largest that fits the kernel's maps well under
+/// this. The client refuses to send more, the daemon answers more with an
+/// error.
+pub const MAX_REQUEST_BYTES: u64 = 4 << 20;
+
+/// [`MAX_REQUEST_BYTES`] for messages.
+pub const MAX_REQUEST_TEXT: &str = "4 MiB (4194304 bytes)";
+
 pub fn default_socket() -> PathBuf {
     std::env::var_os(SOCKET_ENV).map_or_else(|| PathBuf::from(DEFAULT_SOCKET), PathBuf::from)
 }
@@ -74,6 +83,10 @@ pub struct ApplyReport {
 pub struct StatusReport {
     pub version: String,
     pub metrics_addr: Option<String>,
+    /// The daemon's `--state-dir` (`exec` keeps its command from writing
+    /// there).
+    #[serde(default)]
+    pub state_dir: Option<PathBuf>,
     pub policies: Vec<PolicyStatus>,
 }
 

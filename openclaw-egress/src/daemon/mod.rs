@@ -9,11 +9,13 @@
 mod active;
 mod apply;
 mod counts;
+mod host_cgroup;
 mod http;
 mod instance;
 mod learned;
 mod metrics;
 mod names;
+mod peer;
 mod pods;
 mod policy_dir;
 mod restore;
@@ -63,6 +65,9 @@ pub struct DaemonConfig {
     pub kubernetes: bool,
     /// Apply the policy files of this directory, following its changes.
     pub policy_dir: Option<PathBuf>,
+    /// Let policies select the cgroup2 root, the daemon's own cgroup or its
+    /// ancestors (refused otherwise: they hold the host).
+    pub allow_host_cgroup: bool,
 }
 
 pub struct Daemon {
@@ -75,6 +80,8 @@ pub struct Daemon {
     metrics_addr: Mutex<Option<SocketAddr>>,
     registry: prometheus::Registry,
     state: StateDir,
+    /// `--state-dir`, for `status`.
+    state_root: PathBuf,
     pins_root: PathBuf,
     /// Signalled by `uninstall`: the daemon exits once it is done.
     exit: Notify,
@@ -82,7 +89,7 @@ pub struct Daemon {
 }
 
 impl Daemon {
-    fn new(state: StateDir, pins_root: PathBuf) -> Arc<Self> {
+    fn new(state: StateDir, state_root: PathBuf, pins_root: PathBuf) -> Arc<Self> {
         let (events, _) = broadcast::channel(MONITOR_BACKLOG);
         Arc::new_cyclic(|daemon| {
             let registry = prometheus::Registry::new();
@@ -97,6 +104,7 @@ impl Daemon {
                 metrics_addr: Mutex::new(None),
                 registry,
                 state,
+                state_root,
                 pins_root,
                 exit: Notify::new(),
                 pods: RwLock::new(None),
@@ -172,6 +180,7 @@ impl Daemon {
                 .lock()
                 .expect("metrics addr lock")
                 .map(|addr| addr.to_string()),
+            state_dir: Some(self.state_root.clone()),
             policies: policies
                 .values()
                 .map(|active| {
@@ -202,10 +211,12 @@ impl Daemon {
 /// Stopping the daemon leaves every policy enforcing (pinned); a restarted
 /// daemon adopts them.
 pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
+    host_cgroup::allow(config.allow_host_cgroup);
     bpffs::prepare(&config.bpffs_dir)?;
     let state = StateDir::open(&config.state_dir)
         .with_context(|| format!("opening the state directory {}", config.state_dir.display()))?;
-    let daemon = Daemon::new(state, config.bpffs_dir.clone());
+    let state_root = std::path::absolute(&config.state_dir)?;
+    let daemon = Daemon::new(state, state_root, config.bpffs_dir.clone());
     // Adopt before serving: no request may see (or change) a half-restored state.
     restore::adopt_all(&daemon);
 

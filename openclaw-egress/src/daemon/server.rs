@@ -3,25 +3,31 @@
 use std::{
     io,
     os::unix::fs::{DirBuilderExt as _, PermissionsExt as _},
-    path::Path,
+    path::{Path, PathBuf},
     sync::Arc,
+    time::Duration,
 };
 
 use anyhow::{Context as _, bail};
 use tokio::{
     io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader},
-    net::{UnixListener, UnixStream},
+    net::{
+        UnixListener, UnixStream,
+        unix::{OwnedReadHalf, OwnedWriteHalf},
+    },
     sync::broadcast::error::RecvError,
 };
 
-use super::Daemon;
+use super::{Daemon, host_cgroup, peer::Peer};
 use crate::{
-    api::{Request, Response},
+    api::{MAX_REQUEST_BYTES, MAX_REQUEST_TEXT, Request, Response},
     error_text::full_message,
 };
 
-/// Requests larger than this are refused (a policy file is a few KiB).
-const MAX_REQUEST_BYTES: u64 = 4 << 20;
+/// What is read (and thrown away) after an oversized request, so that its
+/// sender can finish writing and read the answer instead of a broken pipe.
+const DRAIN_BYTES: u64 = 64 << 20;
+const DRAIN_TIME: Duration = Duration::from_secs(10);
 
 /// Binds the API socket, refusing to steal it from a daemon that is alive.
 pub fn bind(socket: &Path) -> anyhow::Result<UnixListener> {
@@ -67,21 +73,28 @@ pub async fn serve(listener: UnixListener, daemon: Arc<Daemon>) {
 }
 
 async fn handle(stream: UnixStream, daemon: &Daemon) -> io::Result<()> {
+    let peer = Peer::of(&stream);
     let (read, mut write) = stream.into_split();
-    let mut line = String::new();
-    BufReader::new(read)
-        .take(MAX_REQUEST_BYTES)
-        .read_line(&mut line)
-        .await?;
-    let request = match serde_json::from_str::<Request>(&line) {
+    let mut reader = BufReader::new(read);
+    let request = match read_request(&mut reader).await? {
         Ok(request) => request,
-        Err(error) => {
-            let response = Response::Error {
-                message: format!("bad request: {error}"),
-            };
-            return send(&mut write, &response).await;
+        Err(BadRequest { message, drain }) => {
+            send(&mut write, &Response::Error { message }).await?;
+            if drain {
+                let _ = tokio::time::timeout(DRAIN_TIME, async {
+                    tokio::io::copy(&mut reader.take(DRAIN_BYTES), &mut tokio::io::sink()).await
+                })
+                .await;
+            }
+            return Ok(());
         }
     };
+    // Checked once the request is read, so that the client gets the answer
+    // rather than a broken pipe.
+    if let Some(message) = peer.refusal(&filtered_cgroups(daemon)) {
+        tracing::warn!("API request refused: {message}");
+        return send(&mut write, &Response::Error { message }).await;
+    }
     match request {
         Request::Apply {
             source,
@@ -132,7 +145,66 @@ async fn handle(stream: UnixStream, daemon: &Daemon) -> io::Result<()> {
     }
 }
 
-async fn send(write: &mut tokio::net::unix::OwnedWriteHalf, response: &Response) -> io::Result<()> {
+/// Every cgroup a policy filters (its own and its pods'), with the policy.
+/// Host cgroups (see `host_cgroup`), which a policy selects only under
+/// `--allow-host-cgroup`, are left out: the operator's own shell is in them,
+/// and refusing it would leave no way to remove that policy.
+fn filtered_cgroups(daemon: &Daemon) -> Vec<(String, PathBuf)> {
+    let policies = daemon.policies.read().expect("policies lock");
+    policies
+        .values()
+        .flat_map(|active| {
+            active.workloads().into_iter().filter_map(|workload| {
+                let cgroup = workload.cgroup()?.to_path_buf();
+                Some((active.policy.name.clone(), cgroup))
+            })
+        })
+        .filter(|(_, cgroup)| !matches!(host_cgroup::refusal(cgroup), Ok(Some(_))))
+        .collect()
+}
+
+/// A request that gets an error instead of an answer.
+struct BadRequest {
+    message: String,
+    /// More of it is still coming: read it before hanging up.
+    drain: bool,
+}
+
+/// Reads one request line. Anything but a request (too long, not UTF-8, not
+/// JSON, not a known request) is answered with an error, never by hanging up.
+async fn read_request(
+    reader: &mut BufReader<OwnedReadHalf>,
+) -> io::Result<Result<Request, BadRequest>> {
+    let mut line = Vec::new();
+    reader
+        .take(MAX_REQUEST_BYTES + 1)
+        .read_until(b'\n', &mut line)
+        .await?;
+    let bad = |message: String| {
+        Ok(Err(BadRequest {
+            message,
+            drain: false,
+        }))
+    };
+    if line.len() as u64 > MAX_REQUEST_BYTES {
+        return Ok(Err(BadRequest {
+            message: format!(
+                "request too large: the daemon reads at most {MAX_REQUEST_TEXT} per request"
+            ),
+            drain: true,
+        }));
+    }
+    let text = match std::str::from_utf8(&line) {
+        Ok(text) => text,
+        Err(error) => return bad(format!("bad request: not UTF-8 JSON ({error})")),
+    };
+    match serde_json::from_str(text) {
+        Ok(request) => Ok(Ok(request)),
+        Err(error) => bad(format!("bad request: {error}")),
+    }
+}
+
+async fn send(write: &mut OwnedWriteHalf, response: &Response) -> io::Result<()> {
     let mut line = serde_json::to_vec(response).map_err(io::Error::other)?;
     line.push(b'\n');
     write.write_all(&line).await

@@ -1,12 +1,14 @@
 //! Turning a policy's selector into workloads: its cgroup and/or host-side
 //! interfaces (pods come from the Kubernetes watcher).
 
-use super::{apply::ApplyError, workload::Workload};
+use super::{apply::ApplyError, host_cgroup, workload::Workload};
 use crate::{cgroup, policy::Policy};
 
 /// The workloads a policy selects, each checked to exist. Selectors this
 /// daemon cannot serve are refused, never silently ignored: an ignored
-/// selector would leave its workloads unfiltered.
+/// selector would leave its workloads unfiltered. So is a cgroup of the host
+/// (see `host_cgroup`), unless the daemon runs with `--allow-host-cgroup`;
+/// `exec`'s cgroup comes through here too (as an override of the selector).
 ///
 /// `pods` are the pods `podLabels` selects now, `None` when the daemon does
 /// not follow pods. A `podLabels` policy may select no pod yet: it attaches
@@ -40,6 +42,17 @@ pub fn workloads_of(
             error,
         };
         let path = cgroup::resolve(path).map_err(cgroup_error)?;
+        if !host_cgroup::allowed() {
+            let refusal = host_cgroup::refusal(&path).map_err(|error| {
+                selector_error(format!(
+                    "cgroupPath: cannot tell whether {} is a host cgroup: {error}",
+                    path.display()
+                ))
+            })?;
+            if let Some(refusal) = refusal {
+                return Err(selector_error(format!("cgroupPath: {refusal}")));
+            }
+        }
         // Opened (and closed) here only to fail early with a clear message.
         cgroup::open(&path).map_err(cgroup_error)?;
         workloads.push(Workload::Cgroup { path });

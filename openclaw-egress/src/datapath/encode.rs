@@ -13,7 +13,7 @@ use openclaw_egress_common::{
 
 use crate::{
     policy::{Cidr, Ech, EgressRule, Inspect, Inspection, Policy, PortSpec, Target, WildcardDepth},
-    rebinding::INTERNAL_RANGES,
+    rebinding,
 };
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -94,14 +94,7 @@ pub fn static_entries(policy: &Policy) -> Result<StaticEntries, EncodeError> {
         resolvers: policy.dns.resolvers.iter().copied().map(addr_of).collect(),
         cidrs,
         cidr_addrs,
-        internal_ranges: INTERNAL_RANGES
-            .iter()
-            .map(|(range, _)| PrefixEntry {
-                prefix_len: mapped_prefix_len(range),
-                addr: addr_of(range.addr),
-                value: 0,
-            })
-            .collect(),
+        internal_ranges: rebinding::trie_entries(),
         dns_names,
         rule_ports,
     })

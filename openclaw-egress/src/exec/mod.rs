@@ -3,14 +3,16 @@
 //!
 //! The cgroup is created first and the policy attached to it before the
 //! command starts, and the command joins the cgroup between fork and exec: no
-//! packet of it ever leaves unfiltered.
+//! packet of it ever leaves unfiltered. It is then confined there (see
+//! `confine`): it cannot leave the cgroup or undo the policy, even as root.
 
+mod confine;
 mod leftovers;
+mod mounts;
 
 use std::{
     fs::File,
     io::Write as _,
-    os::{fd::AsRawFd as _, unix::process::CommandExt as _},
     path::{Path, PathBuf},
     process::ExitCode,
 };
@@ -20,7 +22,7 @@ use anyhow::Context as _;
 use crate::{
     api::{Request, Response},
     cgroup,
-    commands::{call, unexpected},
+    commands::{call, read_policy, unexpected},
     daemon::Overrides,
     policy,
 };
@@ -32,9 +34,9 @@ pub async fn run(
     socket: &Path,
     policy_file: &Path,
     command: &[String],
+    keep_capabilities: bool,
 ) -> anyhow::Result<ExitCode> {
-    let yaml = std::fs::read_to_string(policy_file)
-        .with_context(|| format!("{}: cannot read", policy_file.display()))?;
+    let yaml = read_policy(policy_file)?;
     let source = policy_file.display().to_string();
     let policy = policy::parse_str(&source, &yaml)?;
 
@@ -44,7 +46,20 @@ pub async fn run(
     let name = format!("{}{suffix}", base.trim_end_matches('-'));
     let mount = cgroup::cgroup2_mount()?;
     leftovers::remove(socket, &mount).await;
+    // The daemon's directories, which the command must not write to.
+    let state_dir = match call(socket, &Request::Status).await? {
+        Response::Status(report) => report.state_dir,
+        other => return unexpected(other),
+    };
+    let absolute_socket = std::path::absolute(socket)?;
+    let socket_dir = absolute_socket.parent().unwrap_or(Path::new("/"));
+    let daemon_dirs: Vec<&Path> = [Some(socket_dir), state_dir.as_deref()]
+        .into_iter()
+        .flatten()
+        .collect();
     let sandbox = Sandbox::create(&mount.join(leftovers::cgroup_name(pid)))?;
+    let confinement =
+        confine::Confinement::prepare(&sandbox.path, &daemon_dirs, keep_capabilities)?;
 
     let request = Request::Apply {
         source,
@@ -65,7 +80,7 @@ pub async fn run(
         sandbox.path.display()
     );
 
-    let status = sandbox.run(command);
+    let status = sandbox.run(command, confinement);
     if let Err(error) = call(socket, &Request::Remove { name: name.clone() }).await {
         eprintln!("openclaw-egress: removing policy {name}: {error:#}");
     }
@@ -97,27 +112,17 @@ impl Sandbox {
         })
     }
 
-    /// Runs the command inside the cgroup and waits for it. Ctrl-C reaches the
-    /// command (same process group); we keep waiting so we can clean up.
-    fn run(&self, command: &[String]) -> anyhow::Result<std::process::ExitStatus> {
-        let procs = File::options()
-            .write(true)
-            .open(self.path.join("cgroup.procs"))
-            .with_context(|| format!("opening {}/cgroup.procs", self.path.display()))?;
-        let procs_fd = procs.as_raw_fd();
+    /// Runs the command inside the cgroup, confined, and waits for it.
+    /// Ctrl-C reaches the command (same process group); we keep waiting so
+    /// we can clean up.
+    fn run(
+        &self,
+        command: &[String],
+        confinement: confine::Confinement,
+    ) -> anyhow::Result<std::process::ExitStatus> {
         let mut child = std::process::Command::new(&command[0]);
         child.args(&command[1..]);
-        // SAFETY: only async-signal-safe calls between fork and exec: write(2)
-        // on an fd opened before the fork.
-        unsafe {
-            child.pre_exec(move || {
-                let zero = b"0";
-                if libc::write(procs_fd, zero.as_ptr().cast(), zero.len()) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        confinement.apply(&mut child);
         // SAFETY: restoring the default disposition is always sound; the
         // daemon-less CLI has no SIGINT handler of its own that matters.
         let previous = unsafe { libc::signal(libc::SIGINT, libc::SIG_IGN) };
@@ -125,7 +130,9 @@ impl Sandbox {
             .status()
             .with_context(|| format!("running {:?}", command[0]));
         unsafe { libc::signal(libc::SIGINT, previous) };
-        drop(procs);
+        // The child's copy of `cgroup.procs` (in the confinement) is closed
+        // with `child` here.
+        drop(child);
         status
     }
 }

@@ -6,8 +6,10 @@
 //! 2. `raw`: the mapping to the file's shape (unknown or missing fields,
 //!    wrong kinds of values);
 //! 3. `validate`: the shape to a [`Policy`] (names, ports, addresses and the
-//!    rules that span fields).
+//!    rules that span fields), then whether it fits in the kernel's maps
+//!    (`capacity`).
 
+mod capacity;
 mod cidr;
 mod dns;
 mod document;

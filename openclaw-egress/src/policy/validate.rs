@@ -2,6 +2,7 @@
 //! each section, then the rules that span sections.
 
 use super::{
+    capacity::{self, Limits},
     dns, egress,
     error::Issue,
     model::{Mode, Policy, Target},
@@ -64,11 +65,13 @@ pub(super) fn policy(raw: RawPolicy) -> Result<Policy, Issue> {
         ));
     }
 
-    Ok(Policy {
+    let policy = Policy {
         name,
         mode,
         selector,
         dns,
         egress,
-    })
+    };
+    capacity::check(&policy, &spec, &Limits::KERNEL)?;
+    Ok(policy)
 }

@@ -1,6 +1,7 @@
 //! End-to-end tests of policy loading: whole files in, `Policy` values or
 //! errors with exact positions out.
 
+mod capacity;
 mod examples;
 mod field_errors;
 mod inspection;
