@@ -196,7 +196,8 @@ fn the_command_cannot_leave_its_cgroup_and_stays_filtered() {
     // Its own cgroup namespace: its cgroup is the root of what it sees.
     assert!(stdout.lines().any(|l| l == "0::/"), "{stdout}");
     let outcome = ProbeOutcome::parse(&stdout).unwrap();
-    outcome.assert_error(probe_error::TIMEOUT);
+    // Refused at connect(): the exec rig filters with cgroup hooks only.
+    outcome.assert_error(probe_error::PERMISSION_DENIED);
     let event = rig.wait_for_drop_event(outcome.local.unwrap());
     assert_eq!(
         event["policy"],
