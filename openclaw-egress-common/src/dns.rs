@@ -105,10 +105,14 @@ pub enum DnsStat {
     /// A/AAAA records refused: the pattern rule already has
     /// `maxIPsPerPattern` addresses.
     AddressesRefusedPatternCap = 8,
+    /// A/AAAA records refused: the slot's `ALLOW` map is full (it is sized
+    /// to the policy's budgets, so this means addresses pile up faster than
+    /// they expire).
+    AddressesRefusedFull = 9,
 }
 
 impl DnsStat {
-    pub const COUNT: u32 = 9;
+    pub const COUNT: u32 = 10;
 }
 
 /// Key of the `PENDING_QUERIES` map: a query the workload sent and whose

@@ -113,7 +113,10 @@ pub struct DropEvent {
     /// Bytes of `dns_name` in use (0 when the drop is not about DNS).
     pub dns_name_len: u16,
     pub dns_name: [u8; DNS_NAME_MAX],
-    pub _pad2: [u8; 5],
+    pub _pad2: u8,
+    /// The slot of the policy that judged the packet (0: none was in
+    /// force), which tells the daemon whose drop it is.
+    pub slot: u32,
     /// The sending socket's cookie (`SO_COOKIE`), 0 when unknown (TC): lets
     /// the daemon destroy exactly that socket.
     pub socket_cookie: u64,

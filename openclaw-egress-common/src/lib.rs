@@ -11,6 +11,7 @@ pub mod dns;
 pub mod event;
 pub mod maps;
 pub mod reason;
+pub mod workload;
 
 pub use addr::{Addr, ipv4_mapped};
 pub use config::{Mode, PolicyConfig};

@@ -2,20 +2,14 @@
 
 use crate::addr::Addr;
 
+// The per-slot maps: arrays of maps indexed by slot (see `workload`).
+
 /// Exact destinations learned from DNS: `AllowKey` -> `AllowValue`.
 pub const ALLOW: &str = "ALLOW";
 /// CIDR rules: LPM trie of `CidrKey` -> `CidrValue`.
 pub const CIDR: &str = "CIDR";
 /// The policy's DNS resolvers: `Addr` -> `u32` (unused).
 pub const RESOLVERS: &str = "RESOLVERS";
-/// One `PolicyConfig`.
-pub const CONFIG: &str = "CONFIG";
-/// Per-CPU drop counters, indexed by `counter_index(verdict, direction, reason)`.
-pub const DROP_COUNTERS: &str = "DROP_COUNTERS";
-/// Ring buffer of `DropEvent`s.
-pub const EVENTS: &str = "EVENTS";
-/// Per-CPU count of events that did not fit in the ring buffer (index 0).
-pub const EVENTS_LOST: &str = "EVENTS_LOST";
 /// Allowed DNS names and suffixes: `DnsName` -> `DnsNameRules`.
 pub const DNS_NAMES: &str = "DNS_NAMES";
 /// Ports of each rule: array of `RulePorts`, index = rule id.
@@ -28,36 +22,68 @@ pub const INTERNAL_RANGES: &str = "INTERNAL_RANGES";
 pub const CIDR_ADDRS: &str = "CIDR_ADDRS";
 /// Addresses learned per name: LRU of `DnsName` -> `NameBudget`.
 pub const NAME_BUDGETS: &str = "NAME_BUDGETS";
-/// Per-CPU DNS counters indexed by `DnsStat`.
-pub const DNS_STATS: &str = "DNS_STATS";
+/// Addresses learned per pattern rule: array of `NameBudget`, index = rule id.
+pub const PATTERN_BUDGETS: &str = "PATTERN_BUDGETS";
 /// Queries awaiting their answer: LRU of `PendingQuery` -> expiry
 /// (`CLOCK_MONOTONIC` ns).
 pub const PENDING_QUERIES: &str = "PENDING_QUERIES";
-/// Addresses learned per pattern rule: array of `NameBudget`, index = rule id.
-pub const PATTERN_BUDGETS: &str = "PATTERN_BUDGETS";
+/// Per-CPU counters (`workload::counters`).
+pub const COUNTERS: &str = "COUNTERS";
 /// The TC hooks' verdict cache: LRU of `FlowKey` -> verdict (1 = allowed).
 pub const FLOWS: &str = "FLOWS";
+/// DNS-over-TCP streams followed on TC hooks: LRU of `FlowKey` -> next
+/// sequence number.
+pub const DNS_STREAMS: &str = "DNS_STREAMS";
+/// Connections being inspected on TC hooks: LRU of `FlowKey` -> parser state.
+pub const INSPECT_FLOWS: &str = "INSPECT_FLOWS";
+
+// Shared maps.
+
+/// Each slot's `PolicyConfig`.
+pub const CONFIGS: &str = "CONFIGS";
+/// The slot in force per workload (`workload::active_entry`), memory-mapped.
+pub const ACTIVE: &str = "ACTIVE";
+/// The workload number of each cgroup the `connect()`/`sendmsg()` programs
+/// are attached to (cgroup storage).
+pub const CGROUP_WORKLOADS: &str = "CGROUP_WORKLOADS";
+/// Ring buffer of `DropEvent`s, all workloads'.
+pub const EVENTS: &str = "EVENTS";
+/// The program arrays the per-workload stubs tail-call through.
+pub const EGRESS_PROGRAMS: &str = "EGRESS_PROGRAMS";
+pub const INGRESS_PROGRAMS: &str = "INGRESS_PROGRAMS";
+pub const TC_FROM_WORKLOAD_PROGRAMS: &str = "TC_FROM_WORKLOAD_PROGRAMS";
+pub const TC_TO_WORKLOAD_PROGRAMS: &str = "TC_TO_WORKLOAD_PROGRAMS";
+
 /// The `FLOWS` value of an allowed flow.
 pub const FLOW_ALLOWED: u8 = 1;
+
+// Capacities. The maps of a slot are sized to its policy (see the daemon's
+// `Capacities`); these are the most any slot gets.
 
 pub const ALLOW_MAX_ENTRIES: u32 = 131_072;
 pub const CIDR_MAX_ENTRIES: u32 = 16_384;
 pub const RESOLVERS_MAX_ENTRIES: u32 = 64;
-pub const EVENTS_BYTES: u32 = 256 * 1024;
+/// Shared by every workload of the node.
+pub const EVENTS_BYTES: u32 = 1024 * 1024;
 pub const DNS_NAMES_MAX_ENTRIES: u32 = 4096;
 pub const RULES_MAX: u32 = 1024;
 pub const INTERNAL_RANGES_MAX_ENTRIES: u32 = 256;
 pub const NAME_BUDGETS_MAX_ENTRIES: u32 = 16_384;
-pub const FLOWS_MAX_ENTRIES: u32 = 65_536;
+/// Flows of one workload remembered at once on a TC hook (an LRU: an
+/// evicted flow is judged again by its next packet).
+pub const FLOWS_MAX_ENTRIES: u32 = 2048;
 /// DNS-over-TCP connections of one workload followed at once on a TC hook
 /// (an LRU: a connection evicted mid-stream is refused, failing closed).
-pub const DNS_STREAMS_MAX_ENTRIES: u32 = 1024;
+pub const DNS_STREAMS_MAX_ENTRIES: u32 = 64;
 /// TCP connections of one workload whose first bytes are being inspected at
 /// once on a TC hook (an LRU: one evicted mid-handshake is refused).
-pub const INSPECT_FLOWS_MAX_ENTRIES: u32 = 1024;
+pub const INSPECT_FLOWS_MAX_ENTRIES: u32 = 128;
 /// Queries of one workload awaiting an answer at once (an LRU: the oldest
 /// make room, and their late answers then teach nothing).
-pub const PENDING_QUERIES_MAX_ENTRIES: u32 = 1024;
+pub const PENDING_QUERIES_MAX_ENTRIES: u32 = 256;
+/// Bytes of the kernel's per-connection inspection state (a type only the
+/// kernel side reads; userspace creates the maps that hold it).
+pub const INSPECT_STATE_SIZE: u32 = 308;
 /// How long a query waits for its answer (stub resolvers retry after a few
 /// seconds; a retry is a new pending query).
 pub const PENDING_QUERY_TIMEOUT_NS: u64 = 30_000_000_000;

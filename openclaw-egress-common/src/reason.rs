@@ -36,10 +36,14 @@ pub enum DropReason {
     HostDenied = 13,
     /// A ClientHello with Encrypted Client Hello, which the rule refuses.
     EchDenied = 14,
+    /// A decision on a name was interrupted on its CPU by another program
+    /// run that reused the per-CPU scratch area, so it was refused (fail
+    /// closed); the application's retry is judged again.
+    Contended = 15,
 }
 
 impl DropReason {
-    pub const COUNT: usize = 15;
+    pub const COUNT: usize = 16;
     pub const ALL: [DropReason; Self::COUNT] = [
         Self::NoRule,
         Self::Expired,
@@ -56,6 +60,7 @@ impl DropReason {
         Self::TlsMalformed,
         Self::HostDenied,
         Self::EchDenied,
+        Self::Contended,
     ];
 
     pub const fn from_u8(value: u8) -> Option<Self> {
@@ -97,6 +102,7 @@ impl DropReason {
             Self::TlsMalformed => "tls_malformed",
             Self::HostDenied => "host_denied",
             Self::EchDenied => "ech_denied",
+            Self::Contended => "contended",
         }
     }
 }

@@ -13,8 +13,9 @@ use openclaw_egress_common::{Addr, DropReason, Mode, Stage, Verdict, ipv4_mapped
 use crate::{
     egress_policy::{self, DNS_PORT},
     flow::Flow,
-    maps::{CONFIG, RESOLVERS},
+    maps::CONFIGS,
     report::{self, Drop, Sender},
+    workload::Workload,
 };
 
 /// Return values of `cgroup_sock_addr` programs.
@@ -31,11 +32,17 @@ pub enum Family {
 /// Allows or refuses the `connect()`/`sendmsg()` of `ctx`.
 #[inline(always)]
 pub fn decide(ctx: &SockAddrContext, family: Family) -> i32 {
-    let Some(config) = CONFIG.get(0) else {
-        return refuse(ctx, family, DropReason::NotReady);
+    // Until the daemon has written the cgroup's workload number (an instant
+    // after attaching), the packet-level hooks decide alone.
+    let Some(workload) = Workload::of_cgroup() else {
+        return ALLOW;
+    };
+    let slot = workload.slot;
+    let Some(config) = CONFIGS.get(slot) else {
+        return refuse(ctx, family, DropReason::NotReady, workload);
     };
     if config.ready == 0 {
-        return refuse(ctx, family, DropReason::NotReady);
+        return refuse(ctx, family, DropReason::NotReady, workload);
     }
     // Audit mode never refuses; the packet-level hooks report what they
     // would have dropped.
@@ -53,23 +60,24 @@ pub fn decide(ctx: &SockAddrContext, family: Family) -> i32 {
     let port = u16::from_be(port as u16);
     let protocol = protocol as u8;
     if protocol != proto::TCP && protocol != proto::UDP {
-        return refuse(ctx, family, DropReason::Protocol);
+        return refuse(ctx, family, DropReason::Protocol, workload);
     }
     let dst = destination(addr, family);
     let verdict = if port == DNS_PORT {
         // Which name is asked is checked per packet; here only the server.
-        match RESOLVERS.get_ptr(&dst) {
-            Some(_) => Ok(()),
-            None => Err(DropReason::DnsResolver),
+        if egress_policy::is_resolver(slot, &dst) {
+            Ok(())
+        } else {
+            Err(DropReason::DnsResolver)
         }
     } else {
         // Whether the connection's first bytes will have to name an allowed
         // server is the packet hooks' business.
-        egress_policy::check_destination(&dst, protocol, port).map(drop)
+        egress_policy::check_destination(slot, &dst, protocol, port).map(drop)
     };
     match verdict {
         Ok(()) => ALLOW,
-        Err(reason) => refuse(ctx, family, reason),
+        Err(reason) => refuse(ctx, family, reason, workload),
     }
 }
 
@@ -88,7 +96,7 @@ fn destination(addr: *mut bpf_sock_addr, family: Family) -> Addr {
 
 /// Counts and reports the refusal, and fails the system call.
 #[inline(always)]
-fn refuse(ctx: &SockAddrContext, family: Family, reason: DropReason) -> i32 {
+fn refuse(ctx: &SockAddrContext, family: Family, reason: DropReason, workload: Workload) -> i32 {
     let addr = ctx.sock_addr;
     // SAFETY: as in `destination`; `sk` is the calling socket, never NULL
     // for these hooks.
@@ -114,6 +122,7 @@ fn refuse(ctx: &SockAddrContext, family: Family, reason: DropReason) -> i32 {
             l4_offset: 0,
             l3_end: 0,
             ip_options: false,
+            workload,
         }
     };
     // SAFETY: a helper call on the context pointer the kernel handed us.
@@ -123,6 +132,7 @@ fn refuse(ctx: &SockAddrContext, family: Family, reason: DropReason) -> i32 {
         ..Drop::egress(reason, Verdict::Dropped)
     };
     let sender = Sender {
+        slot: workload.slot,
         cgroup_id,
         socket_cookie: 0,
     };

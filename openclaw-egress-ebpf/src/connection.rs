@@ -82,10 +82,11 @@ extern "C" fn slow_path(_index: u64, context: *mut c_void) -> i64 {
 /// first bytes must be inspected.
 #[inline(always)]
 fn first_packet(skb: &SkBuff, flow: &Flow, hook: Hook) -> Decision {
-    let checks = match egress_policy::check_destination(&flow.dst, flow.proto, flow.dst_port) {
-        Ok(checks) => checks,
-        Err(reason) => return Decision::Drop(reason),
-    };
+    let checks =
+        match egress_policy::check_destination(flow.slot(), &flow.dst, flow.proto, flow.dst_port) {
+            Ok(checks) => checks,
+            Err(reason) => return Decision::Drop(reason),
+        };
     if flow.proto != proto::TCP
         || checks & (inspect::TLS | inspect::HTTP) == 0
         || predates_inspection(skb, flow, hook)

@@ -25,10 +25,11 @@ use crate::{
     dns_budget::{self, Admission},
     dns_message,
     dns_name::{self, DnsScratch, load, store},
-    dns_pending,
+    dns_pending, egress_policy,
     flow::{self, Flow},
     map_types::{AnswerScratch, MAX_ANSWERS},
-    maps::{ALLOW, ANSWERS, CIDR_ADDRS, CONFIG, INTERNAL_RANGES, RESOLVERS, RULE_PORTS, count_dns},
+    maps::{ALLOW, ANSWERS, CIDR_ADDRS, CONFIGS, INTERNAL_RANGES, RULE_PORTS, count_dns},
+    workload::Workload,
 };
 
 const DNS_PORT: u16 = 53;
@@ -50,15 +51,22 @@ const TYPE_AAAA: u16 = 28;
 /// Learns from the packet at `l3` if it is a DNS answer from a resolver.
 #[inline(always)]
 pub fn learn(skb: &SkBuff, l3: usize) {
-    let Ok(flow) = flow::parse(skb, l3) else {
+    // No policy in force: nothing to learn for.
+    let Some(workload) = Workload::of_skb(skb) else {
+        return;
+    };
+    let Ok(flow) = flow::parse(skb, l3, workload) else {
         return;
     };
     // (An answer with IP options is nothing a resolver sends: not learned.)
-    if flow.src_port != DNS_PORT || flow.ip_options || RESOLVERS.get_ptr(flow.src).is_none() {
+    if flow.src_port != DNS_PORT
+        || flow.ip_options
+        || !egress_policy::is_resolver(workload.slot, &flow.src)
+    {
         return;
     }
     if learn_from(skb, &flow).is_err() {
-        count_dns(DnsStat::AnswersUnparsed);
+        count_dns(workload.slot, DnsStat::AnswersUnparsed);
     }
 }
 
@@ -90,21 +98,22 @@ fn learn_from(skb: &SkBuff, flow: &Flow) -> Result<(), ()> {
     let (qtype, _) = dns_message::question_type_class(skb, question + name_len).ok_or(())?;
     // Only the answer to a query this workload sent teaches anything, and
     // only once. (NXDOMAIN and empty answers end their query too.)
+    let slot = flow.slot();
     if !dns_pending::take(scratch, flow, header.id, qtype) {
-        count_dns(DnsStat::AnswersUnsolicited);
+        count_dns(slot, DnsStat::AnswersUnsolicited);
         return Ok(());
     }
     if header.rcode != 0 || header.answers == 0 {
         return Ok(()); // NXDOMAIN, NODATA...: nothing to learn.
     }
-    if !dns_name::matching_rules(scratch) {
+    if !dns_name::matching_rules(scratch, slot) {
         // Not a question we allowed (it could not have left): learn nothing.
         return Ok(());
     }
     // SAFETY: per-CPU storage, used by one program run at a time on this CPU.
     let answers = unsafe { &mut *ANSWERS.get_ptr_mut(0).ok_or(())? };
     store(&mut answers.count, 0);
-    count_dns(DnsStat::AnswersParsed);
+    count_dns(slot, DnsStat::AnswersParsed);
 
     // The record offset is loop-carried, so it lives in scratch memory (see
     // the note on loops in `dns_name`).
@@ -145,31 +154,35 @@ fn learn_from(skb: &SkBuff, flow: &Flow) -> Result<(), ()> {
         store(&mut scratch.cursor, (rdata + rdlength) as u32);
     }
     let count = load(&answers.count);
+    let mut slot = slot;
     // SAFETY: `learn_one` has the callback signature bpf_loop expects and
-    // takes no context.
+    // reads its context as the `u32` lent here for the call.
     unsafe {
         bpf_loop(
             count,
             learn_one as *const () as *mut c_void,
-            ptr::null_mut(),
+            ptr::from_mut(&mut slot).cast(),
             0,
         )
     };
     Ok(())
 }
 
-/// `bpf_loop` callback: learns collected address number `index`.
+/// `bpf_loop` callback: learns collected address number `index` for the
+/// slot `context` points to.
 #[inline(never)]
-extern "C" fn learn_one(index: u64, _context: *mut c_void) -> i64 {
+extern "C" fn learn_one(index: u64, context: *mut c_void) -> i64 {
     const STOP: i64 = 1;
     let index = index as usize;
     if index >= MAX_ANSWERS {
         return STOP;
     }
+    // SAFETY: `learn_from` lends the slot for the call.
+    let slot = unsafe { *context.cast::<u32>() };
     let (Some(answers), Some(scratch), Some(config)) =
         // SAFETY: the learning loop's own use of the scratch area; the
         // caller does not touch it while the loop runs.
-        (ANSWERS.get_ptr_mut(0), unsafe { dns_name::scratch() }, CONFIG.get(0))
+        (ANSWERS.get_ptr_mut(0), unsafe { dns_name::scratch() }, CONFIGS.get(slot))
     else {
         return STOP;
     };
@@ -177,7 +190,7 @@ extern "C" fn learn_one(index: u64, _context: *mut c_void) -> i64 {
     let answers = unsafe { &mut *answers };
     let addr = answers.addresses[index];
     let ttl = answers.ttls[index];
-    learn_address(&addr, ttl, config, scratch, answers);
+    learn_address(slot, &addr, ttl, config, scratch, answers);
     0
 }
 
@@ -206,6 +219,7 @@ fn skip_name(skb: &SkBuff, scratch: &mut DnsScratch) -> Result<(), ()> {
 
 #[inline(always)]
 fn learn_address(
+    slot: u32,
     addr: &Addr,
     ttl: u32,
     config: &PolicyConfig,
@@ -214,9 +228,16 @@ fn learn_address(
 ) {
     // DNS rebinding: a name must not open internal addresses, unless a CIDR
     // rule of the policy covers them anyway.
+    let (Some(internal), Some(cidr_addrs), Some(rule_ports)) = (
+        INTERNAL_RANGES.get(slot),
+        CIDR_ADDRS.get(slot),
+        RULE_PORTS.get(slot),
+    ) else {
+        return;
+    };
     let key = Key::new(128, *addr);
-    if INTERNAL_RANGES.get(&key).is_some() && CIDR_ADDRS.get(&key).is_none() {
-        count_dns(DnsStat::AddressesRefusedInternal);
+    if internal.get(&key).is_some() && cidr_addrs.get(&key).is_none() {
+        count_dns(slot, DnsStat::AddressesRefusedInternal);
         return;
     }
     // SAFETY: a plain read of the monotonic clock.
@@ -241,13 +262,13 @@ fn learn_address(
         let Some(rule) = scratch.matched(m) else {
             break;
         };
-        let Some(ports) = RULE_PORTS.get(rule) else {
+        let Some(ports) = rule_ports.get(rule) else {
             continue;
         };
         let decision = if ports.kind != RuleKind::Pattern as u32 {
             TAKE
         } else {
-            match dns_budget::pattern_admission(rule, ports, addr, config, now) {
+            match dns_budget::pattern_admission(slot, rule, ports, addr, config, now) {
                 Admission::Full => continue,
                 Admission::Room => TAKE_AND_CHARGE,
                 Admission::Live => TAKE,
@@ -259,17 +280,18 @@ fn learn_address(
     }
     if load(&answers.taken) == 0 {
         if scratch.matched(0).is_some() {
-            count_dns(DnsStat::AddressesRefusedPatternCap);
+            count_dns(slot, DnsStat::AddressesRefusedPatternCap);
         }
         return;
     }
-    let Some(first_ports) = scratch.matched(0).and_then(|rule| RULE_PORTS.get(rule)) else {
+    let Some(first_ports) = scratch.matched(0).and_then(|rule| rule_ports.get(rule)) else {
         return;
     };
-    if !dns_budget::admit_for_name(addr, first_ports, config, scratch, now, expires_at_ns) {
-        count_dns(DnsStat::AddressesRefusedCap);
+    if !dns_budget::admit_for_name(slot, addr, first_ports, config, scratch, now, expires_at_ns) {
+        count_dns(slot, DnsStat::AddressesRefusedCap);
         return;
     }
+    store(&mut answers.full, 0);
     for m in 0..dns_name::MAX_MATCHES {
         let decision = load(&answers.decisions[m]);
         if decision == 0 {
@@ -278,20 +300,37 @@ fn learn_address(
         let Some(rule) = scratch.matched(m) else {
             break;
         };
-        let Some(ports) = RULE_PORTS.get(rule) else {
+        let Some(ports) = rule_ports.get(rule) else {
             continue;
         };
         if decision == TAKE_AND_CHARGE {
-            dns_budget::charge_pattern(rule, now, expires_at_ns);
+            dns_budget::charge_pattern(slot, rule, now, expires_at_ns);
         }
-        allow_ports(addr, rule, ports, expires_at_ns);
+        allow_ports(slot, addr, rule, ports, expires_at_ns, &mut answers.full);
     }
-    count_dns(DnsStat::AddressesLearned);
+    if load(&answers.full) != 0 {
+        count_dns(slot, DnsStat::AddressesRefusedFull);
+    } else {
+        count_dns(slot, DnsStat::AddressesLearned);
+    }
 }
 
-/// Allows `addr` on every port of `rule` until `expires_at_ns`.
+/// Allows `addr` on every port of `rule` until `expires_at_ns`; sets
+/// `full` when the map had no room for some port (a flag in scratch
+/// memory, not a register: see the note on loops in `dns_name`).
 #[inline(always)]
-fn allow_ports(addr: &Addr, rule: u32, ports: &RulePorts, expires_at_ns: u64) {
+fn allow_ports(
+    slot: u32,
+    addr: &Addr,
+    rule: u32,
+    ports: &RulePorts,
+    expires_at_ns: u64,
+    full: &mut u32,
+) {
+    let Some(allow) = ALLOW.get(slot) else {
+        store(full, 1);
+        return;
+    };
     for p in 0..MAX_RULE_PORTS {
         if p >= ports.count as usize {
             break;
@@ -299,7 +338,7 @@ fn allow_ports(addr: &Addr, rule: u32, ports: &RulePorts, expires_at_ns: u64) {
         let port = &ports.ports[p];
         let key = AllowKey::new(*addr, port.proto, port.port);
         // Never shorten an entry the daemon (or a longer TTL) already set.
-        let expires_at_ns = match ALLOW.get_ptr(&key) {
+        let expires_at_ns = match allow.get_ptr(&key) {
             // SAFETY: pointer from a successful lookup, only read.
             Some(entry) if unsafe { (*entry).expires_at_ns } > expires_at_ns => continue,
             _ => expires_at_ns,
@@ -310,6 +349,10 @@ fn allow_ports(addr: &Addr, rule: u32, ports: &RulePorts, expires_at_ns: u64) {
             inspect: port.inspect,
             _pad: [0; 3],
         };
-        let _ = ALLOW.insert(&key, &value, 0);
+        // A full map refuses the entry (fails closed: the address stays
+        // blocked); userspace sizes it to what the policy's budgets allow.
+        if allow.insert(&key, &value, 0).is_err() {
+            store(full, 1);
+        }
     }
 }

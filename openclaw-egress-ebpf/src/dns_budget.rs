@@ -30,12 +30,12 @@ pub enum Admission {
 
 /// Whether `addr` is still allowed for the rule whose ports are `ports`.
 #[inline(always)]
-fn is_live(addr: &Addr, ports: &RulePorts, now: u64) -> bool {
+fn is_live(slot: u32, addr: &Addr, ports: &RulePorts, now: u64) -> bool {
     if ports.count == 0 {
         return false;
     }
     let first = AllowKey::new(*addr, ports.ports[0].proto, ports.ports[0].port);
-    match ALLOW.get_ptr(&first) {
+    match ALLOW.get(slot).and_then(|allow| allow.get_ptr(&first)) {
         // SAFETY: pointer from a successful lookup, only read.
         Some(entry) => (unsafe { (*entry).expires_at_ns }) > now,
         None => false,
@@ -45,16 +45,20 @@ fn is_live(addr: &Addr, ports: &RulePorts, now: u64) -> bool {
 /// The pattern rule `rule`'s say on `addr` (nothing is charged).
 #[inline(always)]
 pub fn pattern_admission(
+    slot: u32,
     rule: u32,
     ports: &RulePorts,
     addr: &Addr,
     config: &PolicyConfig,
     now: u64,
 ) -> Admission {
-    if is_live(addr, ports, now) {
+    if is_live(slot, addr, ports, now) {
         return Admission::Live;
     }
-    match PATTERN_BUDGETS.get(rule) {
+    match PATTERN_BUDGETS
+        .get(slot)
+        .and_then(|budgets| budgets.get(rule))
+    {
         Some(budget)
             if budget.window_end_ns > now && budget.learned >= config.max_ips_per_pattern =>
         {
@@ -66,8 +70,11 @@ pub fn pattern_admission(
 
 /// Counts one more address against pattern rule `rule`.
 #[inline(always)]
-pub fn charge_pattern(rule: u32, now: u64, expires_at_ns: u64) {
-    if let Some(budget) = PATTERN_BUDGETS.get_ptr_mut(rule) {
+pub fn charge_pattern(slot: u32, rule: u32, now: u64, expires_at_ns: u64) {
+    if let Some(budget) = PATTERN_BUDGETS
+        .get(slot)
+        .and_then(|budgets| budgets.get_ptr_mut(rule))
+    {
         // SAFETY: pointer into the array from a successful lookup.
         charge(unsafe { &mut *budget }, now, expires_at_ns);
     }
@@ -77,6 +84,7 @@ pub fn charge_pattern(rule: u32, now: u64, expires_at_ns: u64) {
 /// `ports`) and charges its budget; `false` when the name's budget is spent.
 #[inline(always)]
 pub fn admit_for_name(
+    slot: u32,
     addr: &Addr,
     ports: &RulePorts,
     config: &PolicyConfig,
@@ -84,17 +92,20 @@ pub fn admit_for_name(
     now: u64,
     expires_at_ns: u64,
 ) -> bool {
-    if is_live(addr, ports, now) {
+    if is_live(slot, addr, ports, now) {
         return true;
     }
+    let Some(budgets) = NAME_BUDGETS.get(slot) else {
+        return false;
+    };
     let name = &scratch.query.name;
-    let Some(budget) = NAME_BUDGETS.get_ptr_mut(name) else {
+    let Some(budget) = budgets.get_ptr_mut(name) else {
         let fresh = NameBudget {
             learned: 1,
             _pad: 0,
             window_end_ns: expires_at_ns,
         };
-        return NAME_BUDGETS.insert(name, &fresh, 0).is_ok();
+        return budgets.insert(name, &fresh, 0).is_ok();
     };
     // SAFETY: pointer from a successful lookup.
     let budget = unsafe { &mut *budget };

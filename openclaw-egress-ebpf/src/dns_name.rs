@@ -384,7 +384,7 @@ fn normalize(byte: u8) -> Option<u8> {
 /// one at a time: the full name for `fqdn` rules, the name minus its first
 /// label for `*.` patterns, and every proper suffix for `**.` patterns.
 #[inline(always)]
-pub fn matching_rules(scratch: &mut DnsScratch) -> bool {
+pub fn matching_rules(scratch: &mut DnsScratch, slot: u32) -> bool {
     store(&mut scratch.match_count, 0);
     let name_len = load(&scratch.name_len) as usize;
     if name_len == 0 || name_len > MAX_WIRE_LEN {
@@ -396,27 +396,44 @@ pub fn matching_rules(scratch: &mut DnsScratch) -> bool {
         &mut scratch.second_label,
         (pad + 1 + usize::from(scratch.raw[0])) as u32,
     );
-    if let Some(rules) = DNS_NAMES.get_ptr(&scratch.key) {
+    let Some(names) = DNS_NAMES.get(slot) else {
+        return false;
+    };
+    if let Some(rules) = names.get_ptr(&scratch.key) {
         // SAFETY: pointer from a successful lookup, only read.
         push(scratch, unsafe { (*rules).exact });
     }
     // From the name's first byte to the end of the key.
-    each(name_len as u32, try_suffix);
+    let mut slot = slot;
+    // SAFETY: `try_suffix` has the callback signature bpf_loop expects and
+    // reads its context as the `u32` lent here for the call.
+    unsafe {
+        bpf_loop(
+            name_len as u32,
+            try_suffix as *const () as *mut c_void,
+            ptr::from_mut(&mut slot).cast(),
+            0,
+        )
+    };
     load(&scratch.match_count) > 0
 }
 
 /// `matching_rules`: byte `pad + index` of the key. At a label start, the
 /// key (with everything before zeroed) is a proper suffix of the name.
-extern "C" fn try_suffix(index: u64, _: *mut c_void) -> i64 {
+extern "C" fn try_suffix(index: u64, slot: *mut c_void) -> i64 {
     // SAFETY: a callback of this module's passes (see `scratch`).
     let Some(scratch) = (unsafe { scratch() }) else {
+        return STOP;
+    };
+    // SAFETY: `matching_rules` lends the slot for the call.
+    let Some(names) = DNS_NAMES.get(unsafe { *slot.cast::<u32>() }) else {
         return STOP;
     };
     let pad = scratch.pad as usize;
     let i = masked(pad + index as usize);
     if index > 0
         && scratch.label_starts[masked(index as usize)] == 1
-        && let Some(rules) = DNS_NAMES.get_ptr(&scratch.key)
+        && let Some(rules) = names.get_ptr(&scratch.key)
     {
         // SAFETY: pointer from a successful lookup, only read.
         let (one_label, any_depth) = unsafe { ((*rules).one_label, (*rules).any_depth) };

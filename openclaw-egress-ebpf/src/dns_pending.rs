@@ -21,7 +21,9 @@ pub fn remember(scratch: &mut DnsScratch, flow: &Flow, id: u16, qtype: u16) {
     let expires_at_ns = unsafe { bpf_ktime_get_ns() } + PENDING_QUERY_TIMEOUT_NS;
     // A full map evicts its least recently used entry: the oldest query's
     // answer then teaches nothing (fails closed).
-    let _ = PENDING_QUERIES.insert(&scratch.query, &expires_at_ns, 0);
+    if let Some(pending) = PENDING_QUERIES.get(flow.slot()) {
+        let _ = pending.insert(&scratch.query, &expires_at_ns, 0);
+    }
 }
 
 /// Whether the answer whose question was last read into `scratch`, received
@@ -30,14 +32,17 @@ pub fn remember(scratch: &mut DnsScratch, flow: &Flow, id: u16, qtype: u16) {
 #[inline(always)]
 pub fn take(scratch: &mut DnsScratch, flow: &Flow, id: u16, qtype: u16) -> bool {
     fill(scratch, flow.src, flow.dst_port, flow.proto, id, qtype);
-    let Some(expires_at_ns) = PENDING_QUERIES.get_ptr(&scratch.query) else {
+    let Some(pending) = PENDING_QUERIES.get(flow.slot()) else {
+        return false;
+    };
+    let Some(expires_at_ns) = pending.get_ptr(&scratch.query) else {
         return false;
     };
     // SAFETY: pointer from a successful lookup, only read.
     let live = unsafe { bpf_ktime_get_ns() < *expires_at_ns };
     // Once: a second answer (a replay, or a forgery racing the real one)
     // finds nothing.
-    let _ = PENDING_QUERIES.remove(&scratch.query);
+    let _ = pending.remove(&scratch.query);
     live
 }
 

@@ -22,6 +22,7 @@ use crate::{
     egress_policy::{Decision, Hook},
     flow::Flow,
     maps::count_dns,
+    scratch_guard,
 };
 
 const CLASS_IN: u16 = 1;
@@ -223,6 +224,7 @@ fn check_one(skb: &SkBuff, flow: &Flow, offset: usize, end: usize) -> Result<(),
     {
         return Err(DropReason::DnsMalformed);
     }
+    let ticket = scratch_guard::claim();
     // SAFETY: the program's own use of this CPU's scratch area.
     let scratch = unsafe { dns_name::scratch() }.ok_or(DropReason::DnsMalformed)?;
     let question = offset + dns_message::HEADER_LEN;
@@ -247,12 +249,21 @@ fn check_one(skb: &SkBuff, flow: &Flow, offset: usize, end: usize) -> Result<(),
     if load(&scratch.cursor) as usize != end {
         return Err(DropReason::DnsMalformed);
     }
-    if !dns_name::matching_rules(scratch) {
-        count_dns(DnsStat::QueriesDenied);
+    let slot = flow.slot();
+    let allowed = dns_name::matching_rules(scratch, slot);
+    // Remembered before the guard's check: if someone else's name is in
+    // the scratch area, an entry for it answers nothing this query asked.
+    if allowed {
+        dns_pending::remember(scratch, flow, header.id, qtype);
+    }
+    if !scratch_guard::held(ticket) {
+        return Err(DropReason::Contended);
+    }
+    if !allowed {
+        count_dns(slot, DnsStat::QueriesDenied);
         return Err(DropReason::DnsDenied);
     }
-    count_dns(DnsStat::QueriesAllowed);
-    dns_pending::remember(scratch, flow, header.id, qtype);
+    count_dns(slot, DnsStat::QueriesAllowed);
     Ok(())
 }
 

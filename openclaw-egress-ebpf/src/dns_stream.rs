@@ -54,18 +54,21 @@ pub fn admits(skb: &SkBuff, flow: &Flow, hook: Hook, segment: &Segment, len: usi
         Hook::Cgroup => from_tcp_socket(skb),
         Hook::Tc => {
             let key = key(flow);
+            let Some(streams) = DNS_STREAMS.get(flow.slot()) else {
+                return false;
+            };
             if segment.flags & TCP_SYN != 0 {
                 // A new connection on this 5-tuple: its data starts after
                 // the SYN. (A SYN carrying data is refused by the caller:
                 // TCP Fast Open is nothing a stub resolver uses.)
                 let next = segment.seq.wrapping_add(1);
-                let _ = DNS_STREAMS.insert(&key, &next, u64::from(BPF_ANY));
+                let _ = streams.insert(&key, &next, u64::from(BPF_ANY));
                 return len == 0;
             }
             if len == 0 {
                 return true; // ACKs, FIN, RST: no data to place.
             }
-            let Some(next) = DNS_STREAMS.get_ptr(&key) else {
+            let Some(next) = streams.get_ptr(&key) else {
                 return false; // No handshake seen: nothing to place it in.
             };
             // SAFETY: pointer from a successful lookup, only read.
@@ -99,7 +102,10 @@ pub fn advance(flow: &Flow, hook: Hook) {
     };
     let seq = load(&scratch.segment_seq);
     let len = load(&scratch.segment_len);
-    if let Some(next) = DNS_STREAMS.get_ptr_mut(&key(flow)) {
+    if let Some(next) = DNS_STREAMS
+        .get(flow.slot())
+        .and_then(|streams| streams.get_ptr_mut(&key(flow)))
+    {
         // SAFETY: pointer from a successful lookup.
         let next = unsafe { &mut *next };
         if *next == seq {

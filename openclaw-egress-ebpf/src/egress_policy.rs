@@ -10,9 +10,10 @@ use openclaw_egress_common::{Addr, AllowKey, CidrKey, DropReason, Mode, Verdict,
 use crate::{
     connection, dns_query,
     flow::{self, Flow},
-    maps::{ALLOW, CIDR, CONFIG, RESOLVERS},
+    maps::{ALLOW, CIDR, CONFIGS, RESOLVERS},
     report::{self, Drop, Sender},
     verdict_cache::{self, Cached},
+    workload::Workload,
 };
 
 pub const DNS_PORT: u16 = 53;
@@ -38,20 +39,22 @@ impl Hook {
         }
     }
 
-    /// The sending workload's cgroup and socket, for drop reports; 0 where
-    /// there is no socket. Asked only when a packet is reported: an allowed
-    /// packet does not pay for the helper calls.
+    /// The sending workload's slot, cgroup and socket, for drop reports; 0
+    /// where there is no socket. Asked only when a packet is reported: an
+    /// allowed packet does not pay for the helper calls.
     #[inline(always)]
-    fn sender(self, skb: &SkBuff) -> Sender {
+    pub fn sender(self, skb: &SkBuff, slot: u32) -> Sender {
         match self {
             // SAFETY: the context pointer is the one the kernel handed us.
             Hook::Cgroup => unsafe {
                 Sender {
+                    slot,
                     cgroup_id: bpf_skb_cgroup_id(skb.skb),
                     socket_cookie: bpf_get_socket_cookie(skb.skb.cast()),
                 }
             },
             Hook::Tc => Sender {
+                slot,
                 cgroup_id: 0,
                 socket_cookie: 0,
             },
@@ -73,15 +76,17 @@ pub enum Fate {
 /// reports a drop if there is one.
 #[inline(always)]
 pub fn enforce(skb: &SkBuff, l3: usize, hook: Hook) -> Fate {
-    // No config, or a config userspace has not finished filling: fail closed,
-    // whatever the mode.
-    let mode = match CONFIG.get(0) {
-        Some(config) if config.ready != 0 => config.mode(),
+    // No policy in force, or one userspace has not finished filling: fail
+    // closed, whatever the mode.
+    let workload = Workload::of_skb(skb);
+    let slot = workload.map_or(0, |workload| workload.slot);
+    let (workload, mode) = match (workload, CONFIGS.get(slot)) {
+        (Some(workload), Some(config)) if config.ready != 0 => (workload, config.mode()),
         _ => {
             report::drop(
                 None,
                 Drop::egress(DropReason::NotReady, Verdict::Dropped),
-                hook.sender(skb),
+                hook.sender(skb, slot),
             );
             return Fate::Drop;
         }
@@ -93,10 +98,10 @@ pub fn enforce(skb: &SkBuff, l3: usize, hook: Hook) -> Fate {
     // (No `Option<Flow>` is built here: a flow moved into one has undefined
     // bytes on the `None` side, which LLVM may store from an unwritten
     // register, and the verifier refuses that.)
-    let flow = match flow::parse(skb, l3) {
+    let flow = match flow::parse(skb, l3, workload) {
         Ok(flow) => flow,
         Err(reason) => {
-            report::drop(None, Drop::egress(reason, verdict), hook.sender(skb));
+            report::drop(None, Drop::egress(reason, verdict), hook.sender(skb, slot));
             return pass_if(verdict == Verdict::Audited);
         }
     };
@@ -107,7 +112,11 @@ pub fn enforce(skb: &SkBuff, l3: usize, hook: Hook) -> Fate {
         Decision::DropQuietly => return Fate::Reset,
         Decision::Drop(reason) => reason,
     };
-    report::drop(Some(&flow), Drop::egress(reason, verdict), hook.sender(skb));
+    report::drop(
+        Some(&flow),
+        Drop::egress(reason, verdict),
+        hook.sender(skb, slot),
+    );
     // Audit mode reports a flow once, not every packet of it. (Not DNS:
     // every query is its own question.)
     if verdict == Verdict::Audited && flow.has_ports() && flow.dst_port != DNS_PORT {
@@ -191,7 +200,7 @@ fn check(skb: &SkBuff, flow: &Flow, hook: Hook) -> Decision {
     // rules say, and only asks for allowed names. It is never cached: every
     // query is checked.
     if flow.dst_port == DNS_PORT {
-        if RESOLVERS.get_ptr(flow.dst).is_none() {
+        if !is_resolver(flow.slot(), &flow.dst) {
             return Decision::Drop(DropReason::DnsResolver);
         }
         return dns_query::check_once(skb, flow, hook);
@@ -206,13 +215,21 @@ fn is_neighbour_discovery(skb: &SkBuff, flow: &Flow) -> bool {
     flow.proto == proto::ICMPV6 && matches!(skb.load::<u8>(flow.l4_offset), Ok(133..=137))
 }
 
-/// Looks the destination up in the allow maps. Returns the `inspect` bits of
-/// the entry that allows it: what its first bytes must say.
+/// Whether `addr` is one of the policy's DNS resolvers.
 #[inline(always)]
-pub fn check_destination(dst: &Addr, proto: u8, port: u16) -> Result<u8, DropReason> {
+pub fn is_resolver(slot: u32, addr: &Addr) -> bool {
+    RESOLVERS
+        .get(slot)
+        .is_some_and(|resolvers| resolvers.get_ptr(addr).is_some())
+}
+
+/// Looks the destination up in the allow maps of `slot`. Returns the
+/// `inspect` bits of the entry that allows it: what its first bytes must say.
+#[inline(always)]
+pub fn check_destination(slot: u32, dst: &Addr, proto: u8, port: u16) -> Result<u8, DropReason> {
     let mut reason = DropReason::NoRule;
     let key = AllowKey::new(*dst, proto, port);
-    if let Some(entry) = ALLOW.get_ptr(key) {
+    if let Some(entry) = ALLOW.get(slot).and_then(|allow| allow.get_ptr(&key)) {
         // SAFETY: the pointer comes from a successful lookup and is only read.
         let (expires_at_ns, inspect) = unsafe { ((*entry).expires_at_ns, (*entry).inspect) };
         // SAFETY: a plain read of the monotonic clock.
@@ -222,7 +239,7 @@ pub fn check_destination(dst: &Addr, proto: u8, port: u16) -> Result<u8, DropRea
         reason = DropReason::Expired;
     }
     let key = Key::new(CidrKey::FULL_PREFIX_BITS, CidrKey::new(*dst, proto, port));
-    if let Some(entry) = CIDR.get(key) {
+    if let Some(entry) = CIDR.get(slot).and_then(|cidr| cidr.get(&key)) {
         return Ok(entry.inspect);
     }
     Err(reason)

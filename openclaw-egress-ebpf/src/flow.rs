@@ -8,6 +8,8 @@
 use aya_ebpf::{bindings::__sk_buff, helpers::bpf_skb_load_bytes, programs::sk_buff::SkBuff};
 use openclaw_egress_common::{Addr, DropReason, ipv4_mapped, proto};
 
+use crate::workload::Workload;
+
 /// How many IPv6 extension headers we walk before giving up (and dropping).
 const MAX_IPV6_EXTENSION_HEADERS: usize = 4;
 
@@ -38,17 +40,27 @@ pub struct Flow {
     /// can check), and options are room for data. Nothing a workload needs
     /// sends them. The packet is still parsed, so a drop names its flow.
     pub ip_options: bool,
+    /// The workload whose policy judges the flow: which maps, and which
+    /// epoch a cached verdict must carry.
+    pub workload: Workload,
 }
 
 impl Flow {
     pub const fn has_ports(&self) -> bool {
         self.proto == proto::TCP || self.proto == proto::UDP
     }
+
+    /// The slot of the workload's maps.
+    #[inline(always)]
+    pub const fn slot(&self) -> u32 {
+        self.workload.slot
+    }
 }
 
-/// Parses the IP header at `l3` and, for TCP and UDP, the ports after it.
+/// Parses the IP header at `l3` and, for TCP and UDP, the ports after it,
+/// for `workload`.
 #[inline(always)]
-pub fn parse(skb: &SkBuff, l3: usize) -> Result<Flow, DropReason> {
+pub fn parse(skb: &SkBuff, l3: usize, workload: Workload) -> Result<Flow, DropReason> {
     let mut flow = Flow {
         family: 0,
         proto: 0,
@@ -59,6 +71,7 @@ pub fn parse(skb: &SkBuff, l3: usize) -> Result<Flow, DropReason> {
         l4_offset: 0,
         l3_end: 0,
         ip_options: false,
+        workload,
     };
     match parse_into(skb.skb, l3 as u32, &mut flow) {
         0 => Ok(flow),

@@ -28,7 +28,8 @@ use crate::{
     flow::Flow,
     http_request,
     maps::{INSPECT_BLANK, INSPECT_FLOWS, INSPECTIONS},
-    server_name, tls_hello,
+    server_name::{self, Judgement},
+    tls_hello,
 };
 
 /// Bytes of a connection's stream that may be read before its ClientHello
@@ -103,6 +104,7 @@ pub fn start(skb: &SkBuff, flow: &Flow, hook: Hook, flags: u8) -> bool {
     state.exts_left = 0;
     state.ext_left = 0;
     state.name_len = 0;
+    state.slot = flow.slot();
     state.flags = flags;
     state.phase = 0;
     state.after = 0;
@@ -177,8 +179,10 @@ pub fn continue_with(skb: &SkBuff, flow: &Flow, hook: Hook) -> Outcome {
 /// Forgets the state of a connection whose inspection is over.
 #[inline(always)]
 pub fn finish(flow: &Flow, hook: Hook) {
-    if hook == Hook::Tc {
-        let _ = INSPECT_FLOWS.remove(&flow_key(flow));
+    if hook == Hook::Tc
+        && let Some(flows) = INSPECT_FLOWS.get(flow.slot())
+    {
+        let _ = flows.remove(&flow_key(flow));
     }
     // On cgroup hooks the socket's storage goes with the socket.
 }
@@ -251,15 +255,18 @@ fn state(skb: &SkBuff, flow: &Flow, hook: Hook, create: bool) -> *mut InspectSta
         }
         Hook::Tc => {
             let key = flow_key(flow);
+            let Some(flows) = INSPECT_FLOWS.get(flow.slot()) else {
+                return ptr::null_mut();
+            };
             if create {
                 // The state is too big for the stack: a zeroed per-CPU one
                 // is the template (start() fills it in).
                 let Some(blank) = INSPECT_BLANK.get(0) else {
                     return ptr::null_mut();
                 };
-                let _ = INSPECT_FLOWS.insert(&key, blank, 0);
+                let _ = flows.insert(&key, blank, 0);
             }
-            INSPECT_FLOWS.get_ptr_mut(&key).unwrap_or(ptr::null_mut())
+            flows.get_ptr_mut(&key).unwrap_or(ptr::null_mut())
         }
     }
 }
@@ -279,9 +286,9 @@ fn flow_key(flow: &Flow) -> FlowKey {
 /// Checks the collected name against the policy for `port`.
 #[inline(always)]
 pub fn name_verdict(state: &InspectState, port: u16, denied: DropReason) -> Outcome {
-    if server_name::allowed(&state.name, state.name_len as usize, port) {
-        Outcome::Allowed
-    } else {
-        Outcome::Refused(denied)
+    match server_name::judge(state.slot, &state.name, state.name_len as usize, port) {
+        Judgement::Allowed => Outcome::Allowed,
+        Judgement::Denied => Outcome::Refused(denied),
+        Judgement::Contended => Outcome::Refused(DropReason::Contended),
     }
 }

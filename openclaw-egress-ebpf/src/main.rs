@@ -11,6 +11,8 @@
 //!   classifiers on the host side of a workload's veth.
 #![no_std]
 #![no_main]
+// A fetching atomic add in `scratch_guard`, written as BPF assembly.
+#![feature(asm_experimental_arch)]
 // Map keys and values are passed by reference on purpose. aya-ebpf's map
 // methods take `impl Borrow<K>`, and a key passed by value is first copied
 // onto the 512-byte BPF stack: for a DNS name (up to 256 bytes, kept in
@@ -37,6 +39,7 @@ mod inspection;
 mod map_types;
 mod maps;
 mod report;
+mod scratch_guard;
 mod server_name;
 mod socket_verdict;
 mod tc_from_workload;
@@ -44,6 +47,7 @@ mod tc_to_workload;
 mod tcp_reset;
 mod tls_hello;
 mod verdict_cache;
+mod workload;
 
 #[cfg(not(test))]
 #[panic_handler]

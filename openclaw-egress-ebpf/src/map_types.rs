@@ -65,11 +65,15 @@ pub struct AnswerScratch {
     pub(crate) decisions: [u32; MAX_MATCHES],
     /// How many rules take the address.
     pub(crate) taken: u32,
+    /// Set when `ALLOW` had no room for the address on some port.
+    pub(crate) full: u32,
 }
 
-/// The destination a socket was allowed (or, in audit mode, reported) for.
+/// The destination a socket was allowed (or, in audit mode, reported) for,
+/// and under which policy epoch (an entry of another epoch is no entry).
 #[repr(C)]
 pub struct SocketVerdict {
+    pub(crate) epoch: u32,
     pub(crate) dst: Addr,
     pub(crate) port: u16,
     pub(crate) proto: u8,
@@ -94,6 +98,8 @@ pub struct InspectState {
     pub ext_left: u32,
     /// Bytes of `name` filled.
     pub name_len: u32,
+    /// The slot of the policy the connection is inspected for.
+    pub slot: u32,
     /// `inspect` bits of the destination (TLS or HTTP, ECH refused).
     pub flags: u8,
     /// The parser phase (`tls_hello` or `http_request` constants).
@@ -115,3 +121,6 @@ pub struct InspectState {
     /// The server name, as sent.
     pub name: [u8; DNS_NAME_KEY_LEN],
 }
+
+const _: () =
+    assert!(size_of::<InspectState>() == openclaw_egress_common::maps::INSPECT_STATE_SIZE as usize);

@@ -7,12 +7,13 @@ use core::ptr::{self, addr_of_mut};
 use aya_ebpf::helpers::bpf_ktime_get_ns;
 use openclaw_egress_common::{
     DNS_NAME_MAX, Direction, DropEvent, DropReason, Stage, Verdict, maps::counter_index,
+    workload::counters,
 };
 
 use crate::{
     dns_name,
     flow::Flow,
-    maps::{DROP_COUNTERS, EVENTS, EVENTS_LOST, increment},
+    maps::{EVENTS, count},
 };
 
 /// What a drop is: why, which way, with what outcome, at which stage.
@@ -45,10 +46,12 @@ impl Drop {
     }
 }
 
-/// Who sent what is reported: the workload's cgroup and the socket (0 each
-/// where unknown, e.g. on TC hooks).
+/// Who sent what is reported: the slot of the workload's policy (whose
+/// counters count it; 0 when none is in force, then only the event tells),
+/// the sending cgroup and socket (0 each where unknown, e.g. on TC hooks).
 #[derive(Clone, Copy)]
 pub struct Sender {
+    pub slot: u32,
     pub cgroup_id: u64,
     pub socket_cookie: u64,
 }
@@ -60,18 +63,24 @@ pub fn drop(flow: Option<&Flow>, what: Drop, sender: Sender) {
         Some(flow) => ptr::from_ref(flow),
         None => ptr::null(),
     };
-    report(flow, what.pack(), sender.cgroup_id, sender.socket_cookie);
+    report(
+        flow,
+        what.pack(),
+        sender.slot,
+        sender.cgroup_id,
+        sender.socket_cookie,
+    );
 }
 
 /// Out of line: one copy for every caller, in a stack frame of its own.
 #[inline(never)]
-fn report(flow: *const Flow, what: u32, cgroup_id: u64, socket_cookie: u64) {
+fn report(flow: *const Flow, what: u32, slot: u32, cgroup_id: u64, socket_cookie: u64) {
     let reason = DropReason::from_u8(what as u8).unwrap_or(DropReason::Malformed);
     let direction = Direction::from_u8((what >> 8) as u8).unwrap_or(Direction::Egress);
     let verdict = Verdict::from_u8((what >> 16) as u8).unwrap_or(Verdict::Dropped);
-    increment(&DROP_COUNTERS, counter_index(verdict, direction, reason));
+    count(slot, counter_index(verdict, direction, reason));
     let Some(mut entry) = EVENTS.reserve::<DropEvent>(0) else {
-        increment(&EVENTS_LOST, 0);
+        count(slot, counters::EVENTS_LOST);
         return;
     };
     let event = entry.as_mut_ptr();
@@ -80,6 +89,7 @@ fn report(flow: *const Flow, what: u32, cgroup_id: u64, socket_cookie: u64) {
     // stack. `flow` is the caller's, or null.
     unsafe {
         addr_of_mut!((*event).timestamp_ns).write(bpf_ktime_get_ns());
+        addr_of_mut!((*event).slot).write(slot);
         addr_of_mut!((*event).cgroup_id).write(cgroup_id);
         addr_of_mut!((*event).socket_cookie).write(socket_cookie);
         addr_of_mut!((*event).reason).write(what as u8);

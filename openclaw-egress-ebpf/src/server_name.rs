@@ -16,23 +16,36 @@ use openclaw_egress_common::{
     proto,
 };
 
-use crate::{dns_name, maps::RULE_PORTS};
+use crate::{dns_name, maps::RULE_PORTS, scratch_guard};
 
 #[repr(C)]
 struct Question {
     name: *const [u8; DNS_NAME_KEY_LEN],
+    slot: u32,
     len: u32,
     port: u16,
     allowed: u8,
 }
 
+/// What the policy says of a server name.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Judgement {
+    Allowed,
+    Denied,
+    /// Not judged: another run took the scratch area meanwhile (see
+    /// `scratch_guard`).
+    Contended,
+}
+
+/// Whether the policy in `slot` allows `name` (`len` bytes) on `port`.
 #[inline(always)]
-pub fn allowed(name: &[u8; DNS_NAME_KEY_LEN], len: usize, port: u16) -> bool {
+pub fn judge(slot: u32, name: &[u8; DNS_NAME_KEY_LEN], len: usize, port: u16) -> Judgement {
     let mut question = Question {
         name: ptr::from_ref(name),
+        slot,
         len: len as u32,
         port,
-        allowed: 0,
+        allowed: CONTENDED,
     };
     // SAFETY: `answer` has the callback signature bpf_loop expects, and the
     // context is this stack frame's, alive for the call.
@@ -44,8 +57,16 @@ pub fn allowed(name: &[u8; DNS_NAME_KEY_LEN], len: usize, port: u16) -> bool {
             0,
         )
     };
-    question.allowed != 0
+    match question.allowed {
+        ALLOWED => Judgement::Allowed,
+        DENIED => Judgement::Denied,
+        _ => Judgement::Contended,
+    }
 }
+
+const DENIED: u8 = 0;
+const ALLOWED: u8 = 1;
+const CONTENDED: u8 = 2;
 
 #[inline(never)]
 extern "C" fn answer(_index: u64, context: *mut c_void) -> i64 {
@@ -53,12 +74,22 @@ extern "C" fn answer(_index: u64, context: *mut c_void) -> i64 {
     let question = unsafe { &mut *context.cast::<Question>() };
     // SAFETY: the name the caller lent for the call.
     let name = unsafe { &*question.name };
-    question.allowed = u8::from(check(name, question.len as usize, question.port));
+    let ticket = scratch_guard::claim();
+    let allowed = check(question.slot, name, question.len as usize, question.port);
+    // Judged on a name someone else's run may have put in the scratch area:
+    // no judgement.
+    question.allowed = if !scratch_guard::held(ticket) {
+        CONTENDED
+    } else if allowed {
+        ALLOWED
+    } else {
+        DENIED
+    };
     1
 }
 
 #[inline(always)]
-fn check(name: &[u8; DNS_NAME_KEY_LEN], len: usize, port: u16) -> bool {
+fn check(slot: u32, name: &[u8; DNS_NAME_KEY_LEN], len: usize, port: u16) -> bool {
     // SAFETY: the program's own use of this CPU's scratch area (the
     // matching's callbacks fetch it again; see `dns_name::scratch`).
     let Some(scratch) = (unsafe { dns_name::scratch() }) else {
@@ -67,14 +98,17 @@ fn check(name: &[u8; DNS_NAME_KEY_LEN], len: usize, port: u16) -> bool {
     if dns_name::read_dotted(scratch, name, len).is_err() {
         return false;
     }
-    if !dns_name::matching_rules(scratch) {
+    if !dns_name::matching_rules(scratch, slot) {
         return false;
     }
+    let Some(rule_ports) = RULE_PORTS.get(slot) else {
+        return false;
+    };
     for m in 0..dns_name::MAX_MATCHES {
         let Some(rule) = scratch.matched(m) else {
             break;
         };
-        let Some(ports) = RULE_PORTS.get(rule) else {
+        let Some(ports) = rule_ports.get(rule) else {
             continue;
         };
         for p in 0..MAX_RULE_PORTS {

@@ -23,6 +23,7 @@ pub fn lookup(skb: &SkBuff, flow: &Flow) -> Option<u8> {
     // SAFETY: non-null pointer to this socket's storage.
     let verdict = unsafe { &*verdict };
     (verdict.verdict != 0
+        && verdict.epoch == flow.workload.epoch
         && verdict.port == flow.dst_port
         && verdict.proto == flow.proto
         && verdict.dst == flow.dst)
@@ -38,6 +39,7 @@ pub fn remember(skb: &SkBuff, flow: &Flow, verdict_kind: Cached) {
     }
     // SAFETY: non-null pointer to this socket's (possibly fresh, zeroed) storage.
     let verdict = unsafe { &mut *verdict };
+    verdict.epoch = flow.workload.epoch;
     verdict.dst = flow.dst;
     verdict.port = flow.dst_port;
     verdict.proto = flow.proto;

@@ -14,6 +14,7 @@ use crate::{
     egress_policy::{self, Fate, Hook},
     report::{self, Drop, Sender},
     tcp_reset,
+    workload::Workload,
 };
 
 /// Let the packet continue (to other TC programs, then the stack).
@@ -49,6 +50,7 @@ pub fn tc_from_workload(ctx: TcContext) -> i32 {
                 None,
                 Drop::egress(DropReason::Protocol, Verdict::Dropped),
                 Sender {
+                    slot: Workload::of_skb(&ctx.skb).map_or(0, |workload| workload.slot),
                     cgroup_id: 0,
                     socket_cookie: 0,
                 },

@@ -47,7 +47,7 @@ pub fn lookup(skb: &SkBuff, flow: &Flow, hook: Hook) -> Option<Cached> {
     let value = match hook {
         Hook::Cgroup => socket_verdict::lookup(skb, flow)?,
         // SAFETY: pointer from a successful lookup, only read.
-        Hook::Tc => unsafe { *FLOWS.get_ptr(&flow_key(flow))? },
+        Hook::Tc => unsafe { *FLOWS.get(flow.slot())?.get_ptr(&flow_key(flow))? },
     };
     Cached::from_u8(value)
 }
@@ -59,7 +59,9 @@ pub fn remember(skb: &SkBuff, flow: &Flow, hook: Hook, verdict: Cached) {
         Hook::Tc => {
             // A full map evicts its least recently used entry; an error
             // only costs a lookup next time.
-            let _ = FLOWS.insert(&flow_key(flow), &(verdict as u8), 0);
+            if let Some(flows) = FLOWS.get(flow.slot()) {
+                let _ = flows.insert(&flow_key(flow), &(verdict as u8), 0);
+            }
         }
     }
 }

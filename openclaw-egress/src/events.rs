@@ -1,7 +1,10 @@
-//! Reading drop events from a policy's ring buffer.
+//! Reading drop events from the datapath's ring buffer (every workload's:
+//! each event names the slot of the policy that judged it).
 
 use std::{
+    collections::HashMap,
     net::{IpAddr, SocketAddr},
+    sync::{Arc, RwLock},
     time::SystemTime,
 };
 
@@ -12,6 +15,32 @@ use openclaw_egress_common::{
 use tokio::{io::unix::AsyncFd, sync::broadcast};
 
 use crate::{api::DropRecord, clock, netlink};
+
+/// Which policy each slot holds, for naming the policy of an event. A
+/// slot's name stays until the slot holds another policy, so that events
+/// still in the ring when a version is retired keep their name.
+#[derive(Clone, Default)]
+pub struct SlotNames(Arc<RwLock<HashMap<u32, String>>>);
+
+impl SlotNames {
+    pub fn name(&self, slot: u32, policy: &str) {
+        self.0
+            .write()
+            .expect("slot names lock")
+            .insert(slot, policy.to_string());
+    }
+
+    /// The policy of `slot` ("" for slot 0: a workload with no policy in
+    /// force, or one unknown).
+    pub fn of(&self, slot: u32) -> String {
+        self.0
+            .read()
+            .expect("slot names lock")
+            .get(&slot)
+            .cloned()
+            .unwrap_or_default()
+    }
+}
 
 /// Turns a kernel record into what people and SIEMs see.
 pub fn record(event: &DropEvent, policy: &str) -> DropRecord {
@@ -105,11 +134,11 @@ fn protocol_name(number: u8) -> String {
     }
 }
 
-/// Forwards every event of `ring` to the log and to `subscribers` until the
-/// task is aborted (when the policy instance is retired).
+/// Forwards every event of `ring` to the log and to `subscribers`, for as
+/// long as the daemon runs.
 pub async fn forward(
     ring: RingBuf<MapData>,
-    policy: String,
+    names: SlotNames,
     subscribers: broadcast::Sender<DropRecord>,
 ) -> std::io::Result<()> {
     // SAFETY: the ring buffer owns its map fd, which stays open and unchanged
@@ -131,7 +160,7 @@ pub async fn forward(
             if let Some((local, remote, cookie)) = socket_to_reset(&event) {
                 reset(local, remote, cookie);
             }
-            publish(record(&event, &policy), &subscribers);
+            publish(record(&event, &names.of(event.slot)), &subscribers);
         }
         guard.clear_ready();
     }
@@ -183,7 +212,8 @@ mod tests {
             stage: 0,
             dns_name_len: 0,
             dns_name: [0; DNS_NAME_MAX],
-            _pad2: [0; 5],
+            _pad2: 0,
+            slot: 1,
             socket_cookie: 0,
         }
     }

@@ -4,6 +4,7 @@
 //! parses arguments and calls into these modules.
 
 pub mod api;
+pub mod bpf_sys;
 pub mod bpffs;
 pub mod cgroup;
 pub mod cli;

@@ -60,8 +60,11 @@ struct Daemon {
 }
 
 impl Daemon {
-    fn start(dir: &Path, capabilities: &[String]) -> Daemon {
+    /// The daemon running with only `capabilities`, or what it printed
+    /// when it could not start (it loads the datapath at start).
+    fn start(dir: &Path, capabilities: &[String]) -> Result<Daemon, String> {
         let socket = dir.join("api.sock");
+        let log = dir.join("daemon.log");
         let _ = std::fs::remove_file(&socket);
         // Its own state and pin directories: nothing of the host's default
         // ones is touched. bpffs itself must be mounted by the host (the
@@ -82,7 +85,7 @@ impl Daemon {
             )
             .collect::<Vec<_>>()
             .join(",");
-        let child = Command::new("setpriv")
+        let mut child = Command::new("setpriv")
             .args([
                 "--bounding-set",
                 &bounding,
@@ -99,22 +102,27 @@ impl Daemon {
             .arg("--bpffs-dir")
             .arg(&pins)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .expect("setpriv (util-linux) runs");
         let started = Instant::now();
         while !socket.exists() {
+            if let Some(status) = child.try_wait().unwrap() {
+                let _ = std::fs::remove_dir_all(&pins);
+                let output = std::fs::read_to_string(&log).unwrap_or_default();
+                return Err(format!("the daemon exited ({status}): {output}"));
+            }
             assert!(
                 started.elapsed() < Duration::from_secs(30),
                 "the daemon did not start with {capabilities:?}"
             );
             thread::sleep(Duration::from_millis(50));
         }
-        Daemon {
+        Ok(Daemon {
             child,
             socket,
             pins,
-        }
+        })
     }
 
     fn cli(&self, args: &[&str]) -> Output {
@@ -171,7 +179,7 @@ fn apply_with(capabilities: &[String]) -> Result<(), String> {
         ),
     )
     .unwrap();
-    let daemon = Daemon::start(scratch.path(), capabilities);
+    let daemon = Daemon::start(scratch.path(), capabilities)?;
     let applied = daemon.cli(&["apply", policy.to_str().unwrap()]);
     let result = if applied.status.success() {
         let status = daemon.cli(&["status"]);

@@ -276,8 +276,8 @@ fn the_command_cannot_unlink_the_daemons_pins() {
         &rig.policy().fqdn("x.example.com", &["443/tcp"]),
         "policy.yaml",
     );
-    let pins = rig.sandbox.pins_dir().join(POLICY);
-    let pin = find_file(&pins).unwrap_or_else(|| panic!("no pin under {}", pins.display()));
+    let pins = rig.sandbox.pins_dir();
+    let pin = find_file(pins).unwrap_or_else(|| panic!("no pin under {}", pins.display()));
     let script = format!(
         "rm -f {pin} && echo unlinked; touch {dir}/new && echo created; exit 0",
         pin = pin.display(),

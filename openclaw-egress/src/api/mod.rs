@@ -105,6 +105,9 @@ pub struct PolicyStatus {
     pub rules: usize,
     pub drops: Vec<DropCount>,
     pub events_lost: u64,
+    /// Kernel memory of the policy's maps, over all its workloads.
+    #[serde(default)]
+    pub map_memory_bytes: u64,
     pub names: Vec<NameStatus>,
 }
 

@@ -25,8 +25,6 @@ pub struct ActivePolicy {
     /// The policy text as applied (persisted for a restarted daemon).
     pub yaml: String,
     pub applied_at: SystemTime,
-    /// Names this apply's pin directory (`<bpffs>/<policy>/<generation>/`).
-    pub generation: String,
     pub instances: Instances,
     pub names: Names,
     pub resolver_task: AbortHandle,
@@ -70,6 +68,14 @@ impl ActivePolicy {
             .iter()
             .flat_map(|instance| instance.allow_entries())
             .collect()
+    }
+
+    /// Kernel memory of the maps of every instance, in bytes.
+    pub fn memory(&self) -> u64 {
+        self.instances()
+            .iter()
+            .map(|instance| instance.memory())
+            .sum()
     }
 
     /// Distinct addresses currently allowed through names (resolved or learned).
@@ -120,6 +126,7 @@ impl ActivePolicy {
             rules: self.policy.egress.len(),
             drops,
             events_lost: counts.events_lost,
+            map_memory_bytes: self.memory(),
             names: self.name_status(),
         }
     }

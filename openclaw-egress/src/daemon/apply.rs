@@ -1,16 +1,14 @@
 //! Applying a policy: everything that can fail happens before the new
-//! instances are attached, the new state is recorded once they are, and the
-//! old instances are detached only after that. A failed apply therefore
-//! changes nothing, and a successful one never leaves a moment where a
-//! workload is unfiltered (while old and new are both attached, a packet must
-//! pass both).
+//! versions are put in force, the new state is recorded once they are, and
+//! the old versions are ended only after that. A failed apply therefore
+//! changes nothing (a version that was put in force gives way to the one
+//! before it again), and a successful one never leaves a moment where a
+//! workload is unfiltered: on each workload one atomic store replaces the
+//! old version with the new.
 
 use std::{
     path::PathBuf,
-    sync::{
-        Arc, Mutex, RwLock,
-        atomic::{AtomicU64, Ordering},
-    },
+    sync::{Arc, Mutex, RwLock},
     time::SystemTime,
 };
 
@@ -23,7 +21,7 @@ use super::{
     instance::{Filling, Instance, Instances},
     learned,
     names::{self, Names},
-    state::{InstanceRecord, PolicyRecord, unix_millis, unix_seconds},
+    state::{PolicyRecord, unix_millis},
     targets,
     workload::{self, AttachError, Workload},
 };
@@ -97,9 +95,6 @@ pub enum ApplyError {
     Invalid(String),
 }
 
-/// Makes pin directories of successive applies distinct even within a millisecond.
-static GENERATION: AtomicU64 = AtomicU64::new(0);
-
 impl Daemon {
     pub async fn apply(
         &self,
@@ -134,27 +129,10 @@ impl Daemon {
             .get(&policy.name)
             .cloned();
 
-        let generation = format!(
-            "{}-{}",
-            unix_seconds(SystemTime::now()),
-            GENERATION.fetch_add(1, Ordering::Relaxed)
-        );
         let names: Names = Arc::new(Mutex::new(names::names_of(&policy)));
         let (resolved, warnings) = names::resolve_all(&resolver, &policy, &names).await;
-        let instances = match self.build_instances(
-            &policy,
-            &generation,
-            &workloads,
-            &entries,
-            &resolved,
-            old.as_deref(),
-        ) {
-            Ok(instances) => instances,
-            Err(error) => {
-                self.remove_empty_pin_dirs(&policy.name, &generation);
-                return Err(error);
-            }
-        };
+        let instances =
+            self.build_instances(&policy, &workloads, &entries, &resolved, old.as_deref())?;
 
         // The refresher picks up where the first resolutions left off.
         let resolver_task = names::spawn_refresher(resolver, &policy, &names, &instances);
@@ -163,7 +141,6 @@ impl Daemon {
             source: source.into(),
             yaml: yaml.into(),
             applied_at: SystemTime::now(),
-            generation,
             instances,
             names,
             resolver_task,
@@ -202,7 +179,6 @@ impl Daemon {
     fn build_instances(
         &self,
         policy: &Policy,
-        generation: &str,
         workloads: &[Workload],
         entries: &StaticEntries,
         resolved: &[(AllowKey, AllowValue)],
@@ -234,13 +210,12 @@ impl Daemon {
                 allow: &allow,
                 flows: &flows,
             };
-            let pin_dir = self.pin_dir(&policy.name, generation, workload);
             match Instance::build(
                 &policy.name,
                 workload,
-                &pin_dir,
+                &self.datapath,
                 &filling,
-                self.events.clone(),
+                &self.slot_names,
             ) {
                 Ok(instance) => built.push(instance),
                 Err(error) => {
@@ -254,22 +229,6 @@ impl Daemon {
         Ok(Arc::new(RwLock::new(built)))
     }
 
-    /// Where the instance of `workload` of this apply of `policy` is pinned.
-    pub(super) fn pin_dir(&self, policy: &str, generation: &str, workload: &Workload) -> PathBuf {
-        self.pins_root
-            .join(policy)
-            .join(generation)
-            .join(workload.slug())
-    }
-
-    /// After a failed apply: its generation directory, and the policy's if
-    /// nothing else is in it (`remove_dir` only removes empty directories).
-    fn remove_empty_pin_dirs(&self, policy: &str, generation: &str) {
-        let policy_dir = self.pins_root.join(policy);
-        let _ = std::fs::remove_dir(policy_dir.join(generation));
-        let _ = std::fs::remove_dir(policy_dir);
-    }
-
     /// Writes the policy's record, so a restarted daemon adopts it.
     pub(super) fn record(&self, active: &ActivePolicy) -> Result<(), ApplyError> {
         let record = PolicyRecord {
@@ -277,16 +236,10 @@ impl Daemon {
             source: active.source.clone(),
             yaml: active.yaml.clone(),
             applied_at_ms: unix_millis(active.applied_at),
-            generation: active.generation.clone(),
             instances: active
                 .instances()
                 .iter()
-                .filter_map(|instance| {
-                    instance.pin_dir().map(|pin_dir| InstanceRecord {
-                        workload: instance.workload.clone(),
-                        pin_dir,
-                    })
-                })
+                .filter_map(|instance| instance.record())
                 .collect(),
         };
         self.state.save(&record).map_err(|error| ApplyError::State {

@@ -1,19 +1,14 @@
-//! One workload's datapath instance and the task forwarding its drop events,
-//! and the one way to build one (an apply and a pod that appears both do).
+//! One policy version on one workload, and the one way to build one (an
+//! apply and a pod that appears both do).
 
-use std::{
-    path::PathBuf,
-    sync::{Arc, Mutex, RwLock},
-};
+use std::sync::{Arc, Mutex, RwLock};
 
 use openclaw_egress_common::{AllowKey, AllowValue, FlowKey};
-use tokio::{sync::broadcast, task::AbortHandle};
 
-use super::{apply::ApplyError, counts::Counts, workload::Workload};
+use super::{apply::ApplyError, counts::Counts, state::InstanceRecord, workload::Workload};
 use crate::{
-    api::DropRecord,
-    datapath::{PolicyDatapath, StaticEntries},
-    events,
+    datapath::{Capacities, Datapath, PolicyDatapath, StaticEntries},
+    events::SlotNames,
 };
 
 /// What a new instance holds before it is attached.
@@ -32,7 +27,6 @@ pub struct Instance {
     pub workload: Workload,
     /// `None` once retired.
     datapath: Mutex<Option<PolicyDatapath>>,
-    events_task: AbortHandle,
 }
 
 /// The instances of one policy; shared with the task that keeps its names
@@ -40,71 +34,59 @@ pub struct Instance {
 pub type Instances = Arc<RwLock<Vec<Arc<Instance>>>>;
 
 impl Instance {
-    /// Loads an instance of policy `policy` for `workload`, pinned under
-    /// `pin_dir`, fills it (the allow entries first, the static entries with
-    /// the ready flag last, so it never acts on half a policy) and attaches
-    /// it. On failure nothing of it is left: not attached, not pinned.
+    /// Creates the maps of policy `policy` for `workload` in `shared`,
+    /// sized to the policy, fills them (the allow entries first, the static
+    /// entries with the ready flag last, so the programs never act on half a
+    /// policy) and puts them in force on the workload. On failure nothing of
+    /// it is left, and whatever was in force before still is.
     pub fn build(
         policy: &str,
         workload: &Workload,
-        pin_dir: &std::path::Path,
+        shared: &Arc<Datapath>,
         filling: &Filling<'_>,
-        subscribers: broadcast::Sender<DropRecord>,
+        slot_names: &SlotNames,
     ) -> Result<Arc<Self>, ApplyError> {
         let datapath_error = |error| ApplyError::Datapath {
             name: policy.to_string(),
             workload: workload.to_string(),
             error: Box::new(error),
         };
-        let datapath =
-            PolicyDatapath::load_pinned(workload.hooks(), pin_dir).map_err(datapath_error)?;
-        let instance = Self::start(workload.clone(), datapath, policy, subscribers);
-        let filled = instance
-            .with(|datapath| -> Result<(), ApplyError> {
-                datapath
-                    .upsert_allow(filling.allow)
-                    .map_err(datapath_error)?;
-                datapath
-                    .allow_flows(filling.flows)
-                    .map_err(datapath_error)?;
-                datapath
-                    .install_static(filling.entries)
-                    .map_err(datapath_error)?;
-                workload
-                    .attach(datapath)
-                    .map_err(|error| ApplyError::Attach {
-                        name: policy.to_string(),
-                        workload: workload.to_string(),
-                        error: Box::new(error),
-                    })
-            })
-            .expect("a new instance is not retired");
+        let capacities = Capacities::for_policy(filling.entries);
+        let mut datapath = PolicyDatapath::create(shared, workload.hooks(), &capacities)
+            .map_err(datapath_error)?;
+        slot_names.name(datapath.slot(), policy);
+        let filled = (|| -> Result<(), ApplyError> {
+            datapath
+                .upsert_allow(filling.allow)
+                .map_err(datapath_error)?;
+            datapath
+                .allow_flows(filling.flows)
+                .map_err(datapath_error)?;
+            datapath
+                .install_static(filling.entries)
+                .map_err(datapath_error)?;
+            workload
+                .attach(&mut datapath)
+                .map_err(|error| ApplyError::Attach {
+                    name: policy.to_string(),
+                    workload: workload.to_string(),
+                    error: Box::new(error),
+                })
+        })();
         match filled {
-            Ok(()) => Ok(instance),
+            Ok(()) => Ok(Self::start(workload.clone(), datapath)),
             Err(error) => {
-                instance.retire(true);
+                datapath.remove();
                 Err(error)
             }
         }
     }
 
-    /// Wraps a loaded (or adopted) datapath and starts forwarding its events.
-    pub fn start(
-        workload: Workload,
-        mut datapath: PolicyDatapath,
-        policy: &str,
-        subscribers: broadcast::Sender<DropRecord>,
-    ) -> Arc<Self> {
-        let events_task = match datapath.take_events() {
-            Some(ring) => {
-                tokio::spawn(events::forward(ring, policy.to_string(), subscribers)).abort_handle()
-            }
-            None => tokio::spawn(async {}).abort_handle(),
-        };
+    /// Wraps a built (or adopted) policy version.
+    pub fn start(workload: Workload, datapath: PolicyDatapath) -> Arc<Self> {
         Arc::new(Self {
             workload,
             datapath: Mutex::new(Some(datapath)),
-            events_task,
         })
     }
 
@@ -113,9 +95,23 @@ impl Instance {
         self.datapath.lock().expect("datapath lock").as_mut().map(f)
     }
 
-    pub fn pin_dir(&self) -> Option<PathBuf> {
-        self.with(|datapath| datapath.pin_dir().map(PathBuf::from))
-            .flatten()
+    /// What a restarted daemon needs to adopt it: the workload's number,
+    /// the slot and its epoch (once attached).
+    pub fn record(&self) -> Option<InstanceRecord> {
+        self.with(|datapath| {
+            datapath.workloads().first().map(|&number| InstanceRecord {
+                workload: self.workload.clone(),
+                number,
+                slot: datapath.slot(),
+                epoch: datapath.epoch(),
+            })
+        })
+        .flatten()
+    }
+
+    /// The kernel memory of this version's maps, in bytes.
+    pub fn memory(&self) -> u64 {
+        self.with(|datapath| datapath.memory()).unwrap_or_default()
     }
 
     pub fn counts(&self) -> Counts {
@@ -136,16 +132,16 @@ impl Instance {
     }
 
     /// Ends the instance and returns its final counters. `detach` decides
-    /// between detaching it (and removing its pins) and leaving it enforcing
-    /// in the kernel, as on daemon shutdown.
+    /// between ending it (its slot emptied, its workload detached unless a
+    /// newer version holds it) and leaving it enforcing in the kernel, as on
+    /// daemon shutdown.
     pub fn retire(&self, detach: bool) -> Counts {
-        self.events_task.abort();
         let counts = self.counts();
         if let Some(datapath) = self.datapath.lock().expect("datapath lock").take() {
             if detach {
                 datapath.remove();
             } else {
-                drop(datapath);
+                datapath.leave_in_place();
             }
         }
         counts

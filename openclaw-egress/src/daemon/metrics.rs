@@ -26,6 +26,7 @@ struct Families {
     learned_total: IntCounterVec,
     refused: IntCounterVec,
     resolutions: IntCounterVec,
+    memory: IntGaugeVec,
 }
 
 impl Families {
@@ -79,7 +80,7 @@ impl Families {
             ),
             refused: counter(
                 "openclaw_egress_dns_refused_addresses_total",
-                "Addresses from DNS not allowed: internal (rebinding protection), over maxIPsPerName (cap) or over maxIPsPerPattern (pattern_cap).",
+                "Addresses from DNS not allowed: internal (rebinding protection), over maxIPsPerName (cap), over maxIPsPerPattern (pattern_cap), or no room left in the policy's map (full).",
                 &["policy", "reason"],
             ),
             resolutions: counter(
@@ -87,10 +88,15 @@ impl Families {
                 "Resolutions of fqdn rules made by the daemon, by result.",
                 &["policy", "result"],
             ),
+            memory: gauge(
+                "openclaw_egress_map_memory_bytes",
+                "Kernel memory of the policy's maps, over all its workloads.",
+                &["policy"],
+            ),
         }
     }
 
-    fn collectors(&self) -> [&dyn Collector; 10] {
+    fn collectors(&self) -> [&dyn Collector; 11] {
         [
             &self.drops,
             &self.audited,
@@ -102,6 +108,7 @@ impl Families {
             &self.learned_total,
             &self.refused,
             &self.resolutions,
+            &self.memory,
         ]
     }
 }
@@ -206,6 +213,14 @@ impl Collector for DaemonCollector {
                 .refused
                 .with_label_values(&[name, "pattern_cap"])
                 .inc_by(kernel(DnsStat::AddressesRefusedPatternCap));
+            families
+                .refused
+                .with_label_values(&[name, "full"])
+                .inc_by(kernel(DnsStat::AddressesRefusedFull));
+            families
+                .memory
+                .with_label_values(&[name])
+                .set(i64::try_from(active.memory()).unwrap_or(i64::MAX));
             families
                 .resolutions
                 .with_label_values(&[name, "ok"])

@@ -1,10 +1,11 @@
-//! The long-running daemon: owns every applied policy's datapath instances,
-//! keeps names resolved, forwards drop events, and serves the API and
-//! /metrics.
+//! The long-running daemon: owns the datapath and every applied policy's
+//! instances on it, keeps names resolved, forwards drop events, and serves
+//! the API and /metrics.
 //!
-//! Instances are pinned in bpffs and recorded in the state directory, so
-//! enforcement outlives the daemon (stopped or killed) and a restarted daemon
-//! adopts it (see `restore`). Only `remove` and `uninstall` detach.
+//! The datapath is pinned in bpffs and the policies recorded in the state
+//! directory, so enforcement outlives the daemon (stopped or killed) and a
+//! restarted daemon adopts it (see `restore`). Only `remove` and
+//! `uninstall` detach.
 
 mod active;
 mod apply;
@@ -43,6 +44,8 @@ pub use workload::Workload;
 use crate::{
     api::{DropRecord, StatusReport},
     bpffs,
+    datapath::Datapath,
+    events::{self, SlotNames},
 };
 
 /// How many events a slow `monitor` client may fall behind before it misses some.
@@ -83,13 +86,22 @@ pub struct Daemon {
     /// `--state-dir`, for `status`.
     state_root: PathBuf,
     pins_root: PathBuf,
+    /// The programs and maps every policy's instances share.
+    datapath: Arc<Datapath>,
+    /// The policy of each slot, for naming drop events.
+    slot_names: SlotNames,
     /// Signalled by `uninstall`: the daemon exits once it is done.
     exit: Notify,
     pods: pods::Pods,
 }
 
 impl Daemon {
-    fn new(state: StateDir, state_root: PathBuf, pins_root: PathBuf) -> Arc<Self> {
+    fn new(
+        state: StateDir,
+        state_root: PathBuf,
+        pins_root: PathBuf,
+        datapath: Arc<Datapath>,
+    ) -> Arc<Self> {
         let (events, _) = broadcast::channel(MONITOR_BACKLOG);
         Arc::new_cyclic(|daemon| {
             let registry = prometheus::Registry::new();
@@ -106,6 +118,8 @@ impl Daemon {
                 state,
                 state_root,
                 pins_root,
+                datapath,
+                slot_names: SlotNames::default(),
                 exit: Notify::new(),
                 pods: RwLock::new(None),
             }
@@ -142,7 +156,6 @@ impl Daemon {
             tracing::error!(policy = name, "deleting the policy record: {error}");
         }
         self.retire(&active, true);
-        let _ = std::fs::remove_dir_all(self.pins_root.join(name));
         tracing::info!(policy = name, "policy removed");
         Ok(())
     }
@@ -216,9 +229,28 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
     let state = StateDir::open(&config.state_dir)
         .with_context(|| format!("opening the state directory {}", config.state_dir.display()))?;
     let state_root = std::path::absolute(&config.state_dir)?;
-    let daemon = Daemon::new(state, state_root, config.bpffs_dir.clone());
+    // Verified once here (or re-opened from an earlier daemon's pins), then
+    // shared by every workload.
+    let datapath_dir = config
+        .bpffs_dir
+        .join(format!("datapath-{}", Datapath::version()));
+    let datapath = Arc::new(Datapath::open(&datapath_dir).with_context(|| {
+        format!(
+            "loading the datapath (pinned in {})",
+            datapath_dir.display()
+        )
+    })?);
+    let daemon = Daemon::new(state, state_root, config.bpffs_dir.clone(), datapath);
     // Adopt before serving: no request may see (or change) a half-restored state.
     restore::adopt_all(&daemon);
+    if let Some(ring) = daemon.datapath.take_events() {
+        let forwarding = events::forward(ring, daemon.slot_names.clone(), daemon.events.clone());
+        tokio::spawn(async move {
+            if let Err(error) = forwarding.await {
+                tracing::error!("reading drop events stopped: {error}");
+            }
+        });
+    }
 
     let api = server::bind(&config.socket)?;
     if let Some(addr) = config.metrics_addr {

@@ -267,13 +267,12 @@ impl Daemon {
             allow: &allow,
             flows: &[],
         };
-        let pin_dir = self.pin_dir(&policy.name, &active.generation, workload);
         let instance = Instance::build(
             &policy.name,
             workload,
-            &pin_dir,
+            &self.datapath,
             &filling,
-            self.events.clone(),
+            &self.slot_names,
         )?;
         active
             .instances

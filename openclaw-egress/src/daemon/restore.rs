@@ -1,20 +1,16 @@
 //! Adopting what an earlier daemon left enforcing.
 //!
-//! For each policy record: re-parse its text, re-open each instance's pinned
-//! maps and links, and resume its tasks. Nothing is detached while this
-//! happens, so there is no moment where traffic is open. Pinned instances no
-//! record mentions are treated by their policy:
-//! - a policy that has a record: an older or newer generation left by a swap
-//!   the daemon did not finish; the record says which one is current, the
-//!   other is detached;
-//! - a policy without a record: left in place (failing closed) and reported;
-//!   `openclaw-egress uninstall` removes it.
+//! For each policy record: re-parse its text, take over each workload's
+//! pinned hooks and the maps of the version in force there, and resume its
+//! tasks. Nothing is detached while this happens, so there is no moment
+//! where traffic is open. What no record mentions:
+//! - versions left by an apply the daemon did not finish: the record says
+//!   which version is in force (and it is again); the others' slots are
+//!   emptied;
+//! - workloads of no recorded policy: left in place (enforcing what was in
+//!   force) and reported; `openclaw-egress uninstall` removes them.
 
-use std::{
-    collections::BTreeSet,
-    path::{Path, PathBuf},
-    sync::{Arc, Mutex, RwLock},
-};
+use std::sync::{Arc, Mutex, RwLock};
 
 use super::{
     Daemon,
@@ -50,9 +46,15 @@ pub fn adopt_all(daemon: &Arc<Daemon>) {
                  enforcing, `openclaw-egress uninstall` removes it"
             ),
         }
-        remove_stale_generations(&daemon.pins_root, &record);
     }
-    report_unrecorded(daemon);
+    for workload in daemon.datapath.sweep_unadopted() {
+        tracing::warn!(
+            workload,
+            "a workload attached without a policy record: left enforcing; \
+             `openclaw-egress uninstall` removes it"
+        );
+    }
+    report_other_datapaths(daemon);
 }
 
 fn adopt(daemon: &Daemon, record: &PolicyRecord) -> Result<Arc<ActivePolicy>, String> {
@@ -63,23 +65,28 @@ fn adopt(daemon: &Daemon, record: &PolicyRecord) -> Result<Arc<ActivePolicy>, St
     let resolver = NameResolver::new(&policy.dns.resolvers).map_err(|e| e.to_string())?;
     let instances: Instances = Arc::new(RwLock::new(Vec::new()));
     for instance in &record.instances {
-        match PolicyDatapath::adopt(&instance.pin_dir) {
-            Ok(datapath) => instances
-                .write()
-                .expect("instances lock")
-                .push(Instance::start(
-                    instance.workload.clone(),
-                    datapath,
-                    &policy.name,
-                    daemon.events.clone(),
-                )),
+        let adopted = PolicyDatapath::adopt(
+            &daemon.datapath,
+            &instance.workload.key(),
+            instance.number,
+            instance.slot,
+            instance.epoch,
+        );
+        match adopted {
+            Ok(datapath) => {
+                daemon.slot_names.name(instance.slot, &policy.name);
+                instances
+                    .write()
+                    .expect("instances lock")
+                    .push(Instance::start(instance.workload.clone(), datapath));
+            }
             // Keep the others: one missing workload (say, a deleted pod's
             // cgroup) must not cost the rest their enforcement.
             Err(error) => tracing::error!(
                 policy = %record.name,
                 workload = %instance.workload,
-                "cannot adopt instance at {}: {error}",
-                instance.pin_dir.display()
+                number = instance.number,
+                "cannot adopt this workload: {error}"
             ),
         }
     }
@@ -91,51 +98,27 @@ fn adopt(daemon: &Daemon, record: &PolicyRecord) -> Result<Arc<ActivePolicy>, St
         source: record.source.clone(),
         yaml: record.yaml.clone(),
         applied_at: record.applied_at(),
-        generation: record.generation.clone(),
         instances,
         names,
         resolver_task,
     }))
 }
 
-/// Generation directories of the policy that its record does not use.
-fn remove_stale_generations(pins_root: &Path, record: &PolicyRecord) {
-    let current: BTreeSet<PathBuf> = record
-        .instances
-        .iter()
-        .filter_map(|instance| instance.pin_dir.parent().map(Path::to_path_buf))
-        .chain([pins_root.join(&record.name).join(&record.generation)])
-        .collect();
-    let Ok(generations) = std::fs::read_dir(pins_root.join(&record.name)) else {
-        return;
-    };
-    for generation in generations.flatten().map(|entry| entry.path()) {
-        if !current.contains(&generation) {
-            tracing::warn!(
-                policy = %record.name,
-                dir = %generation.display(),
-                "detaching instances of an unfinished swap"
-            );
-            if let Err(error) = std::fs::remove_dir_all(&generation) {
-                tracing::error!(dir = %generation.display(), "{error}");
-            }
-        }
-    }
-}
-
-fn report_unrecorded(daemon: &Daemon) {
+/// Pins of datapaths of other builds (an upgrade): what they attach keeps
+/// enforcing, but this daemon cannot adopt it.
+fn report_other_datapaths(daemon: &Daemon) {
     let Ok(entries) = std::fs::read_dir(&daemon.pins_root) else {
         return;
     };
-    let known = daemon.policies.read().expect("policies lock");
+    let ours = daemon.datapath.pin_dir().map(std::path::Path::to_path_buf);
     for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if !known.contains_key(&name) {
+        let path = entry.path();
+        if Some(&path) != ours.as_ref() {
             tracing::warn!(
-                policy = %name,
-                dir = %entry.path().display(),
-                "pinned instances without a policy record: left enforcing; \
-                 `openclaw-egress uninstall` removes them"
+                dir = %path.display(),
+                "pins of another build of openclaw-egress: what they attach keeps enforcing \
+                 and is not adopted; re-apply its policies here, then remove the directory \
+                 (or run `openclaw-egress uninstall`)"
             );
         }
     }

@@ -1,6 +1,7 @@
 //! What the daemon writes down so that a restarted daemon can adopt the
-//! policies it left enforcing: per policy, its text and where each workload's
-//! instance is pinned. Records live on a normal filesystem (usually the
+//! policies it left enforcing: per policy, its text and the number under
+//! which each of its workloads is attached (its links are pinned under that
+//! number; `ACTIVE` says which slot is in force). Records live on a normal filesystem (usually the
 //! tmpfs /run, which like bpffs does not survive a reboot) and are replaced
 //! atomically (write to a temporary file, then rename).
 
@@ -21,25 +22,23 @@ pub struct PolicyRecord {
     pub yaml: String,
     /// Milliseconds since the Unix epoch.
     pub applied_at_ms: u64,
-    /// The apply's pin directory name (instances added later go there too).
-    pub generation: String,
     pub instances: Vec<InstanceRecord>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InstanceRecord {
     pub workload: Workload,
-    pub pin_dir: PathBuf,
+    /// The workload's number in the datapath.
+    pub number: u32,
+    /// The slot of the policy version in force on it, and its epoch.
+    pub slot: u32,
+    pub epoch: u32,
 }
 
 impl PolicyRecord {
     pub fn applied_at(&self) -> SystemTime {
         SystemTime::UNIX_EPOCH + Duration::from_millis(self.applied_at_ms)
     }
-}
-
-pub fn unix_seconds(time: SystemTime) -> u64 {
-    unix_millis(time) / 1000
 }
 
 pub fn unix_millis(time: SystemTime) -> u64 {
@@ -125,12 +124,13 @@ mod tests {
             source: "p.yaml".into(),
             yaml: "kind: EgressPolicy\n".into(),
             applied_at_ms: 1_700_000_000_123,
-            generation: "1700000000-0".into(),
             instances: vec![InstanceRecord {
                 workload: Workload::Interface {
                     name: "veth1".into(),
                 },
-                pin_dir: "/sys/fs/bpf/openclaw-egress/agent/1/if-veth1".into(),
+                number: 7,
+                slot: 3,
+                epoch: 12,
             }],
         };
         state.save(&record).unwrap();

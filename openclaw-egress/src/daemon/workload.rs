@@ -1,6 +1,7 @@
-//! What one datapath instance filters: a cgroup, a host-side interface, or a
-//! Kubernetes pod (through its cgroup). Every workload gets its own instance,
-//! so a DNS answer one workload receives opens nothing for another.
+//! What one policy instance filters: a cgroup, a host-side interface, or a
+//! Kubernetes pod (through its cgroup or its veth). Every workload gets
+//! maps of its own, so a DNS answer one workload receives opens nothing for
+//! another.
 
 use std::{
     fmt,
@@ -11,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     cgroup::{self, CgroupError},
-    datapath::{DatapathError, Hooks, PolicyDatapath},
+    datapath::{DatapathError, Hooks, Place, PolicyDatapath},
 };
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -68,31 +69,35 @@ impl Workload {
         }
     }
 
-    /// Attaches a loaded instance's programs to the workload.
-    pub fn attach(&self, datapath: &mut PolicyDatapath) -> Result<(), AttachError> {
+    /// Where the workload is, for the datapath.
+    pub fn place(&self) -> Place {
         match self {
-            Self::Cgroup { path } | Self::Pod { cgroup: path, .. } => {
-                datapath.attach_cgroup(cgroup::open(path)?)?;
-            }
+            Self::Cgroup { path } | Self::Pod { cgroup: path, .. } => Place::Cgroup(path.clone()),
             Self::Interface { name }
             | Self::PodInterface {
                 interface: name, ..
-            } => datapath.attach_interface(name)?,
+            } => Place::Interface(name.clone()),
         }
-        Ok(())
     }
 
-    /// A directory name for the workload's pins: readable, and unique per
-    /// workload of a policy.
-    pub fn slug(&self) -> String {
-        match self {
-            Self::Cgroup { path } => format!("cgroup{}", sanitize(&path.to_string_lossy())),
-            Self::Interface { name } => format!("if-{}", sanitize(name)),
-            Self::Pod { uid, .. } => format!("pod-{}", sanitize(uid)),
-            Self::PodInterface { uid, interface, .. } => {
-                format!("pod-{}-if-{}", sanitize(uid), sanitize(interface))
-            }
+    /// What the datapath knows the workload by: its place (a pod's cgroup
+    /// is the same workload as that cgroup selected by path).
+    pub fn key(&self) -> String {
+        match self.place() {
+            Place::Cgroup(path) => format!("cgroup:{}", path.display()),
+            Place::Interface(name) => format!("interface:{name}"),
         }
+    }
+
+    /// Puts a policy version in force on the workload (attaching it if
+    /// nothing does yet).
+    pub fn attach(&self, datapath: &mut PolicyDatapath) -> Result<(), AttachError> {
+        if let Some(path) = self.cgroup() {
+            // Checked first for a clear error (not a cgroup v2 directory...).
+            drop(cgroup::open(path)?);
+        }
+        datapath.attach(&self.key(), &self.place())?;
+        Ok(())
     }
 }
 
@@ -111,21 +116,6 @@ pub fn cgroup_and_interfaces(workloads: &[Workload]) -> (Option<PathBuf>, Vec<St
         })
         .collect();
     (cgroup, interfaces)
-}
-
-/// Keeps `[A-Za-z0-9_-]`, maps everything else (e.g. `/`) to `-`. Dots
-/// too: bpffs refuses names containing a dot (EPERM), and cgroup paths of
-/// pods (`kubepods.slice`) have them.
-fn sanitize(text: &str) -> String {
-    text.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '_' | '-') {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect()
 }
 
 impl fmt::Display for Workload {
@@ -151,18 +141,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn slugs_are_directory_names() {
+    fn a_pod_and_its_cgroup_are_one_workload_to_the_datapath() {
         let cgroup = Workload::Cgroup {
-            path: "/sys/fs/cgroup/kubepods.slice/openclaw demo".into(),
+            path: "/sys/fs/cgroup/kubepods.slice/x".into(),
         };
-        assert_eq!(
-            cgroup.slug(),
-            "cgroup-sys-fs-cgroup-kubepods-slice-openclaw-demo"
-        );
+        let pod = Workload::Pod {
+            namespace: "agents".into(),
+            name: "claw-0".into(),
+            uid: "1f2e".into(),
+            cgroup: "/sys/fs/cgroup/kubepods.slice/x".into(),
+        };
+        assert_eq!(cgroup.key(), pod.key());
         let interface = Workload::Interface {
             name: "veth1234".into(),
         };
-        assert_eq!(interface.slug(), "if-veth1234");
+        assert_eq!(interface.key(), "interface:veth1234");
     }
 
     #[test]

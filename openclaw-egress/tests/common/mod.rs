@@ -8,13 +8,14 @@
 
 use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    sync::Arc,
     time::Duration,
 };
 
 use aya::maps::{MapData, RingBuf};
 use openclaw_egress::{
     clock,
-    datapath::{Hooks, PolicyDatapath, encode, frames},
+    datapath::{Capacities, Datapath, Hooks, PolicyDatapath, encode, frames},
     policy::{
         Cidr, DnsConfig, EgressRule, Fqdn, FqdnPattern, Mode, Policy, PortSpec, Protocol, Selector,
         Target, WildcardDepth,
@@ -94,10 +95,11 @@ pub fn policy(mode: Mode) -> Policy {
     )
 }
 
-/// A loaded, filled, unattached datapath and its event ring.
+/// A loaded, filled, unattached datapath and its event ring (the shared
+/// ring: only the first policy loaded on a datapath has it).
 pub struct Loaded {
     pub datapath: PolicyDatapath,
-    events: RingBuf<MapData>,
+    events: Option<RingBuf<MapData>>,
 }
 
 /// Loads `policy`; if its rule 0 is an fqdn, its name "resolved" to
@@ -108,9 +110,19 @@ pub fn load(policy: &Policy, rule0_expires_at_ns: u64) -> Loaded {
 
 /// [`load`] with the programs of `hooks` (cgroup or TC).
 pub fn load_with(policy: &Policy, hooks: Hooks, rule0_expires_at_ns: u64) -> Loaded {
-    let mut datapath =
-        PolicyDatapath::load(hooks).expect("programs load and verify (are we root?)");
-    let events = datapath.take_events().unwrap();
+    let shared = Arc::new(Datapath::load().expect("programs load and verify (are we root?)"));
+    load_on(&shared, policy, hooks, rule0_expires_at_ns)
+}
+
+/// [`load_with`] on a datapath other workloads share.
+pub fn load_on(
+    shared: &Arc<Datapath>,
+    policy: &Policy,
+    hooks: Hooks,
+    rule0_expires_at_ns: u64,
+) -> Loaded {
+    let mut datapath = PolicyDatapath::unattached(shared, hooks, &Capacities::MAX).unwrap();
+    let events = datapath.take_events();
     if let Some(rule) = policy.egress.first()
         && matches!(rule.target, Target::Fqdn(_))
     {
@@ -204,7 +216,11 @@ impl Loaded {
 
     pub fn events(&mut self) -> Vec<DropEvent> {
         let mut events = Vec::new();
-        while let Some(item) = self.events.next() {
+        let ring = self
+            .events
+            .as_mut()
+            .expect("the first policy loaded on a datapath reads its events");
+        while let Some(item) = ring.next() {
             assert!(item.len() >= size_of::<DropEvent>());
             // SAFETY: the program writes whole DropEvents.
             events.push(unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<DropEvent>()) });

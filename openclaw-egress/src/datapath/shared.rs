@@ -1,0 +1,568 @@
+//! The programs and maps every workload shares: loaded and verified once
+//! per daemon (and eBPF object), then attached to any number of workloads.
+//!
+//! What belongs to one policy on one workload lives in its slot's maps
+//! (see `slot`); which slot is in force for a workload is one entry of
+//! `ACTIVE` (see `active`). Pinned in bpffs, all of it outlives the daemon:
+//! a restarted daemon re-opens the pins instead of loading anything.
+
+// The per-attachment cgroup storage is "deprecated" in aya, but it is the
+// one that names the cgroup a program is attached to (see the kernel side).
+#![allow(deprecated)]
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    os::fd::{AsFd as _, BorrowedFd, OwnedFd},
+    path::{Path, PathBuf},
+    sync::Mutex,
+};
+
+use aya::{
+    Ebpf,
+    maps::{Array, CgroupStorage, Map, MapData, RingBuf},
+    programs::{CgroupSkb, CgroupSockAddr, Program, SchedClassifier},
+};
+use openclaw_egress_common::{
+    PolicyConfig, maps as names,
+    workload::{active_entry, active_slot},
+};
+
+use super::{
+    DatapathError, EBPF_OBJECT, Result,
+    active::ActiveTable,
+    attachment::{Attachments, Holder, Place},
+    map_error,
+    numbers::Numbers,
+    pins,
+    slot::{Kind, SlotMaps},
+    stub::{Entry, WORKLOAD_CB_OFFSET},
+};
+
+/// `sizeof(struct __sk_buff)`: the context given to test runs.
+const SK_BUFF_LEN: usize = 192;
+use crate::bpf_sys;
+
+/// The `connect()`/`sendmsg()` programs and their attach types.
+pub const SOCK_ADDR_PROGRAMS: [(&str, u32); 4] = [
+    ("connect4", bpf_sys::kind::CGROUP_INET4_CONNECT),
+    ("connect6", bpf_sys::kind::CGROUP_INET6_CONNECT),
+    ("sendmsg4", bpf_sys::kind::CGROUP_UDP4_SENDMSG),
+    ("sendmsg6", bpf_sys::kind::CGROUP_UDP6_SENDMSG),
+];
+
+/// The shared programs, by descriptor.
+struct Programs {
+    /// The skb programs (for test runs; workloads reach them through the
+    /// program arrays).
+    entries: Vec<(Entry, OwnedFd)>,
+    /// The `connect()`/`sendmsg()` programs, attached to each cgroup.
+    sock_addr: Vec<(u32, OwnedFd)>,
+}
+
+pub struct Datapath {
+    programs: Programs,
+    /// The map-of-maps arrays, by kind.
+    outer: Vec<(Kind, MapData)>,
+    configs: Mutex<Array<MapData, PolicyConfig>>,
+    active: ActiveTable,
+    cgroup_workloads: Mutex<CgroupStorage<MapData, u32>>,
+    program_arrays: Vec<(Entry, MapData)>,
+    events: Mutex<Option<RingBuf<MapData>>>,
+    /// Where it is pinned, if it is.
+    pin_dir: Option<PathBuf>,
+    numbers: Mutex<Numbers>,
+    attachments: Attachments,
+}
+
+/// The maps userspace holds, by name.
+const SHARED_MAPS: [&str; 8] = [
+    names::CONFIGS,
+    names::ACTIVE,
+    names::CGROUP_WORKLOADS,
+    names::EVENTS,
+    names::EGRESS_PROGRAMS,
+    names::INGRESS_PROGRAMS,
+    names::TC_FROM_WORKLOAD_PROGRAMS,
+    names::TC_TO_WORKLOAD_PROGRAMS,
+];
+
+impl Datapath {
+    /// Loads and verifies the programs, unpinned (gone with the process).
+    pub fn load() -> Result<Self> {
+        Self::load_into(None)
+    }
+
+    /// The datapath pinned under `dir` if an earlier daemon left one there
+    /// (nothing is loaded or verified then), else a freshly loaded one,
+    /// pinned there.
+    pub fn open(dir: &Path) -> Result<Self> {
+        if pins::has_datapath(dir) {
+            return Self::adopt(dir);
+        }
+        pins::create_datapath_dir(dir)?;
+        Self::load_into(Some(dir)).inspect_err(|_| pins::remove_dir(dir))
+    }
+
+    /// A name for the eBPF object this build embeds (a hash of it): pins
+    /// of another build are not reused.
+    pub fn version() -> String {
+        // FNV-1a, 64 bits: stable across builds and Rust versions, unlike
+        // `DefaultHasher`.
+        let hash = EBPF_OBJECT.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+        });
+        format!("{hash:016x}")
+    }
+
+    fn load_into(pin_dir: Option<&Path>) -> Result<Self> {
+        let mut ebpf = Ebpf::load(EBPF_OBJECT)?;
+        let mut entries = Vec::new();
+        for entry in Entry::CGROUP {
+            let name = entry.program();
+            let program: &mut CgroupSkb = program(&mut ebpf, name)?;
+            program
+                .load()
+                .map_err(|source| DatapathError::Program { name, source })?;
+            entries.push((entry, program_fd(ebpf.program(name), name)?));
+        }
+        for entry in Entry::INTERFACE {
+            let name = entry.program();
+            let program: &mut SchedClassifier = program(&mut ebpf, name)?;
+            program
+                .load()
+                .map_err(|source| DatapathError::Program { name, source })?;
+            entries.push((entry, program_fd(ebpf.program(name), name)?));
+        }
+        let mut sock_addr = Vec::new();
+        for (name, attach_type) in SOCK_ADDR_PROGRAMS {
+            let program: &mut CgroupSockAddr = program(&mut ebpf, name)?;
+            program
+                .load()
+                .map_err(|source| DatapathError::Program { name, source })?;
+            sock_addr.push((attach_type, program_fd(ebpf.program(name), name)?));
+        }
+        let mut maps = BTreeMap::new();
+        for name in SHARED_MAPS
+            .into_iter()
+            .chain(Kind::ALL.map(Kind::outer_name))
+        {
+            let map = ebpf
+                .take_map(name)
+                .ok_or(DatapathError::Missing { kind: "map", name })?;
+            if let Some(dir) = pin_dir {
+                pins::pin_map(dir, name, &map)?;
+            }
+            maps.insert(name, map_data(map, name)?);
+        }
+        // The stubs reach the shared programs through these.
+        for (entry, fd) in &entries {
+            let array = maps
+                .get(entry.program_array())
+                .ok_or(DatapathError::Missing {
+                    kind: "map",
+                    name: entry.program_array(),
+                })?;
+            bpf_sys::map_update(array.fd().as_fd(), &0u32, &as_u32(fd.as_fd()), 0).map_err(
+                |source| DatapathError::Create {
+                    name: entry.program_array(),
+                    source,
+                },
+            )?;
+        }
+        if let Some(dir) = pin_dir {
+            for (entry, fd) in &entries {
+                pins::pin_program(dir, entry.program(), fd.as_fd())?;
+            }
+            for ((name, _), (_, fd)) in SOCK_ADDR_PROGRAMS.iter().zip(&sock_addr) {
+                pins::pin_program(dir, name, fd.as_fd())?;
+            }
+        }
+        let numbers = Numbers::fresh(pin_dir)?;
+        Self::assemble(Programs { entries, sock_addr }, maps, pin_dir, numbers)
+    }
+
+    fn adopt(dir: &Path) -> Result<Self> {
+        let mut entries = Vec::new();
+        for entry in Entry::CGROUP.into_iter().chain(Entry::INTERFACE) {
+            entries.push((entry, pins::open_program(dir, entry.program())?));
+        }
+        let mut sock_addr = Vec::new();
+        for (name, attach_type) in SOCK_ADDR_PROGRAMS {
+            sock_addr.push((attach_type, pins::open_program(dir, name)?));
+        }
+        let mut maps = BTreeMap::new();
+        for name in SHARED_MAPS
+            .into_iter()
+            .chain(Kind::ALL.map(Kind::outer_name))
+        {
+            maps.insert(name, pins::open_map(dir, name)?);
+        }
+        let active = ActiveTable::map(take(&mut maps, names::ACTIVE)?).map_err(|source| {
+            DatapathError::Create {
+                name: names::ACTIVE,
+                source,
+            }
+        })?;
+        let counters = maps.get(names::COUNTERS).ok_or(DatapathError::Missing {
+            kind: "map",
+            name: names::COUNTERS,
+        })?;
+        let numbers = Numbers::adopted(dir, counters.fd().as_fd(), &active)?;
+        Self::assemble_with(
+            Programs { entries, sock_addr },
+            maps,
+            Some(dir),
+            numbers,
+            active,
+        )
+    }
+
+    fn assemble(
+        programs: Programs,
+        mut maps: BTreeMap<&'static str, MapData>,
+        pin_dir: Option<&Path>,
+        numbers: Numbers,
+    ) -> Result<Self> {
+        let active = ActiveTable::map(take(&mut maps, names::ACTIVE)?).map_err(|source| {
+            DatapathError::Create {
+                name: names::ACTIVE,
+                source,
+            }
+        })?;
+        Self::assemble_with(programs, maps, pin_dir, numbers, active)
+    }
+
+    fn assemble_with(
+        programs: Programs,
+        mut maps: BTreeMap<&'static str, MapData>,
+        pin_dir: Option<&Path>,
+        numbers: Numbers,
+        active: ActiveTable,
+    ) -> Result<Self> {
+        let configs = Array::try_from(Map::Array(take(&mut maps, names::CONFIGS)?))
+            .map_err(map_error(names::CONFIGS))?;
+        let cgroup_workloads = CgroupStorage::try_from(Map::CgroupStorage(take(
+            &mut maps,
+            names::CGROUP_WORKLOADS,
+        )?))
+        .map_err(map_error(names::CGROUP_WORKLOADS))?;
+        let events = RingBuf::try_from(Map::RingBuf(take(&mut maps, names::EVENTS)?))
+            .map_err(map_error(names::EVENTS))?;
+        let mut program_arrays = Vec::new();
+        for entry in Entry::CGROUP.into_iter().chain(Entry::INTERFACE) {
+            program_arrays.push((entry, take(&mut maps, entry.program_array())?));
+        }
+        let mut outer = Vec::new();
+        for kind in Kind::ALL {
+            outer.push((kind, take(&mut maps, kind.outer_name())?));
+        }
+        Ok(Self {
+            programs,
+            outer,
+            configs: Mutex::new(configs),
+            active,
+            cgroup_workloads: Mutex::new(cgroup_workloads),
+            program_arrays,
+            events: Mutex::new(Some(events)),
+            pin_dir: pin_dir.map(Path::to_path_buf),
+            numbers: Mutex::new(numbers),
+            attachments: Attachments::default(),
+        })
+    }
+
+    pub fn pin_dir(&self) -> Option<&Path> {
+        self.pin_dir.as_deref()
+    }
+
+    /// Hands the event ring buffer (every workload's drops) to its reader,
+    /// once.
+    pub fn take_events(&self) -> Option<RingBuf<MapData>> {
+        self.events.lock().expect("events lock").take()
+    }
+
+    /// A free slot and a new epoch for it.
+    pub(super) fn allocate_slot(&self) -> Result<(u32, u32)> {
+        self.numbers.lock().expect("numbers lock").allocate_slot()
+    }
+
+    /// Places the maps of `slot` in the arrays.
+    pub(super) fn place_slot(&self, slot: u32, maps: &SlotMaps) -> Result<()> {
+        for (kind, fd) in &maps.all {
+            let outer = self.outer(*kind);
+            bpf_sys::map_update(outer.fd().as_fd(), &slot, &as_u32(fd.as_fd()), 0).map_err(
+                |source| DatapathError::Create {
+                    name: kind.outer_name(),
+                    source,
+                },
+            )?;
+        }
+        Ok(())
+    }
+
+    /// The maps an earlier daemon placed at `slot`.
+    pub(super) fn slot_maps(&self, slot: u32) -> Result<SlotMaps> {
+        let mut all = Vec::new();
+        for (kind, outer) in &self.outer {
+            let id: Option<u32> =
+                bpf_sys::map_lookup(outer.fd().as_fd(), &slot).map_err(|source| {
+                    DatapathError::Create {
+                        name: kind.outer_name(),
+                        source,
+                    }
+                })?;
+            if let Some(id) = id {
+                let fd = bpf_sys::map_fd_by_id(id).map_err(|source| DatapathError::Create {
+                    name: kind.outer_name(),
+                    source,
+                })?;
+                all.push((*kind, fd));
+            }
+        }
+        SlotMaps::from_fds(all)
+    }
+
+    /// Writes the config of `slot` (its `ready` flag makes it live).
+    pub(super) fn set_config(&self, slot: u32, config: &PolicyConfig) -> Result<()> {
+        self.configs
+            .lock()
+            .expect("configs lock")
+            .set(slot, config, 0)
+            .map_err(map_error(names::CONFIGS))
+    }
+
+    /// Empties `slot` (its maps go when nothing else holds them) and puts
+    /// its number in quarantine.
+    pub(super) fn free_slot(&self, slot: u32) {
+        let zero = PolicyConfig {
+            mode: 0,
+            ready: 0,
+            min_ttl_secs: 0,
+            max_ips_per_name: 0,
+            max_ips_per_pattern: 0,
+        };
+        if let Err(error) = self.set_config(slot, &zero) {
+            tracing::error!(slot, "clearing a slot's config: {error}");
+        }
+        for (kind, outer) in &self.outer {
+            if let Err(error) = bpf_sys::map_delete(outer.fd().as_fd(), &slot) {
+                tracing::error!(slot, map = kind.outer_name(), "emptying a slot: {error}");
+            }
+        }
+        self.numbers.lock().expect("numbers lock").free_slot(slot);
+    }
+
+    fn outer(&self, kind: Kind) -> &MapData {
+        &self
+            .outer
+            .iter()
+            .find(|(k, _)| *k == kind)
+            .expect("every kind has its array")
+            .1
+    }
+
+    /// Makes `slot` (of `epoch`) the policy in force on `place`, attaching
+    /// the workload first if no one has (see `attachment`).
+    pub(super) fn activate(
+        &self,
+        key: &str,
+        place: &Place,
+        slot: u32,
+        epoch: u32,
+    ) -> Result<Holder> {
+        self.attachments
+            .activate(self, key, place, active_entry(slot, epoch))
+    }
+
+    /// Gives up `holder`'s claim (see `Attachments::release`).
+    pub(super) fn release(&self, holder: Holder, detach: bool) {
+        self.attachments.release(self, holder, detach);
+    }
+
+    /// Takes over a workload an earlier daemon attached as number
+    /// `workload` (its links pinned), with `entry` in force.
+    pub(super) fn adopt_workload(&self, key: &str, workload: u32, entry: u64) -> Result<Holder> {
+        let holder = self.attachments.adopt(self, key, workload, entry)?;
+        if self.active.get(workload) != entry {
+            tracing::warn!(
+                workload,
+                "another policy version than the recorded one was in force (a daemon stopped \
+                 mid-apply); the recorded one is in force again"
+            );
+            self.active.set(workload, entry);
+        }
+        Ok(holder)
+    }
+
+    /// After adopting what the daemon's records name: empties the slots
+    /// no adopted workload holds and no other workload has in force (a
+    /// daemon that stopped mid-apply leaves such), and returns the pinned
+    /// workloads nothing adopted. Those stay attached and enforcing (their
+    /// pins are reported; `uninstall` removes them).
+    pub fn sweep_unadopted(&self) -> Vec<u32> {
+        let held_slots = self.attachments.held_slots();
+        let held_workloads = self.attachments.held_workloads();
+        let stray_workloads: Vec<u32> = pins::workload_numbers(self.pin_dir.as_deref())
+            .into_iter()
+            .filter(|workload| !held_workloads.contains(workload))
+            .collect();
+        let in_force_elsewhere: BTreeSet<u32> = stray_workloads
+            .iter()
+            .map(|workload| active_slot(self.active.get(*workload)))
+            .collect();
+        let used = self.numbers.lock().expect("numbers lock").used_slots();
+        for slot in used {
+            if !held_slots.contains(&slot) && !in_force_elsewhere.contains(&slot) {
+                self.free_slot(slot);
+            }
+        }
+        stray_workloads
+    }
+
+    pub(super) fn active(&self) -> &ActiveTable {
+        &self.active
+    }
+
+    pub(super) fn cgroup_workloads(&self) -> &Mutex<CgroupStorage<MapData, u32>> {
+        &self.cgroup_workloads
+    }
+
+    pub(super) fn program_array(&self, entry: Entry) -> BorrowedFd<'_> {
+        self.program_arrays
+            .iter()
+            .find(|(e, _)| *e == entry)
+            .expect("every entry has its array")
+            .1
+            .fd()
+            .as_fd()
+    }
+
+    pub(super) fn sock_addr_programs(&self) -> impl Iterator<Item = (u32, BorrowedFd<'_>)> {
+        self.programs
+            .sock_addr
+            .iter()
+            .map(|(attach_type, fd)| (*attach_type, fd.as_fd()))
+    }
+
+    fn entry_program(&self, entry: Entry) -> BorrowedFd<'_> {
+        self.programs
+            .entries
+            .iter()
+            .find(|(e, _)| *e == entry)
+            .expect("every entry is loaded")
+            .1
+            .as_fd()
+    }
+
+    /// Workload numbers for tests and benchmarks that run the programs
+    /// without attaching them.
+    pub(super) fn allocate_workload(&self) -> Result<u32> {
+        self.numbers
+            .lock()
+            .expect("numbers lock")
+            .allocate_workload()
+    }
+
+    pub(super) fn free_workload(&self, workload: u32) {
+        self.active.set(workload, 0);
+        self.numbers
+            .lock()
+            .expect("numbers lock")
+            .free_workload(workload);
+    }
+
+    /// Runs the shared program of `entry` `repeat` times on `frame` as the
+    /// stub of workload number `workload` would (through
+    /// `BPF_PROG_TEST_RUN`; `context`, if given, is the packet's `struct
+    /// __sk_buff`, whose `cb[0]` is set to the workload). For tests and
+    /// benchmarks.
+    pub fn test_run(
+        &self,
+        entry: Entry,
+        workload: u32,
+        frame: &[u8],
+        context: Option<&[u8]>,
+        repeat: u32,
+    ) -> Result<bpf_sys::TestRun> {
+        let mut skb = context.map_or_else(|| vec![0u8; SK_BUFF_LEN], <[u8]>::to_vec);
+        if skb.len() < WORKLOAD_CB_OFFSET + 4 {
+            skb.resize(WORKLOAD_CB_OFFSET + 4, 0);
+        }
+        skb[WORKLOAD_CB_OFFSET..WORKLOAD_CB_OFFSET + 4].copy_from_slice(&workload.to_ne_bytes());
+        bpf_sys::test_run(self.entry_program(entry), frame, Some(&skb), repeat).map_err(|source| {
+            DatapathError::Create {
+                name: entry.program(),
+                source,
+            }
+        })
+    }
+
+    /// The slot and epoch in force for workload number `workload`, if any.
+    pub fn in_force(&self, workload: u32) -> Option<(u32, u32)> {
+        let entry = self.active.get(workload);
+        (entry != 0).then(|| {
+            (
+                active_slot(entry),
+                openclaw_egress_common::workload::active_epoch(entry),
+            )
+        })
+    }
+
+    /// Slots in use (for status and tests).
+    pub fn slots_in_use(&self) -> usize {
+        self.numbers
+            .lock()
+            .expect("numbers lock")
+            .used_slots()
+            .len()
+    }
+}
+
+fn program<'a, T>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut T>
+where
+    &'a mut T: TryFrom<&'a mut Program, Error = aya::programs::ProgramError>,
+{
+    ebpf.program_mut(name)
+        .ok_or(DatapathError::Missing {
+            kind: "program",
+            name,
+        })?
+        .try_into()
+        .map_err(|source| DatapathError::Program { name, source })
+}
+
+/// A descriptor of a loaded program of our own.
+fn program_fd(program: Option<&Program>, name: &'static str) -> Result<OwnedFd> {
+    let program = program.ok_or(DatapathError::Missing {
+        kind: "program",
+        name,
+    })?;
+    let fd = program
+        .fd()
+        .map_err(|source| DatapathError::Program { name, source })?;
+    fd.as_fd()
+        .try_clone_to_owned()
+        .map_err(|source| DatapathError::Create { name, source })
+}
+
+/// The map behind an aya `Map` of one of the kinds our object has.
+fn map_data(map: Map, name: &'static str) -> Result<MapData> {
+    match map {
+        Map::Array(data)
+        | Map::ArrayOfMaps(data)
+        | Map::CgroupStorage(data)
+        | Map::ProgramArray(data)
+        | Map::RingBuf(data) => Ok(data),
+        _ => Err(DatapathError::Missing { kind: "map", name }),
+    }
+}
+
+fn take(maps: &mut BTreeMap<&'static str, MapData>, name: &'static str) -> Result<MapData> {
+    maps.remove(name)
+        .ok_or(DatapathError::Missing { kind: "map", name })
+}
+
+/// A descriptor as the `u32` a map-of-maps or program array update takes.
+pub(super) fn as_u32(fd: BorrowedFd<'_>) -> u32 {
+    use std::os::fd::AsRawFd as _;
+    fd.as_raw_fd() as u32
+}
