@@ -86,10 +86,10 @@ pub fn step(skb: &SkBuff, state: &mut InspectState, offset: &mut u32, end: u32) 
             consume(state, offset, 1);
             state.need -= 1;
             if state.need == 0 {
-                // The rest of the extension, then the next one.
-                state.need = state.ext_left;
-                state.after = EXTENSION_HEADER;
-                enter(state, SKIP);
+                // The rest of the extension, then the next one (or the
+                // end, right away when the name ends the hello: no later
+                // segment may be needed to finish it).
+                skip(state, state.ext_left, EXTENSION_HEADER);
             }
         }
         phase => {
@@ -250,12 +250,17 @@ fn field(state: &mut InspectState, phase: u8) {
             }
         }
         SERVER_NAME_HEADER => {
-            // list length (2), name type (1), name length (2)
+            // list length (2), name type (1), name length (2). The list
+            // must be exactly one host name filling the extension: servers
+            // differ on what they make of a second entry or trailing bytes
+            // (first, last, refused), so nothing but the plain form passes.
+            let list_len = u16_at(0);
             let name_len = u16_at(3);
             if acc[2] != NAME_TYPE_HOST
                 || name_len == 0
                 || name_len > 255
-                || name_len > state.ext_left
+                || name_len != state.ext_left
+                || list_len != name_len + 3
             {
                 state.phase = MALFORMED;
                 return;

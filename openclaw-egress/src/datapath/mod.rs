@@ -101,6 +101,12 @@ pub enum DatapathError {
         #[source]
         source: std::io::Error,
     },
+    #[error("test run of `{name}`: {source}")]
+    TestRun {
+        name: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("attaching to {place}: {source}")]
     Attach {
         place: String,

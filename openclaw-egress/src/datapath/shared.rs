@@ -489,7 +489,7 @@ impl Datapath {
         }
         skb[WORKLOAD_CB_OFFSET..WORKLOAD_CB_OFFSET + 4].copy_from_slice(&workload.to_ne_bytes());
         bpf_sys::test_run(self.entry_program(entry), frame, Some(&skb), repeat).map_err(|source| {
-            DatapathError::Create {
+            DatapathError::TestRun {
                 name: entry.program(),
                 source,
             }
