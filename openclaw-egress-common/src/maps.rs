@@ -83,7 +83,7 @@ pub const INSPECT_FLOWS_MAX_ENTRIES: u32 = 128;
 pub const PENDING_QUERIES_MAX_ENTRIES: u32 = 256;
 /// Bytes of the kernel's per-connection inspection state (a type only the
 /// kernel side reads; userspace creates the maps that hold it).
-pub const INSPECT_STATE_SIZE: u32 = 308;
+pub const INSPECT_STATE_SIZE: u32 = 312;
 /// How long a query waits for its answer (stub resolvers retry after a few
 /// seconds; a retry is a new pending query).
 pub const PENDING_QUERY_TIMEOUT_NS: u64 = 30_000_000_000;

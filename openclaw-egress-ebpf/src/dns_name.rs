@@ -263,10 +263,10 @@ extern "C" fn place_byte(index: u64, _: *mut c_void) -> i64 {
     GO_ON
 }
 
-/// Reads a dotted name (a TLS server name or an HTTP `Host`: `len` ASCII
-/// bytes of `dotted`, a trailing dot tolerated, and for a `Host` an optional
-/// `:port`, which ends the name) into `scratch` as [`read`] does. Returns its
-/// length in wire format.
+/// Reads a dotted name (a TLS server name or an HTTP `Host` without its
+/// port: `len` ASCII bytes of `dotted`, a trailing dot tolerated) into
+/// `scratch` as [`read`] does, which validates it. Returns its length in
+/// wire format.
 #[inline(always)]
 pub fn read_dotted(
     scratch: &mut DnsScratch,
@@ -328,9 +328,6 @@ extern "C" fn dotted_byte(index: u64, context: *mut c_void) -> i64 {
     }
     // SAFETY: the caller of read_dotted lent the name for the call.
     let byte = unsafe { (*dotted.name)[i] };
-    if byte == b':' {
-        return STOP;
-    }
     let out = scratch.cursor as usize;
     if out >= MAX_WIRE_LEN - 1 {
         scratch.failed = 1;

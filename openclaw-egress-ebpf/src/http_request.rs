@@ -28,6 +28,8 @@ const HEAD_END: u8 = 5;
 const DONE: u8 = 6;
 /// Not an origin-form HTTP request, or a head without exactly one Host.
 const REFUSED: u8 = 7;
+/// After the name in the Host value: `:` and a port, digits only.
+const HOST_PORT: u8 = 8;
 
 // Where the request line is (`have` in REQUEST_LINE).
 const METHOD_START: u8 = 0;
@@ -80,6 +82,11 @@ pub fn step(skb: &SkBuff, state: &mut InspectState, offset: &mut u32, _end: u32)
             }
         }
         VALUE => value_byte(state, byte),
+        HOST_PORT => {
+            if !byte.is_ascii_digit() {
+                value_end(state, byte);
+            }
+        }
         HEAD_END => {
             if byte == b'\n' {
                 head_end(state);
@@ -126,14 +133,14 @@ fn head_end(state: &mut InspectState) {
 
 #[inline(always)]
 fn value_byte(state: &mut InspectState, byte: u8) {
+    if byte == b':' && state.name_len != 0 {
+        // `Host: name:port` (a client names a port other than the
+        // scheme's): the name is what is checked.
+        state.phase = HOST_PORT;
+        return;
+    }
     if byte == b'\r' || byte == b'\n' || byte == b' ' || byte == b'\t' {
-        if state.name_len == 0 {
-            state.phase = REFUSED;
-        } else if byte == b'\n' {
-            line_start(state);
-        } else {
-            state.phase = IN_LINE;
-        }
+        value_end(state, byte);
         return;
     }
     let at = state.name_len as usize;
@@ -143,6 +150,21 @@ fn value_byte(state: &mut InspectState, byte: u8) {
     }
     state.name[at] = byte;
     state.name_len += 1;
+}
+
+/// The byte after the Host value: the end of the line (or whitespace
+/// before it); anything else makes the value no host name.
+#[inline(always)]
+fn value_end(state: &mut InspectState, byte: u8) {
+    if state.name_len == 0 {
+        state.phase = REFUSED;
+    } else if byte == b'\n' {
+        line_start(state);
+    } else if byte == b'\r' || byte == b' ' || byte == b'\t' {
+        state.phase = IN_LINE;
+    } else {
+        state.phase = REFUSED;
+    }
 }
 
 /// What the parsing of a segment amounts to (see `tls_hello::outcome`).

@@ -103,6 +103,7 @@ pub fn start(skb: &SkBuff, flow: &Flow, hook: Hook, flags: u8) -> bool {
     state.record_left = 0;
     state.exts_left = 0;
     state.ext_left = 0;
+    state.hello_left = 0;
     state.name_len = 0;
     state.slot = flow.slot();
     state.flags = flags;

@@ -96,6 +96,8 @@ pub struct InspectState {
     pub exts_left: u32,
     /// TLS: bytes left in the current extension after what was read of it.
     pub ext_left: u32,
+    /// TLS: bytes left in the ClientHello message, once its header is read.
+    pub hello_left: u32,
     /// Bytes of `name` filled.
     pub name_len: u32,
     /// The slot of the policy the connection is inspected for.

@@ -177,16 +177,20 @@ fn record_header(skb: &SkBuff, state: &mut InspectState, offset: &mut u32) -> St
 fn consume(state: &mut InspectState, offset: &mut u32, n: u32) {
     *offset += n;
     state.record_left -= n;
+    state.hello_left = state.hello_left.saturating_sub(n);
     if state.in_extensions != 0 {
         state.exts_left = state.exts_left.saturating_sub(n);
     }
 }
 
-/// Moves to `phase`; the extensions block ends when its bytes are used up.
+/// Moves to `phase`; the extensions block ends when its bytes are used up,
+/// and a hello without one ends after its compression methods.
 #[inline(always)]
 fn enter(state: &mut InspectState, phase: u8) {
     state.phase = phase;
-    if phase == EXTENSION_HEADER && state.exts_left == 0 {
+    if (phase == EXTENSION_HEADER && state.exts_left == 0)
+        || (phase == EXTENSIONS_LEN && state.hello_left == 0)
+    {
         state.phase = DONE;
     }
 }
@@ -204,10 +208,14 @@ fn field(state: &mut InspectState, phase: u8) {
     match phase {
         HANDSHAKE_HEADER => {
             let len = (u32::from(acc[1]) << 16) | u16_at(2);
-            if acc[0] != HANDSHAKE_CLIENT_HELLO || len > MAX_STREAM_BYTES {
+            if acc[0] != HANDSHAKE_CLIENT_HELLO || len > MAX_STREAM_BYTES || len < FIXED_FIELDS_LEN
+            {
                 state.phase = MALFORMED;
                 return;
             }
+            // Every field is read within the message: a server reads no
+            // further, so neither may the name we check come from further.
+            state.hello_left = len;
             skip(state, FIXED_FIELDS_LEN, SESSION_ID_LEN);
         }
         SESSION_ID_LEN => {
@@ -220,6 +228,11 @@ fn field(state: &mut InspectState, phase: u8) {
         CIPHER_SUITES_LEN => skip(state, u16_at(0), COMPRESSION_LEN),
         COMPRESSION_LEN => skip(state, u32::from(acc[0]), EXTENSIONS_LEN),
         EXTENSIONS_LEN => {
+            // The extensions end the message, exactly.
+            if u16_at(0) != state.hello_left {
+                state.phase = MALFORMED;
+                return;
+            }
             state.exts_left = u16_at(0);
             state.in_extensions = 1;
             enter(state, EXTENSION_HEADER);
@@ -276,7 +289,9 @@ fn field(state: &mut InspectState, phase: u8) {
 /// Skips `n` bytes, then reads `after`.
 #[inline(always)]
 fn skip(state: &mut InspectState, n: u32, after: u8) {
-    if n == 0 {
+    if n > state.hello_left {
+        state.phase = MALFORMED;
+    } else if n == 0 {
         enter(state, after);
     } else {
         state.need = n;

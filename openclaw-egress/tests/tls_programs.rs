@@ -9,13 +9,13 @@ mod common;
 
 use std::{net::IpAddr, time::Duration};
 
-use common::*;
+use common::{stream::*, *};
 use openclaw_egress::{
     clock,
     datapath::{Hooks, frames, frames::tls::ClientHello},
     policy::{Ech, Mode, Policy, WildcardDepth},
 };
-use openclaw_egress_common::{DropReason, Verdict};
+use openclaw_egress_common::DropReason;
 
 fn in_ten_minutes() -> u64 {
     clock::monotonic_ns_after(Duration::from_secs(600))
@@ -35,98 +35,6 @@ fn tls_policy() -> Policy {
 
 fn tc(policy: &Policy) -> Loaded {
     load_with(policy, Hooks::INTERFACES, in_ten_minutes())
-}
-
-/// A connection through the TC program: a SYN, then data segments at
-/// consecutive sequence numbers (or where the test says).
-struct Connection<'a> {
-    loaded: &'a Loaded,
-    dst: IpAddr,
-    src_port: u16,
-    dst_port: u16,
-    /// The sequence number of the next new byte.
-    next: u32,
-}
-
-impl<'a> Connection<'a> {
-    fn open(loaded: &'a Loaded, src_port: u16, dst: IpAddr, dst_port: u16) -> Self {
-        let syn = loaded.run_tc(&frames::tcp_syn(AGENT, src_port, dst, dst_port));
-        assert_eq!(syn, TC_NEXT, "the SYN from port {src_port} passes");
-        Self {
-            loaded,
-            dst,
-            src_port,
-            dst_port,
-            next: 1,
-        }
-    }
-
-    /// Sends `bytes` as the next segment; the program's verdict.
-    fn send(&mut self, bytes: &[u8]) -> u32 {
-        let verdict = self.send_at(self.next, bytes);
-        self.next = self.next.wrapping_add(bytes.len() as u32);
-        verdict
-    }
-
-    fn send_at(&self, seq: u32, bytes: &[u8]) -> u32 {
-        self.loaded.run_tc(&frames::tcp_data_at(
-            AGENT,
-            self.src_port,
-            self.dst,
-            self.dst_port,
-            seq,
-            bytes,
-        ))
-    }
-
-    /// Sends `bytes` cut at `cuts` (offsets, increasing); every verdict.
-    fn send_cut(&mut self, bytes: &[u8], cuts: &[usize]) -> Vec<u32> {
-        let mut verdicts = Vec::new();
-        let mut start = 0;
-        for &cut in cuts.iter().chain([&bytes.len()]) {
-            if cut > start {
-                verdicts.push(self.send(&bytes[start..cut]));
-                start = cut;
-            }
-        }
-        verdicts
-    }
-}
-
-const REFUSED: &str = "refused";
-
-fn verdict_name(verdict: u32) -> &'static str {
-    if verdict == TC_NEXT {
-        "passed"
-    } else {
-        REFUSED
-    }
-}
-
-/// The stream `bytes` from a fresh connection, cut at `cuts`: whether every
-/// segment passed, or which reason refused it.
-fn judge(loaded: &Loaded, port: u16, bytes: &[u8], cuts: &[usize]) -> Result<(), DropReason> {
-    let before = drop_counts(loaded);
-    let mut connection = Connection::open(loaded, port, TRUSTED, 443);
-    let mut verdicts = connection.send_cut(bytes, cuts);
-    // What follows the hello passes too once it is allowed.
-    verdicts.push(connection.send(b"\x17\x03\x03\x00\x01x"));
-    if verdicts.iter().all(|v| *v == TC_NEXT) {
-        return Ok(());
-    }
-    let after = drop_counts(loaded);
-    let reason = DropReason::ALL
-        .into_iter()
-        .find(|reason| after[*reason as usize] > before[*reason as usize])
-        .expect("a refusal is counted");
-    Err(reason)
-}
-
-fn drop_counts(loaded: &Loaded) -> Vec<u64> {
-    DropReason::ALL
-        .into_iter()
-        .map(|reason| loaded.count(Verdict::Dropped, reason))
-        .collect()
 }
 
 #[test]
@@ -162,6 +70,9 @@ fn names_match_without_case_and_with_a_trailing_dot() {
         (1003, "xapi.trusted.test"),
         (1004, "trusted.test"),
         (1005, "api.trusted.test.."),
+        // A server name is no Host header: no port after it.
+        (1006, "api.trusted.test:443"),
+        (1007, ".api.trusted.test"),
     ] {
         let hello = ClientHello::to(name).bytes();
         assert!(judge(&loaded, port, &hello, &[]).is_err(), "{name}");

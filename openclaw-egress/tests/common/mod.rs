@@ -6,6 +6,8 @@
 
 #![allow(dead_code, reason = "each test file uses a different subset")]
 
+pub mod stream;
+
 use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
     sync::Arc,
