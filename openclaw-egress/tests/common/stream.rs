@@ -8,6 +8,10 @@ use openclaw_egress_common::{DropReason, Verdict};
 
 use super::{AGENT, Loaded, TC_NEXT, TRUSTED};
 
+/// What [`judge`] sends after the bytes it judges: a TLS application data
+/// record (which is no more of a ClientHello, nor an HTTP head's end).
+pub const AFTER_HELLO: &[u8] = b"\x17\x03\x03\x00\x01x";
+
 /// A connection through the TC program: a SYN, then data segments at
 /// consecutive sequence numbers (or where the test says).
 pub struct Connection<'a> {
@@ -93,7 +97,7 @@ pub fn judge_on(
     let mut connection = Connection::open(loaded, port, dst, dst_port);
     let mut verdicts = connection.send_cut(bytes, cuts);
     // What follows the hello passes too once it is allowed.
-    verdicts.push(connection.send(b"\x17\x03\x03\x00\x01x"));
+    verdicts.push(connection.send(AFTER_HELLO));
     if verdicts.iter().all(|v| *v == TC_NEXT) {
         return Ok(());
     }
