@@ -20,6 +20,7 @@ use crate::{
 };
 
 const TCP_SYN: u8 = 0x02;
+const TCP_RST: u8 = 0x04;
 
 /// The fast path: a connection with a verdict passes or drops on one
 /// lookup. Everything else (the destination maps, inspection) is done in a
@@ -28,6 +29,10 @@ const TCP_SYN: u8 = 0x02;
 pub fn check(skb: &SkBuff, flow: &Flow, hook: Hook) -> Decision {
     let inspecting = match verdict_cache::lookup(skb, flow, hook) {
         Some(Cached::Allowed | Cached::Audited) => return Decision::Pass,
+        // A bare reset of a refused connection passes: it carries nothing,
+        // and it lets the server drop its half (the daemon's socket destroy
+        // and the TC program's reset both send one).
+        Some(Cached::Refused) if is_bare_reset(skb, flow) => return Decision::Pass,
         Some(Cached::Refused) => return Decision::DropQuietly,
         Some(Cached::Inspecting) => true,
         None => false,
@@ -147,4 +152,17 @@ fn predates_inspection(skb: &SkBuff, flow: &Flow, hook: Hook) -> bool {
     // SAFETY: a TCP socket the helper returned. The SYN counts as one byte
     // acknowledged; anything more, or anything received, is data.
     unsafe { (*tcp).bytes_acked > 1 || (*tcp).bytes_received > 0 }
+}
+
+/// A TCP reset without data.
+#[inline(always)]
+fn is_bare_reset(skb: &SkBuff, flow: &Flow) -> bool {
+    if flow.proto != proto::TCP {
+        return false;
+    }
+    let Ok(header) = skb.load::<[u8; 14]>(flow.l4_offset) else {
+        return false;
+    };
+    let data = flow.l4_offset + usize::from(header[12] >> 4) * 4;
+    header[13] & TCP_RST != 0 && data >= flow.l3_end
 }

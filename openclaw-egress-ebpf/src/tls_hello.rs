@@ -208,7 +208,8 @@ fn field(state: &mut InspectState, phase: u8) {
     match phase {
         HANDSHAKE_HEADER => {
             let len = (u32::from(acc[1]) << 16) | u16_at(2);
-            if acc[0] != HANDSHAKE_CLIENT_HELLO || len > MAX_STREAM_BYTES || len < FIXED_FIELDS_LEN
+            if acc[0] != HANDSHAKE_CLIENT_HELLO
+                || !(FIXED_FIELDS_LEN..=MAX_STREAM_BYTES).contains(&len)
             {
                 state.phase = MALFORMED;
                 return;

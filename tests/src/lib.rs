@@ -86,6 +86,7 @@ mod policy;
 mod probe;
 mod process;
 mod sandbox;
+mod tls_server;
 mod world;
 
 pub use background::Background;
@@ -100,4 +101,5 @@ pub use process::{LogLine, Stream, run_with_deadline};
 pub use sandbox::{
     AGENT_IPV4, AGENT_IPV6, Sandbox, WORLD_IPV4, WORLD_IPV6, is_root, remove_stale_sandboxes,
 };
+pub use tls_server::TlsServers;
 pub use world::{DnsQueryLog, TcpSyn, UdpReceived, World, WorldConfig};

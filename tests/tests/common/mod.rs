@@ -430,7 +430,7 @@ pub fn probe_target(args: &[&str]) -> (&'static str, SocketAddr) {
             .unwrap_or_else(|_| panic!("{args:?}: no target address in {text:?}"))
     };
     match args {
-        ["tcp", target, ..] => ("tcp", addr(target)),
+        ["tcp" | "tls-hello", target, ..] => ("tcp", addr(target)),
         ["udp", target, ..] => ("udp", addr(target)),
         ["dns", server, ..] if args.contains(&"--tcp") => ("tcp", addr(server)),
         ["dns", server, ..] => ("udp", addr(server)),

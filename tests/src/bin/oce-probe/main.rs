@@ -18,6 +18,7 @@ mod hold;
 mod net;
 mod packet;
 mod resolve_connect;
+mod tls_hello;
 
 use std::{
     io::{BufRead, BufReader, Write as _},
@@ -101,6 +102,28 @@ enum Probe {
         #[arg(long)]
         dns_server: Option<String>,
         /// Connect, greeting and each echo.
+        #[arg(long, default_value_t = 2000)]
+        timeout_ms: u64,
+    },
+    /// Connect, send a ClientHello for --name (none: no server_name) in
+    /// WRITES send() calls, and report the server's first record, or the
+    /// error and how long after the last write it came (`detail`).
+    TlsHello {
+        target: SocketAddr,
+        #[arg(long)]
+        name: Option<String>,
+        /// Bytes of a padding extension (before the server name, which
+        /// comes last).
+        #[arg(long, default_value_t = 0)]
+        padding: usize,
+        /// Bytes of key share (32: X25519; 1216: X25519MLKEM768).
+        #[arg(long, default_value_t = 32)]
+        key_share: usize,
+        /// An Encrypted Client Hello extension (outer hello).
+        #[arg(long)]
+        ech: bool,
+        #[arg(long, default_value_t = 1)]
+        writes: usize,
         #[arg(long, default_value_t = 2000)]
         timeout_ms: u64,
     },
@@ -225,6 +248,25 @@ fn main() {
                 "bad DNS server {server:?}: want ADDR or ADDR:PORT"
             )),
         },
+        Probe::TlsHello {
+            target,
+            name,
+            padding,
+            key_share,
+            ech,
+            writes,
+            timeout_ms,
+        } => tls_hello::run(
+            target,
+            tls_hello::Hello {
+                name,
+                padding,
+                key_share,
+                ech,
+                writes,
+            },
+            Duration::from_millis(timeout_ms),
+        ),
         Probe::Cgroup => cgroup(),
         Probe::Attack(attack) => attack::run(attack),
     };
