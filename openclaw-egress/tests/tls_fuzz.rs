@@ -72,6 +72,7 @@ const NAMES: [&str; 12] = [
 /// Why the twin refuses a stream (only for messages; the property is about
 /// allowing).
 #[derive(Debug)]
+#[allow(dead_code, reason = "read through Debug, in failure messages")]
 struct Malformed(&'static str);
 
 /// A reader over a byte slice that fails on reading past its end.

@@ -74,6 +74,7 @@ use openclaw_egress_common::{
 use serde::Serialize;
 
 mod raw_bpf;
+mod server_name_check;
 
 /// The egress program's verdicts.
 const PASS: u32 = 1;
@@ -88,6 +89,8 @@ const AGENT: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 77, 0, 2));
 const FIRST_DESTINATION: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
 const MAX_ENTRIES: u32 = 131_070;
 const PORT: u16 = 443;
+/// The name the policy allows.
+const ALLOWED_NAME: &str = "api.bench.test";
 
 #[derive(Parser)]
 #[command(about = "Per-packet cost of the egress program (BPF_PROG_TEST_RUN); prints JSON")]
@@ -225,6 +228,7 @@ struct Report {
     harness: Harness,
     results: Vec<EntryResult>,
     cache_check: CacheCheck,
+    server_name_check: server_name_check::ServerNameCheck,
 }
 
 fn main() -> Result<()> {
@@ -310,6 +314,13 @@ fn main() -> Result<()> {
         .first()
         .map_or(50.0, |r| r.cache_hit.stats.median_ns.max(1.0));
     let cache_check = cache_check(cache_hit_ns)?;
+    eprintln!("bench_datapath: the server name check");
+    let server_name_check = server_name_check::run(
+        per_round * args.rounds / 4,
+        args.repeat,
+        args.repeat_samples,
+        &harness,
+    )?;
 
     let report = Report {
         kernel: kernel_release(),
@@ -320,6 +331,7 @@ fn main() -> Result<()> {
         harness,
         results,
         cache_check,
+        server_name_check,
     };
     println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(())
@@ -337,7 +349,10 @@ impl Instance {
     /// Rule 0 is an `fqdn` rule for 443/tcp; `entries` addresses are
     /// "resolved" for it (ALLOW entries, as the daemon writes them).
     fn load(entries: u32) -> Result<Self> {
-        let policy = policy();
+        Self::load_policy(unchecked_policy(), entries)
+    }
+
+    fn load_policy(policy: Policy, entries: u32) -> Result<Self> {
         let mut datapath = PolicyDatapath::load(Hooks {
             cgroup: true,
             interfaces: true,
@@ -419,13 +434,21 @@ fn policy() -> Policy {
         selector: Selector::default(),
         dns: DnsConfig::with_resolvers(vec![IpAddr::V4(Ipv4Addr::new(10, 77, 0, 1))]),
         egress: vec![EgressRule::new(
-            Target::Fqdn(Fqdn("api.bench.test".into())),
+            Target::Fqdn(Fqdn(ALLOWED_NAME.into())),
             vec![PortSpec {
                 port: PORT,
                 protocol: Protocol::Tcp,
             }],
         )],
     }
+}
+
+/// [`policy`] without the TLS check on its port: the per-packet series
+/// predate the server name check (`server_name_check` measures it).
+fn unchecked_policy() -> Policy {
+    let mut policy = policy();
+    policy.egress[0].inspection.tls_ports.clear();
+    policy
 }
 
 fn destination(index: u32) -> IpAddr {
@@ -439,7 +462,7 @@ fn destination(index: u32) -> IpAddr {
 fn cache_check(cache_hit_ns: f64) -> Result<CacheCheck> {
     const LIFETIME: Duration = Duration::from_millis(20);
     const RUN: Duration = Duration::from_millis(300);
-    let policy = policy();
+    let policy = unchecked_policy();
     let mut datapath = PolicyDatapath::load(Hooks::CGROUP)?;
     let ip = destination(0);
     let frame = frames::tcp_syn(AGENT, 40000, ip, PORT);
