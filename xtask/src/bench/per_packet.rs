@@ -55,6 +55,23 @@ pub struct CacheCheck {
     pub entry_lifetime_ms: f64,
 }
 
+/// Unchecked and checked: a rule without and with the TLS server name check.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+pub struct Pair {
+    pub unchecked: Timing,
+    pub checked: Timing,
+}
+
+/// The server name check's cost (the example's `server_name_check` module
+/// says what each is).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+pub struct ServerNameCheck {
+    pub hello_bytes: usize,
+    pub cgroup_first_segment: Pair,
+    pub cgroup_after: Pair,
+    pub tc_first_segment: Pair,
+}
+
 /// What the example printed (the parts the report uses), and all of it.
 #[derive(Clone, Debug)]
 pub struct PerPacket {
@@ -63,6 +80,8 @@ pub struct PerPacket {
     pub harness: Harness,
     pub results: Vec<EntryResult>,
     pub cache_check: CacheCheck,
+    /// Absent from the output of examples older than the check.
+    pub server_name_check: Option<ServerNameCheck>,
     pub raw: Value,
 }
 
@@ -104,6 +123,8 @@ fn parse(stdout: &str) -> Result<PerPacket> {
         harness: serde_json::from_value(field("harness")).context("harness")?,
         results: serde_json::from_value(field("results")).context("results")?,
         cache_check: serde_json::from_value(field("cache_check")).context("cache_check")?,
+        server_name_check: serde_json::from_value(field("server_name_check"))
+            .context("server_name_check")?,
         raw,
     };
     if per_packet.results.first().map(|r| r.entries) != Some(ENTRIES[0]) {

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use super::{
     machine::Machine,
-    per_packet::{ENTRIES, PerPacket, Timing},
+    per_packet::{ENTRIES, PerPacket, ServerNameCheck, Timing},
     stats,
     throughput::{Config, Throughput},
 };
@@ -119,6 +119,14 @@ impl Results {
         if let Some(per_packet) = &self.per_packet {
             out.push('\n');
             out.push_str(&per_packet_table(per_packet));
+        }
+        if let Some(check) = self
+            .per_packet
+            .as_ref()
+            .and_then(|p| p.server_name_check.as_ref())
+        {
+            out.push('\n');
+            out.push_str(&server_name_table(check));
         }
         if let Some(throughput) = &self.throughput {
             out.push('\n');
@@ -262,6 +270,39 @@ fn per_packet_table(p: &PerPacket) -> String {
         check.run_ms
     )
     .unwrap();
+    out
+}
+
+fn server_name_table(check: &ServerNameCheck) -> String {
+    let cell = |t: &Timing| format!("{:.0} ns ({:.0})", t.net_ns, t.stats.median_ns);
+    let mut out = String::new();
+    writeln!(
+        out,
+        "the server name check (TLS SNI, 10 entries): a segment carrying a whole {}-byte \
+         ClientHello for the allowed name, on a rule without the check and with it",
+        check.hello_bytes
+    )
+    .unwrap();
+    out.push_str(&row(
+        &["", "unchecked", "checked", "difference"].map(String::from),
+        &[34, 18, 18],
+    ));
+    for (what, pair) in [
+        (
+            "first segment, cgroup (new socket)",
+            &check.cgroup_first_segment,
+        ),
+        ("first segment, TC (after the SYN)", &check.tc_first_segment),
+        ("per packet after it (cgroup)", &check.cgroup_after),
+    ] {
+        let cells = [
+            what.to_owned(),
+            cell(&pair.unchecked),
+            cell(&pair.checked),
+            format!("{:+.0} ns", pair.checked.net_ns - pair.unchecked.net_ns),
+        ];
+        out.push_str(&row(&cells, &[34, 18, 18]));
+    }
     out
 }
 
