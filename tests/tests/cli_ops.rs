@@ -375,6 +375,18 @@ fn what_a_killed_exec_leaves_keeps_enforcing_until_the_next_exec_removes_it() {
             .then_some(())
             .ok_or(format!("{names:?}"))
     });
+    // The policy shows before the command is in the cgroup: wait for the
+    // command, or the kill would leave an empty cgroup (which the next exec
+    // rightly removes with its policy).
+    let its_cgroup = cgroup2_mount()
+        .expect("the cgroup2 mount")
+        .join(format!("openclaw-egress-exec-{pid}"));
+    poll_until("the exec's command in its cgroup", EVENT_TIMEOUT, || {
+        let procs = std::fs::read_to_string(its_cgroup.join("cgroup.procs")).unwrap_or_default();
+        (!procs.trim().is_empty())
+            .then_some(())
+            .ok_or(format!("{procs:?}"))
+    });
     // SAFETY: kill(2) has no memory-safety preconditions; the child is not
     // reaped yet, so the pid is still exec's.
     unsafe { libc::kill(pid as i32, libc::SIGKILL) };

@@ -10,7 +10,7 @@ use std::{
 };
 
 use openclaw_egress_common::{AllowKey, AllowValue};
-use tokio::task::JoinSet;
+use tokio::{sync::Semaphore, task::JoinSet};
 
 use super::instance::Instances;
 use crate::{
@@ -30,6 +30,8 @@ const RETRY_MAX: Duration = Duration::from_secs(60);
 /// Expired entries linger this long before garbage collection, so drops to a
 /// recently expired address are reported as `expired` rather than `no_rule`.
 pub const GC_GRACE: Duration = Duration::from_secs(300);
+/// Lookups in flight at once (each asks for A and AAAA).
+const MAX_CONCURRENT_LOOKUPS: usize = 64;
 /// The refresher never sleeps longer than this (garbage collection cadence).
 const MAX_SLEEP: Duration = Duration::from_secs(10);
 
@@ -167,29 +169,51 @@ pub async fn refresh(
     }
 }
 
-/// Resolves every name of the policy concurrently (each recorded in
-/// `names`); returns the entries to install and the warnings, sorted.
+/// Resolves every name of the policy (each recorded in `names`); returns
+/// the entries to install and the warnings, sorted.
 pub async fn resolve_all(
     resolver: &NameResolver,
     policy: &Arc<Policy>,
     names: &Names,
 ) -> (Vec<(AllowKey, AllowValue)>, Vec<String>) {
     let all: Vec<_> = names.lock().expect("names lock").keys().cloned().collect();
-    let resolver = Arc::new(resolver.clone());
-    let mut lookups = JoinSet::new();
-    for name in all {
-        let (resolver, policy, names) =
-            (Arc::clone(&resolver), Arc::clone(policy), Arc::clone(names));
-        lookups.spawn(async move { refresh(&resolver, &policy, &name, &names).await });
-    }
     let mut entries = Vec::new();
     let mut warnings = Vec::new();
-    for (found, warning) in lookups.join_all().await {
+    for (found, warning) in refresh_concurrently(resolver, policy, all, names).await {
         entries.extend(found);
         warnings.extend(warning);
     }
     warnings.sort();
     (entries, warnings)
+}
+
+/// [`refresh`]es `due`, at most [`MAX_CONCURRENT_LOOKUPS`] at a time: a
+/// policy of 10 000 names is resolved in parallel without 20 000 queries
+/// in flight at once (which a resolver would drop, and retries would make
+/// slower than waiting).
+async fn refresh_concurrently(
+    resolver: &NameResolver,
+    policy: &Arc<Policy>,
+    due: Vec<Fqdn>,
+    names: &Names,
+) -> Vec<(Vec<(AllowKey, AllowValue)>, Option<String>)> {
+    let resolver = Arc::new(resolver.clone());
+    let permits = Arc::new(Semaphore::new(MAX_CONCURRENT_LOOKUPS));
+    let mut lookups = JoinSet::new();
+    for name in due {
+        let (resolver, policy, names, permits) = (
+            Arc::clone(&resolver),
+            Arc::clone(policy),
+            Arc::clone(names),
+            Arc::clone(&permits),
+        );
+        lookups.spawn(async move {
+            // The semaphore is never closed.
+            let _permit = permits.acquire_owned().await.expect("open semaphore");
+            refresh(&resolver, &policy, &name, &names).await
+        });
+    }
+    lookups.join_all().await
 }
 
 /// Writes `entries` into every instance; failures are logged (a missing
@@ -243,13 +267,14 @@ async fn keep_resolved(
             .filter(|(_, state)| state.next_refresh_ns <= now)
             .map(|(name, _)| name.clone())
             .collect();
-        for name in due {
-            let (entries, warning) = refresh(&resolver, &policy, &name, &names).await;
+        let mut entries = Vec::new();
+        for (found, warning) in refresh_concurrently(&resolver, &policy, due, &names).await {
             if let Some(warning) = warning {
                 tracing::warn!(policy = %policy.name, "{warning}");
             }
-            install(&policy.name, &instances, &entries);
+            entries.extend(found);
         }
+        install(&policy.name, &instances, &entries);
         collect_garbage(&instances);
         let next = names
             .lock()
