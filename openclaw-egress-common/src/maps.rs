@@ -65,8 +65,10 @@ pub const CIDR_MAX_ENTRIES: u32 = 16_384;
 pub const RESOLVERS_MAX_ENTRIES: u32 = 64;
 /// Shared by every workload of the node.
 pub const EVENTS_BYTES: u32 = 1024 * 1024;
-pub const DNS_NAMES_MAX_ENTRIES: u32 = 4096;
-pub const RULES_MAX: u32 = 1024;
+/// Distinct names and pattern suffixes of one policy (a slot's maps are
+/// sized to its policy: these bounds cost nothing until used).
+pub const DNS_NAMES_MAX_ENTRIES: u32 = 16_384;
+pub const RULES_MAX: u32 = 16_384;
 pub const INTERNAL_RANGES_MAX_ENTRIES: u32 = 256;
 pub const NAME_BUDGETS_MAX_ENTRIES: u32 = 16_384;
 /// Flows of one workload remembered at once on a TC hook (an LRU: an

@@ -7,7 +7,10 @@
 //!    cannot link the `openclaw-egress` crate: its build needs the BPF
 //!    toolchain). Reported as nanoseconds per packet (and per connection's
 //!    first packet) beside a bare hash lookup, and as ratios to 10 entries.
-//! 2. Throughput ([`throughput`]): TCP over the sandbox's veth with iperf3,
+//! 2. A node full of agents ([`node`]): apply latency and kernel map memory
+//!    per workload at 1, 10 and 100 workloads, the daemon's resident
+//!    memory, and a policy of 10 000 names, with the release daemon.
+//! 3. Throughput ([`throughput`]): TCP over the sandbox's veth with iperf3,
 //!    with no filter, our filter, an equivalent iptables rule list (with and
 //!    without conntrack), an nftables set and no filter again (an A/A
 //!    control that shows the run's noise), interleaved, reported as ratios
@@ -18,11 +21,12 @@
 //! when a target is missed (and says so), and non-zero only when it could
 //! not measure. Knobs (environment): `OPENCLAW_BENCH_SECONDS` (per iperf3
 //! run, default 2), `OPENCLAW_BENCH_REPETITIONS` (default 15),
-//! `OPENCLAW_BENCH_ONLY` (`per-packet` or `throughput`).
+//! `OPENCLAW_BENCH_ONLY` (`per-packet`, `node` or `throughput`).
 
 mod attached;
 mod firewall;
 mod machine;
+mod node;
 mod per_packet;
 mod report;
 mod stats;
@@ -44,6 +48,7 @@ const BINARIES: [&str; 2] = ["openclaw-egress", "oce-probe"];
 /// What to run, from the environment.
 struct Settings {
     per_packet: bool,
+    node: bool,
     throughput: throughput::Settings,
     run_throughput: bool,
 }
@@ -60,16 +65,21 @@ impl Settings {
                 Err(_) => Ok(default),
             }
         };
-        let (per_packet, run_throughput) = match env::var("OPENCLAW_BENCH_ONLY").as_deref() {
-            Err(_) | Ok("") => (true, true),
-            Ok("per-packet") => (true, false),
-            Ok("throughput") => (false, true),
+        let (per_packet, node, run_throughput) = match env::var("OPENCLAW_BENCH_ONLY").as_deref() {
+            Err(_) | Ok("") => (true, true, true),
+            Ok("per-packet") => (true, false, false),
+            Ok("node") => (false, true, false),
+            Ok("throughput") => (false, false, true),
             Ok(other) => {
-                bail!("OPENCLAW_BENCH_ONLY={other}: expected `per-packet` or `throughput`")
+                bail!(
+                    "OPENCLAW_BENCH_ONLY={other}: expected `per-packet`, `node` or \
+                         `throughput`"
+                )
             }
         };
         Ok(Self {
             per_packet,
+            node,
             run_throughput,
             throughput: throughput::Settings {
                 // Many short runs rather than a few long ones: on a small
@@ -104,15 +114,27 @@ pub fn run() -> Result<()> {
     } else {
         None
     };
-    let throughput = if settings.run_throughput {
-        println!("\n== TCP throughput over the sandbox veth (iperf3) ==");
-        let bin_dir = build(&workspace)?;
-        Some(throughput::run(&bin_dir, &settings.throughput)?)
+    let bin_dir = if settings.node || settings.run_throughput {
+        Some(build(&workspace)?)
     } else {
         None
     };
+    let node = match (&bin_dir, settings.node) {
+        (Some(bin_dir), true) => {
+            println!("\n== a node full of agents ==");
+            Some(node::run(&bin_dir.join("openclaw-egress"))?)
+        }
+        _ => None,
+    };
+    let throughput = match (&bin_dir, settings.run_throughput) {
+        (Some(bin_dir), true) => {
+            println!("\n== TCP throughput over the sandbox veth (iperf3) ==");
+            Some(throughput::run(bin_dir, &settings.throughput)?)
+        }
+        _ => None,
+    };
 
-    let results = report::Results::new(machine_before, per_packet, throughput);
+    let results = report::Results::new(machine_before, per_packet, node, throughput);
     println!();
     print!("{}", results.table());
     let path = workspace::target_dir(&workspace)

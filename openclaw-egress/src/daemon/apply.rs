@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use super::{
     Daemon,
     active::ActivePolicy,
+    heap,
     instance::{Filling, Instance, Instances},
     learned,
     names::{self, Names},
@@ -162,6 +163,7 @@ impl Daemon {
             "policy applied"
         );
         let (cgroup, interfaces) = workload::cgroup_and_interfaces(&active.workloads());
+        heap::give_back_freed();
         Ok(ApplyReport {
             name: policy.name.clone(),
             replaced,

@@ -10,6 +10,7 @@
 mod active;
 mod apply;
 mod counts;
+mod heap;
 mod host_cgroup;
 mod http;
 mod instance;
@@ -156,6 +157,8 @@ impl Daemon {
             tracing::error!(policy = name, "deleting the policy record: {error}");
         }
         self.retire(&active, true);
+        drop(active);
+        heap::give_back_freed();
         tracing::info!(policy = name, "policy removed");
         Ok(())
     }
@@ -224,6 +227,7 @@ impl Daemon {
 /// Stopping the daemon leaves every policy enforcing (pinned); a restarted
 /// daemon adopts them.
 pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
+    heap::limit_arenas();
     host_cgroup::allow(config.allow_host_cgroup);
     bpffs::prepare(&config.bpffs_dir)?;
     let state = StateDir::open(&config.state_dir)
@@ -243,6 +247,7 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
     let daemon = Daemon::new(state, state_root, config.bpffs_dir.clone(), datapath);
     // Adopt before serving: no request may see (or change) a half-restored state.
     restore::adopt_all(&daemon);
+    heap::give_back_freed();
     if let Some(ring) = daemon.datapath.take_events() {
         let forwarding = events::forward(ring, daemon.slot_names.clone(), daemon.events.clone());
         tokio::spawn(async move {

@@ -3,7 +3,7 @@
 //! through loading; it is refused here instead, where the error can point
 //! at the field.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use openclaw_egress_common::{
     dns::MAX_RULE_PORTS,
@@ -68,6 +68,8 @@ pub(super) fn check(policy: &Policy, spec: &FieldPath, limits: &Limits) -> Resul
         ));
     }
     let mut names: HashSet<&str> = HashSet::new();
+    // (protocol, port) pairs of each name target over the rules so far.
+    let mut ports_of: HashMap<&Target, HashSet<(u8, u16)>> = HashMap::new();
     let mut cidr_entries: HashSet<(Cidr, (u8, u16))> = HashSet::new();
     for (i, rule) in policy.egress.iter().enumerate() {
         let rule_path = egress.index(i);
@@ -102,7 +104,9 @@ pub(super) fn check(policy: &Policy, spec: &FieldPath, limits: &Limits) -> Resul
                         ),
                     ));
                 }
-                let count = ports_of_name(policy, &rule.target, i);
+                let ports = ports_of.entry(&rule.target).or_default();
+                ports.extend(pairs(rule));
+                let count = ports.len();
                 if count > limits.ports_per_name {
                     return Err(Issue::at_key(
                         rule_path.key("ports"),
@@ -138,15 +142,4 @@ fn pairs(rule: &EgressRule) -> impl Iterator<Item = (u8, u16)> + '_ {
             .iter()
             .map(move |proto| (*proto, spec.port))
     })
-}
-
-/// Distinct (protocol, port) pairs of the rules up to `last` naming
-/// `target`: the datapath gives them one port list together.
-fn ports_of_name(policy: &Policy, target: &Target, last: usize) -> usize {
-    policy.egress[..=last]
-        .iter()
-        .filter(|rule| rule.target == *target)
-        .flat_map(pairs)
-        .collect::<HashSet<_>>()
-        .len()
 }

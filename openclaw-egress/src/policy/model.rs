@@ -155,7 +155,7 @@ pub enum Ech {
 }
 
 /// What a rule allows traffic to: exactly one of `fqdn`, `fqdnPattern`, `cidr`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Target {
     Fqdn(Fqdn),
     Pattern(FqdnPattern),

@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 
 use super::{
     machine::Machine,
+    node::Node,
     per_packet::{ENTRIES, PerPacket, ServerNameCheck, Timing},
     stats,
     throughput::{Config, Throughput},
@@ -21,11 +22,18 @@ pub const PER_PACKET_TARGET_NS: f64 = 100.0;
 pub const PER_PACKET_TARGET_ENTRIES: u32 = 100_000;
 /// Target: throughput with our filter is at least this fraction of no filter.
 pub const THROUGHPUT_TARGET_RATIO: f64 = 0.97;
+/// Targets of a node full of agents (issue 10).
+pub const APPLY_TARGET_MS: f64 = 50.0;
+pub const APPLY_100_TARGET_S: f64 = 10.0;
+pub const MAP_MEMORY_TARGET_BYTES: u64 = 256 * 1024;
+pub const RSS_TARGET_BYTES: u64 = 30 * 1024 * 1024;
+pub const LARGE_APPLY_TARGET_S: f64 = 3.0;
 
 pub struct Results {
     machine: Machine,
     loadavg_after: String,
     per_packet: Option<PerPacket>,
+    node: Option<Node>,
     throughput: Option<Throughput>,
 }
 
@@ -40,12 +48,14 @@ impl Results {
     pub fn new(
         machine: Machine,
         per_packet: Option<PerPacket>,
+        node: Option<Node>,
         throughput: Option<Throughput>,
     ) -> Self {
         Self {
             machine,
             loadavg_after: super::machine::loadavg(),
             per_packet,
+            node,
             throughput,
         }
     }
@@ -56,6 +66,9 @@ impl Results {
 
     fn checks(&self) -> Vec<Check> {
         let mut checks = Vec::new();
+        if let Some(node) = &self.node {
+            checks.extend(node_checks(node));
+        }
         if let Some(per_packet) = &self.per_packet
             && let Some(result) = per_packet.at(PER_PACKET_TARGET_ENTRIES)
         {
@@ -128,6 +141,10 @@ impl Results {
             out.push('\n');
             out.push_str(&server_name_table(check));
         }
+        if let Some(node) = &self.node {
+            out.push('\n');
+            out.push_str(&node_table(node));
+        }
         if let Some(throughput) = &self.throughput {
             out.push('\n');
             out.push_str(&throughput_table(throughput));
@@ -163,6 +180,7 @@ impl Results {
             "machine": self.machine,
             "loadavg_after": self.loadavg_after,
             "per_packet": self.per_packet.as_ref().map(|p| &p.raw),
+            "node": self.node,
             "throughput": self.throughput.as_ref().map(throughput_json),
             "targets": self.checks(),
             "all_targets_met": self.all_targets_met(),
@@ -271,6 +289,103 @@ fn per_packet_table(p: &PerPacket) -> String {
     )
     .unwrap();
     out
+}
+
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}
+
+fn node_table(node: &Node) -> String {
+    let mut out = String::new();
+    writeln!(
+        out,
+        "a node full of agents: one cgroup and one 10-name policy per workload, applied one \
+         after another (`openclaw-egress apply`, release daemon)"
+    )
+    .unwrap();
+    let widths = [10, 16, 14, 14, 18];
+    out.push_str(&row(
+        &[
+            "workloads",
+            "apply (median)",
+            "apply (p90)",
+            "all so far",
+            "maps per workload",
+            "daemon RSS",
+        ]
+        .map(String::from),
+        &widths,
+    ));
+    for r in &node.rounds {
+        let cells = [
+            r.workloads.to_string(),
+            format!("{:.1} ms", r.apply_median_ms),
+            format!("{:.1} ms", r.apply_p90_ms),
+            format!("{:.2} s", r.total_s),
+            format!("{} KiB", r.map_memory_per_workload_bytes / 1024),
+            format!("{:.1} MiB", mib(r.daemon_rss_bytes)),
+        ];
+        out.push_str(&row(&cells, &widths));
+    }
+    writeln!(
+        out,
+        "after removing every policy: {} left, daemon RSS {:.1} MiB\n\
+         one policy of {} names: applied (resolution included) in {:.2} s, {:.1} MiB of maps",
+        node.policies_after_remove,
+        mib(node.daemon_rss_after_remove_bytes),
+        node.large_names,
+        node.large_apply_s,
+        mib(node.large_map_memory_bytes)
+    )
+    .unwrap();
+    out
+}
+
+fn node_checks(node: &Node) -> Vec<Check> {
+    let mut checks = Vec::new();
+    if let Some(last) = node.rounds.last() {
+        checks.push(Check {
+            met: last.apply_median_ms < APPLY_TARGET_MS,
+            text: format!(
+                "one more workload at {} workloads: applied and enforcing in {:.1} ms (median), \
+                 target < {APPLY_TARGET_MS:.0} ms",
+                last.workloads, last.apply_median_ms
+            ),
+        });
+        checks.push(Check {
+            met: last.total_s < APPLY_100_TARGET_S,
+            text: format!(
+                "{} workloads applied in {:.2} s in all, target < {APPLY_100_TARGET_S:.0} s",
+                last.workloads, last.total_s
+            ),
+        });
+        checks.push(Check {
+            met: last.map_memory_per_workload_bytes < MAP_MEMORY_TARGET_BYTES,
+            text: format!(
+                "kernel map memory per workload of a 10-name policy: {} KiB, target < {} KiB",
+                last.map_memory_per_workload_bytes / 1024,
+                MAP_MEMORY_TARGET_BYTES / 1024
+            ),
+        });
+        checks.push(Check {
+            met: last.daemon_rss_bytes < RSS_TARGET_BYTES,
+            text: format!(
+                "daemon RSS with {} workloads: {:.1} MiB, target < {:.0} MiB",
+                last.workloads,
+                mib(last.daemon_rss_bytes),
+                mib(RSS_TARGET_BYTES)
+            ),
+        });
+    }
+    checks.push(Check {
+        met: node.large_apply_s < LARGE_APPLY_TARGET_S,
+        text: format!(
+            "{} names applied (resolution included) in {:.2} s, target < \
+             {LARGE_APPLY_TARGET_S:.0} s",
+            node.large_names, node.large_apply_s
+        ),
+    });
+    checks
 }
 
 fn server_name_table(check: &ServerNameCheck) -> String {

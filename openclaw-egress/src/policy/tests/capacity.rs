@@ -50,11 +50,16 @@ fn policy_rules_are_limited_to_the_rule_table() {
     let max = RULES_MAX as usize;
     parse_str("t", &generated(&resolvers(1), &cidr_rules(max, "443/tcp"))).unwrap();
     let yaml = generated(&resolvers(1), &cidr_rules(max + 1, "443/tcp"));
-    let error = assert_rejected(&yaml, Some(10), Some("spec.egress"), "at most 1024");
+    let error = assert_rejected(
+        &yaml,
+        Some(10),
+        Some("spec.egress"),
+        &format!("at most {max}"),
+    );
     assert!(
         error
             .to_string()
-            .starts_with("test.yaml:10:3: spec.egress: 1025 rules; "),
+            .starts_with(&format!("test.yaml:10:3: spec.egress: {} rules; ", max + 1)),
         "{error}"
     );
 }
