@@ -14,7 +14,9 @@
 //!    with no filter, our filter, an equivalent iptables rule list (with and
 //!    without conntrack), an nftables set and no filter again (an A/A
 //!    control that shows the run's noise), interleaved, reported as ratios
-//!    to no filter.
+//!    to no filter; after each iperf3 run, the connection rate (connections
+//!    one after another, `oce-probe connect-rate`) in the same
+//!    configuration.
 //!
 //! It prints a table, one check line per target, and writes everything to
 //! `<target dir>/bench/results.json`. A benchmark, not a test: it exits 0

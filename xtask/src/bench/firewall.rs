@@ -2,7 +2,8 @@
 //! Pure functions, so what the benchmark installs is unit-tested.
 //!
 //! Every configuration allows the same destinations: the iperf3 server
-//! (10.77.0.1, TCP 5201) and [`OTHER_DESTINATIONS`] other (address, TCP port)
+//! (10.77.0.1, TCP 5201), the connection-rate server next to it (TCP 5203)
+//! and [`OTHER_DESTINATIONS`] other (address, TCP port)
 //! pairs that the benchmark traffic never matches (198.18.0.0/15, RFC 2544's
 //! benchmarking range), and drops everything else the workload sends.
 //!
@@ -35,6 +36,8 @@ pub const SERVER_PORT: u16 = 5201;
 /// A port nothing allows (and nothing listens on): the check that a filter
 /// is in place connects to it.
 pub const BLOCKED_PORT: u16 = 5202;
+/// The connection-rate server (a greeting per connection) on [`SERVER`].
+pub const RATE_PORT: u16 = 5203;
 /// The `metadata.name` of the benchmark policy (`openclaw-egress remove` takes it).
 pub const POLICY_NAME: &str = "bench";
 const NFT_TABLE: &str = "oce_bench";
@@ -46,6 +49,15 @@ pub fn destinations(others: u32) -> Vec<Ipv4Addr> {
         .map(|i| Ipv4Addr::from(first + i))
         .chain([SERVER])
         .collect()
+}
+
+/// The TCP ports allowed to `ip`: the server's two, or [`SERVER_PORT`].
+fn ports_of(ip: Ipv4Addr) -> &'static [u16] {
+    if ip == SERVER {
+        &[SERVER_PORT, RATE_PORT]
+    } else {
+        &[SERVER_PORT]
+    }
 }
 
 /// The openclaw-egress policy for the sandbox cgroup (`cgroupPath` relative
@@ -64,11 +76,12 @@ pub fn policy_yaml(cgroup: &str, destinations: &[Ipv4Addr]) -> String {
            egress:\n"
     );
     for ip in destinations {
-        writeln!(
-            yaml,
-            "    - cidr: {ip}/32\n      ports: [{SERVER_PORT}/tcp]"
-        )
-        .expect("writing to a String");
+        let ports = ports_of(*ip)
+            .iter()
+            .map(|port| format!("{port}/tcp"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        writeln!(yaml, "    - cidr: {ip}/32\n      ports: [{ports}]").expect("writing to a String");
     }
     yaml
 }
@@ -83,11 +96,13 @@ pub fn iptables_restore(destinations: &[Ipv4Addr], conntrack: bool) -> String {
         rules.push_str("-A OUTPUT -m conntrack --ctstate ESTABLISHED -j ACCEPT\n");
     }
     for ip in destinations {
-        writeln!(
-            rules,
-            "-A OUTPUT -d {ip}/32 -p tcp -m tcp --dport {SERVER_PORT} -j ACCEPT"
-        )
-        .expect("writing to a String");
+        for port in ports_of(*ip) {
+            writeln!(
+                rules,
+                "-A OUTPUT -d {ip}/32 -p tcp -m tcp --dport {port} -j ACCEPT"
+            )
+            .expect("writing to a String");
+        }
     }
     rules.push_str("-A OUTPUT -j DROP\nCOMMIT\n");
     rules
@@ -97,7 +112,11 @@ pub fn iptables_restore(destinations: &[Ipv4Addr], conntrack: bool) -> String {
 pub fn nft_script(destinations: &[Ipv4Addr]) -> String {
     let elements = destinations
         .iter()
-        .map(|ip| format!("{ip} . {SERVER_PORT}"))
+        .flat_map(|ip| {
+            ports_of(*ip)
+                .iter()
+                .map(move |port| format!("{ip} . {port}"))
+        })
         .collect::<Vec<_>>()
         .join(",\n      ");
     format!(
@@ -135,13 +154,14 @@ mod tests {
         let yaml = policy_yaml("oce-1-0", &destinations);
         assert_eq!(yaml.matches("- cidr: ").count(), 4);
         assert!(yaml.contains("cgroupPath: oce-1-0\n"));
-        assert!(yaml.ends_with("    - cidr: 10.77.0.1/32\n      ports: [5201/tcp]\n"));
+        assert!(yaml.ends_with("    - cidr: 10.77.0.1/32\n      ports: [5201/tcp, 5203/tcp]\n"));
 
         let stateless = iptables_restore(&destinations, false);
         assert_eq!(stateless.matches("--dport 5201 -j ACCEPT").count(), 4);
         assert!(!stateless.contains("conntrack"));
         assert!(stateless.ends_with(
             "-A OUTPUT -d 10.77.0.1/32 -p tcp -m tcp --dport 5201 -j ACCEPT\n\
+             -A OUTPUT -d 10.77.0.1/32 -p tcp -m tcp --dport 5203 -j ACCEPT\n\
              -A OUTPUT -j DROP\nCOMMIT\n"
         ));
         let stateful = iptables_restore(&destinations, true);
@@ -153,6 +173,7 @@ mod tests {
 
         let nft = nft_script(&destinations);
         assert_eq!(nft.matches(" . 5201").count(), 4);
+        assert_eq!(nft.matches("10.77.0.1 . 5203").count(), 1);
         assert!(nft.contains("policy drop;"));
         assert!(nft.contains("ip daddr . tcp dport @allowed accept"));
     }
@@ -169,7 +190,7 @@ mod tests {
              dns:\n    resolvers: [10.77.0.1]\n  egress:\n    \
              - cidr: 198.18.0.1/32\n      ports: [5201/tcp]\n    \
              - cidr: 198.18.0.2/32\n      ports: [5201/tcp]\n    \
-             - cidr: 10.77.0.1/32\n      ports: [5201/tcp]\n"
+             - cidr: 10.77.0.1/32\n      ports: [5201/tcp, 5203/tcp]\n"
         );
     }
 }

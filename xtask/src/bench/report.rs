@@ -116,6 +116,18 @@ impl Results {
                     }
                 ),
             });
+            let rate = throughput.connection_rate_ratio(Config::OpenclawEgress);
+            let control = throughput.connection_rate_ratio(Config::NoFilterControl);
+            checks.push(Check {
+                met: rate >= THROUGHPUT_TARGET_RATIO,
+                text: format!(
+                    "connection rate with openclaw-egress: {:.1}% of no filter, target within \
+                     {:.0}% (the A/A control came out at {:.1}%)",
+                    rate * 100.0,
+                    (1.0 - THROUGHPUT_TARGET_RATIO) * 100.0,
+                    control * 100.0
+                ),
+            });
         }
         checks
     }
@@ -148,6 +160,8 @@ impl Results {
         if let Some(throughput) = &self.throughput {
             out.push('\n');
             out.push_str(&throughput_table(throughput));
+            out.push('\n');
+            out.push_str(&connection_rate_table(throughput));
         }
         if let (Some(per_packet), Some(throughput)) = (&self.per_packet, &self.throughput)
             && let Some(result) = per_packet.results.first()
@@ -476,6 +490,34 @@ fn throughput_table(t: &Throughput) -> String {
         t.bytes_per_packet(Config::OpenclawEgress) / 1024.0
     )
     .unwrap();
+    out
+}
+
+fn connection_rate_table(t: &Throughput) -> String {
+    let mut out = String::new();
+    writeln!(
+        out,
+        "connections one after another, each reading a greeting, then closed (oce-probe \
+         connect-rate, {} s per configuration after each iperf3 run; ratio: median over \
+         repetitions of run / no-filter run)",
+        t.seconds
+    )
+    .unwrap();
+    out.push_str(&throughput_row(
+        "config",
+        "conn/s",
+        "ratio to no filter",
+        "client CPU per connection",
+    ));
+    for config in Config::ALL {
+        let (rate, cpu_us) = t.connection_rate(config);
+        out.push_str(&throughput_row(
+            &config.label(t.allowed_destinations),
+            &format!("{rate:.0}"),
+            &format!("{:.3}", t.connection_rate_ratio(config)),
+            &format!("{cpu_us:.1} us"),
+        ));
+    }
     out
 }
 

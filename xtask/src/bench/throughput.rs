@@ -27,13 +27,13 @@ use std::{
 };
 
 use anyhow::{Context as _, Result, bail, ensure};
-use openclaw_egress_e2e::{Daemon, Sandbox, probe_error};
-use serde::Serialize;
+use openclaw_egress_e2e::{Daemon, Sandbox, WorldConfig, probe_error};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{
     attached::{self, Attached},
-    firewall::{self, SERVER, SERVER_PORT},
+    firewall::{self, RATE_PORT, SERVER, SERVER_PORT},
     machine, stats,
 };
 use crate::cmd;
@@ -130,6 +130,11 @@ pub struct Run {
     pub rx_packets: u64,
     /// The machine's load when the run ended.
     pub loadavg: String,
+    /// Right after the iperf3 run, in the same configuration: new
+    /// connections per second, one after another, each reading a greeting
+    /// (`oce-probe connect-rate`), and the client's CPU time per connection.
+    pub connections_per_s: f64,
+    pub connect_cpu_us: f64,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -159,17 +164,35 @@ impl Throughput {
 
     /// Per repetition: throughput / no-filter throughput of that repetition.
     pub fn ratios(&self, config: Config) -> Vec<f64> {
+        self.ratios_of(config, |run| run.gbit_per_s)
+    }
+
+    /// Per repetition: `measure` of `config`'s run / of the no-filter run.
+    fn ratios_of(&self, config: Config, measure: impl Fn(&Run) -> f64) -> Vec<f64> {
         (0..self.repetitions)
             .filter_map(|repetition| {
                 let of = |c: Config| {
                     self.runs
                         .iter()
                         .find(|r| r.repetition == repetition && r.config == c)
-                        .map(|r| r.gbit_per_s)
+                        .map(&measure)
                 };
                 Some(of(config)? / of(Config::NoFilter)?)
             })
             .collect()
+    }
+
+    /// The connection rate relative to no filter (median over repetitions).
+    pub fn connection_rate_ratio(&self, config: Config) -> f64 {
+        stats::median(&self.ratios_of(config, |run| run.connections_per_s))
+    }
+
+    /// Median connections per second, and client CPU µs per connection.
+    pub fn connection_rate(&self, config: Config) -> (f64, f64) {
+        let runs: Vec<&Run> = self.runs.iter().filter(|r| r.config == config).collect();
+        let rates: Vec<f64> = runs.iter().map(|r| r.connections_per_s).collect();
+        let cpu: Vec<f64> = runs.iter().map(|r| r.connect_cpu_us).collect();
+        (stats::median(&rates), stats::median(&cpu))
     }
 
     pub fn ratio(&self, config: Config) -> f64 {
@@ -217,6 +240,16 @@ pub fn run(bin_dir: &Path, settings: &Settings) -> Result<Throughput> {
     );
 
     let server = IperfServer::start(&sandbox)?;
+    // The connection-rate server: a greeting per connection.
+    let _greeter = sandbox
+        .start_world(&WorldConfig::new().tcp(&format!("{SERVER}:{RATE_PORT}")))
+        .context("starting the connection-rate server")?;
+    // Thousands of connections per run close from the client's side: let
+    // new ones reuse ports in TIME-WAIT (safe with TCP timestamps).
+    output_ok(
+        &mut sandbox
+            .command_in_agent_outside_cgroup("sysctl", ["-qw", "net.ipv4.tcp_tw_reuse=1"])?,
+    )?;
     let daemon = sandbox
         .spawn_daemon(&bin_dir.join("openclaw-egress"))
         .context("starting the daemon")?;
@@ -279,6 +312,12 @@ impl Bench<'_> {
             .with_context(|| format!("installing {name}"))
             .and_then(|()| self.check_installed(config))
             .and_then(|()| self.iperf(repetition, config))
+            .and_then(|mut run| {
+                let rate = self.connect_rate()?;
+                run.connections_per_s = rate.per_second;
+                run.connect_cpu_us = rate.cpu_us_per_connection;
+                Ok(run)
+            })
             .with_context(|| format!("measuring {name}"));
         let removed = self
             .remove(config)
@@ -398,7 +437,27 @@ impl Bench<'_> {
             tx_bytes: after.bytes.saturating_sub(before.bytes),
             rx_packets: after.rx_packets.saturating_sub(before.rx_packets),
             loadavg: machine::loadavg(),
+            connections_per_s: 0.0,
+            connect_cpu_us: 0.0,
         })
+    }
+
+    /// `oce-probe connect-rate` against the greeting server, from inside the
+    /// sandbox cgroup, for as long as an iperf3 run.
+    fn connect_rate(&self) -> Result<ConnectRate> {
+        let target = format!("{SERVER}:{RATE_PORT}");
+        let seconds = self.seconds.to_string();
+        let report: ConnectRate = self
+            .sandbox
+            .probe_json(&["connect-rate", &target, "--seconds", &seconds])
+            .context("oce-probe connect-rate")?;
+        ensure!(
+            report.connections > 0 && report.failures == 0,
+            "connect-rate: {} connections, {} failed",
+            report.connections,
+            report.failures
+        );
+        Ok(report)
     }
 
     /// Runs the iperf3 client to completion and returns its JSON report;
@@ -524,6 +583,15 @@ impl Bench<'_> {
     }
 }
 
+/// What `oce-probe connect-rate` reports.
+#[derive(Deserialize)]
+struct ConnectRate {
+    connections: u64,
+    failures: u64,
+    per_second: f64,
+    cpu_us_per_connection: f64,
+}
+
 /// Interface counters of the agent's eth0.
 struct Counters {
     packets: u64,
@@ -625,6 +693,8 @@ mod tests {
             tx_bytes: 640,
             rx_packets: 5,
             loadavg: String::new(),
+            connections_per_s: 1000.0,
+            connect_cpu_us: 10.0,
         }
     }
 

@@ -12,6 +12,7 @@
 //! and, usually, inside the sandbox cgroup.
 
 mod attack;
+mod connect_rate;
 mod dns;
 mod dns_wire;
 mod hold;
@@ -127,6 +128,16 @@ enum Probe {
         #[arg(long, default_value_t = 2000)]
         timeout_ms: u64,
     },
+    /// New connections to TARGET one after another for SECONDS, each reading
+    /// the greeting line, then closing; reports the rate and the CPU time
+    /// per connection as JSON of its own.
+    ConnectRate {
+        target: SocketAddr,
+        #[arg(long)]
+        seconds: f64,
+        #[arg(long, default_value_t = 2000)]
+        timeout_ms: u64,
+    },
     /// Print this process's cgroup (the harness's self-test).
     #[command(hide = true)]
     Cgroup,
@@ -214,6 +225,21 @@ fn main() {
                 target,
                 Duration::from_secs_f64(seconds),
                 Duration::from_millis(interval_ms.max(1)),
+                Duration::from_millis(timeout_ms),
+            );
+            return print_json(&report);
+        }
+        Probe::ConnectRate {
+            target,
+            seconds,
+            timeout_ms,
+        } => {
+            if !(seconds.is_finite() && seconds > 0.0) {
+                usage_error(&format!("bad --seconds {seconds}"));
+            }
+            let report = connect_rate::run(
+                target,
+                Duration::from_secs_f64(seconds),
                 Duration::from_millis(timeout_ms),
             );
             return print_json(&report);
