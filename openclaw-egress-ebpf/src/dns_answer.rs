@@ -8,7 +8,7 @@
 //! no proxy, no delayed packet, no race. This is also what makes `fqdnPattern`
 //! rules work at all, since a wildcard cannot be resolved ahead of time.
 
-use core::{ffi::c_void, ptr};
+use core::{ffi::c_void, mem::MaybeUninit, ptr};
 
 use aya_ebpf::{
     helpers::{bpf_ktime_get_ns, generated::bpf_loop},
@@ -55,7 +55,8 @@ pub fn learn(skb: &SkBuff, l3: usize) {
     let Some(workload) = Workload::of_skb(skb) else {
         return;
     };
-    let Ok(flow) = flow::parse(skb, l3, workload) else {
+    let mut slot = MaybeUninit::uninit();
+    let Ok(flow) = flow::parse(skb, l3, workload, &mut slot) else {
         return;
     };
     // (An answer with IP options is nothing a resolver sends: not learned.)
@@ -65,7 +66,7 @@ pub fn learn(skb: &SkBuff, l3: usize) {
     {
         return;
     }
-    if learn_from(skb, &flow).is_err() {
+    if learn_from(skb, flow).is_err() {
         count_dns(workload.slot, DnsStat::AnswersUnparsed);
     }
 }

@@ -1,5 +1,7 @@
 //! The egress decision, shared by the cgroup_skb and TC programs.
 
+use core::mem::MaybeUninit;
+
 use aya_ebpf::{
     helpers::{bpf_get_socket_cookie, bpf_ktime_get_ns, bpf_skb_cgroup_id},
     maps::lpm_trie::Key,
@@ -98,14 +100,15 @@ pub fn enforce(skb: &SkBuff, l3: usize, hook: Hook) -> Fate {
     // (No `Option<Flow>` is built here: a flow moved into one has undefined
     // bytes on the `None` side, which LLVM may store from an unwritten
     // register, and the verifier refuses that.)
-    let flow = match flow::parse(skb, l3, workload) {
+    let mut parsed = MaybeUninit::uninit();
+    let flow = match flow::parse(skb, l3, workload, &mut parsed) {
         Ok(flow) => flow,
         Err(reason) => {
             report::drop(None, Drop::egress(reason, verdict), hook.sender(skb, slot));
             return pass_if(verdict == Verdict::Audited);
         }
     };
-    let reason = match check(skb, &flow, hook) {
+    let reason = match check(skb, flow, hook) {
         Decision::Pass => return Fate::Pass,
         // A connection refused before: reported then, refused quietly now
         // (a retransmission is not a new drop).
@@ -113,14 +116,14 @@ pub fn enforce(skb: &SkBuff, l3: usize, hook: Hook) -> Fate {
         Decision::Drop(reason) => reason,
     };
     report::drop(
-        Some(&flow),
+        Some(flow),
         Drop::egress(reason, verdict),
         hook.sender(skb, slot),
     );
     // Audit mode reports a flow once, not every packet of it. (Not DNS:
     // every query is its own question.)
     if verdict == Verdict::Audited && flow.has_ports() && flow.dst_port != DNS_PORT {
-        verdict_cache::remember(skb, &flow, hook, Cached::Audited);
+        verdict_cache::remember(skb, flow, hook, Cached::Audited);
         return Fate::Pass;
     }
     if verdict == Verdict::Audited {

@@ -5,6 +5,11 @@
 //! and the same code works for cgroup_skb (data starts at the IP header) and TC
 //! (data starts at the Ethernet header) by passing the IP header offset.
 
+use core::{
+    mem::MaybeUninit,
+    ptr::{addr_of_mut, write_volatile},
+};
+
 use aya_ebpf::{bindings::__sk_buff, helpers::bpf_skb_load_bytes, programs::sk_buff::SkBuff};
 use openclaw_egress_common::{Addr, DropReason, ipv4_mapped, proto};
 
@@ -19,30 +24,37 @@ const IPV6_FRAGMENT: u8 = 44;
 const IPV6_DESTINATION_OPTIONS: u8 = 60;
 
 /// The parts of a packet a policy decision needs.
+///
+/// Laid out by hand and 8-byte aligned: the datapath zeroes and copies a
+/// flow on every packet, and LLVM's BPF backend expands that into a few
+/// 8-byte stores only for aligned memory. Byte arrays alone would make it
+/// call a byte-at-a-time `memset` and copy byte by byte: 400 instructions,
+/// two thirds of a cache hit's cost.
+#[repr(C, align(8))]
 pub struct Flow {
-    /// 4 or 6.
-    pub family: u8,
-    pub proto: u8,
     /// Addresses in the IPv4-mapped form for IPv4 (see `openclaw_egress_common::addr`).
     pub src: Addr,
     pub dst: Addr,
-    /// Host byte order; 0 unless TCP or UDP.
-    pub src_port: u16,
-    pub dst_port: u16,
     /// Offset of the transport header.
     pub l4_offset: usize,
     /// Where the IP packet ends according to its own header (total length,
     /// or payload length for IPv6). Anything in the buffer past it is not
     /// part of the packet, and a buffer shorter than it is truncated.
     pub l3_end: usize,
+    /// The workload whose policy judges the flow: which maps, and which
+    /// epoch a cached verdict must carry.
+    pub workload: Workload,
+    /// Host byte order; 0 unless TCP or UDP.
+    pub src_port: u16,
+    pub dst_port: u16,
+    /// 4 or 6.
+    pub family: u8,
+    pub proto: u8,
     /// IPv4 options or an IPv6 routing header: source routing could send
     /// the packet past the destination in its header (which is all a policy
     /// can check), and options are room for data. Nothing a workload needs
     /// sends them. The packet is still parsed, so a drop names its flow.
     pub ip_options: bool,
-    /// The workload whose policy judges the flow: which maps, and which
-    /// epoch a cached verdict must carry.
-    pub workload: Workload,
 }
 
 impl Flow {
@@ -58,26 +70,47 @@ impl Flow {
 }
 
 /// Parses the IP header at `l3` and, for TCP and UDP, the ports after it,
-/// for `workload`.
+/// for `workload`, into `slot` (the caller's stack: a flow is neither
+/// zeroed by `memset` nor moved, see [`Flow`]).
 #[inline(always)]
-pub fn parse(skb: &SkBuff, l3: usize, workload: Workload) -> Result<Flow, DropReason> {
-    let mut flow = Flow {
-        family: 0,
-        proto: 0,
-        src: [0; 16],
-        dst: [0; 16],
-        src_port: 0,
-        dst_port: 0,
-        l4_offset: 0,
-        l3_end: 0,
-        ip_options: false,
-        workload,
-    };
-    match parse_into(skb.skb, l3 as u32, &mut flow) {
+pub fn parse<'a>(
+    skb: &SkBuff,
+    l3: usize,
+    workload: Workload,
+    slot: &'a mut MaybeUninit<Flow>,
+) -> Result<&'a Flow, DropReason> {
+    let flow = blank(slot, workload);
+    match parse_into(skb.skb, l3 as u32, flow) {
         0 => Ok(flow),
         reason => Err(DropReason::from_u8((reason - 1) as u8).unwrap_or(DropReason::Malformed)),
     }
 }
+
+/// A zeroed flow of `workload` in `slot`, with one store per field:
+/// plain zero stores would be merged into a `memset` call, which the BPF
+/// target runs a byte at a time.
+#[inline(always)]
+fn blank(slot: &mut MaybeUninit<Flow>, workload: Workload) -> &mut Flow {
+    let flow = slot.as_mut_ptr();
+    // SAFETY: every field of the (8-byte aligned) flow is written before
+    // it is assumed initialized; the first 48 bytes are `src`, `dst`,
+    // `l4_offset` and `l3_end` (see the layout assertion below).
+    unsafe {
+        let words = flow.cast::<u64>();
+        for i in 0..6 {
+            write_volatile(words.add(i), 0);
+        }
+        addr_of_mut!((*flow).workload).write(workload);
+        write_volatile(addr_of_mut!((*flow).src_port), 0);
+        write_volatile(addr_of_mut!((*flow).dst_port), 0);
+        write_volatile(addr_of_mut!((*flow).family), 0);
+        write_volatile(addr_of_mut!((*flow).proto), 0);
+        write_volatile(addr_of_mut!((*flow).ip_options), false);
+        slot.assume_init_mut()
+    }
+}
+
+const _: () = assert!(core::mem::offset_of!(Flow, workload) == 48);
 
 /// Fills `flow` from the packet; 0, or the drop reason plus one. Out of
 /// line, and writing straight into the caller's flow, so that parsing
