@@ -12,11 +12,10 @@
 
 mod common;
 
-use std::{collections::HashSet, net::IpAddr, time::Duration};
+use std::{collections::HashSet, net::IpAddr};
 
-use common::*;
+use common::{rng::Rng, *};
 use openclaw_egress::{
-    clock,
     datapath::frames::{
         self,
         dns::{self, Record, TYPE_A},
@@ -24,26 +23,6 @@ use openclaw_egress::{
     policy::{Mode, Policy, PortSpec, Protocol, WildcardDepth},
 };
 use openclaw_egress_common::{AllowKey, DropReason};
-
-/// Fixed seed: reproducible runs.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len())]
-    }
-}
 
 fn fuzz_policy() -> Policy {
     let any = |port| PortSpec {
@@ -221,7 +200,7 @@ fn random_wire_name(rng: &mut Rng) -> Vec<u8> {
 #[test]
 fn query_filtering_agrees_with_the_userspace_matcher() {
     let policy = fuzz_policy();
-    let loaded = load(&policy, clock::monotonic_ns_after(Duration::from_secs(600)));
+    let loaded = load(&policy, in_ten_minutes());
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let (mut allowed, mut denied, mut malformed) = (0, 0, 0);
     for case in 0..3000 {

@@ -7,11 +7,8 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::{stream::*, *};
 use openclaw_egress::{
-    clock,
     datapath::{Hooks, frames, frames::tls::http_request},
     policy::{Mode, Policy},
 };
@@ -26,11 +23,7 @@ fn http_policy() -> Policy {
 }
 
 fn tc() -> Loaded {
-    load_with(
-        &http_policy(),
-        Hooks::INTERFACES,
-        clock::monotonic_ns_after(Duration::from_secs(600)),
-    )
+    load_with(&http_policy(), Hooks::INTERFACES, in_ten_minutes())
 }
 
 /// The request `head` on a fresh connection to port 80, cut at `cuts`.
@@ -179,11 +172,7 @@ fn only_the_ports_a_rule_marks_as_http_are_checked() {
     // Port 8080 is allowed but not marked as HTTP: not inspected.
     let mut policy = http_policy();
     policy.egress[0].ports.push(tcp(8080));
-    let loaded = load_with(
-        &policy,
-        Hooks::INTERFACES,
-        clock::monotonic_ns_after(Duration::from_secs(600)),
-    );
+    let loaded = load_with(&policy, Hooks::INTERFACES, in_ten_minutes());
     let other = http_request("evil.test", "/");
     assert_eq!(judge_on(&loaded, 1000, TRUSTED, 8080, &other, &[]), Ok(()));
     assert_eq!(
@@ -192,11 +181,7 @@ fn only_the_ports_a_rule_marks_as_http_are_checked() {
     );
     // And a rule may mark 8080 too.
     policy.egress[0].inspection.http_ports.push(8080);
-    let marked = load_with(
-        &policy,
-        Hooks::INTERFACES,
-        clock::monotonic_ns_after(Duration::from_secs(600)),
-    );
+    let marked = load_with(&policy, Hooks::INTERFACES, in_ten_minutes());
     assert_eq!(
         judge_on(&marked, 1002, TRUSTED, 8080, &other, &[]),
         Err(DropReason::HostDenied)
@@ -205,11 +190,7 @@ fn only_the_ports_a_rule_marks_as_http_are_checked() {
 
 #[test]
 fn the_cgroup_hook_checks_a_whole_request_too() {
-    let loaded = load_with(
-        &http_policy(),
-        Hooks::CGROUP,
-        clock::monotonic_ns_after(Duration::from_secs(600)),
-    );
+    let loaded = load_with(&http_policy(), Hooks::CGROUP, in_ten_minutes());
     let segment = |host: &str, port: u16| {
         frames::tcp_data(AGENT, port, TRUSTED, 80, &http_request(host, "/"))
     };

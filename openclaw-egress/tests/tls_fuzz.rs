@@ -14,34 +14,11 @@
 
 mod common;
 
-use std::time::Duration;
-
-use common::{stream::*, *};
+use common::{rng::Rng, stream::*, *};
 use openclaw_egress::{
-    clock,
     datapath::{Hooks, frames::tls::ClientHello, frames::tls::records},
     policy::{Mode, Policy, WildcardDepth},
 };
-
-/// Fixed seed: reproducible runs.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len())]
-    }
-}
 
 fn fuzz_policy() -> Policy {
     policy_with(
@@ -290,11 +267,7 @@ fn allowed_for_good(loaded: &Loaded, port: u16, stream: &[u8], cuts: &[usize]) -
 #[test]
 fn the_kernel_never_allows_what_the_twin_refuses() {
     let policy = fuzz_policy();
-    let loaded = load_with(
-        &policy,
-        Hooks::INTERFACES,
-        clock::monotonic_ns_after(Duration::from_secs(600)),
-    );
+    let loaded = load_with(&policy, Hooks::INTERFACES, in_ten_minutes());
     let mut rng = Rng(0x2545_f491_4f6c_dd1d);
     let (mut agreed_allowed, mut agreed_refused, mut mutated) = (0, 0, 0);
     // Source ports cycle; each case runs on a fresh flow of its own.

@@ -7,19 +7,14 @@
 
 mod common;
 
-use std::{net::IpAddr, time::Duration};
+use std::net::IpAddr;
 
 use common::{stream::*, *};
 use openclaw_egress::{
-    clock,
     datapath::{Hooks, frames, frames::tls::ClientHello},
     policy::{Ech, Mode, Policy, WildcardDepth},
 };
 use openclaw_egress_common::DropReason;
-
-fn in_ten_minutes() -> u64 {
-    clock::monotonic_ns_after(Duration::from_secs(600))
-}
 
 /// rule 0: api.trusted.test 443/tcp (TLS checked: the default), resolved
 /// to TRUSTED; rule 1: 198.51.100.0/24 5432/tcp.

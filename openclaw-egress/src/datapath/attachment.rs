@@ -64,6 +64,34 @@ struct Inner {
     next_token: u64,
 }
 
+impl Inner {
+    /// Records workload `workload`, attached by `links`, as `key`'s, with
+    /// one holder: `entry`, under `token`.
+    fn first_holder(
+        &mut self,
+        key: &str,
+        workload: u32,
+        links: Vec<Link>,
+        entry: u64,
+        token: u64,
+    ) -> Holder {
+        let holder = Holder {
+            workload,
+            entry,
+            token,
+        };
+        self.by_key.insert(
+            key.to_string(),
+            Attachment {
+                workload,
+                links,
+                holders: vec![holder],
+            },
+        );
+        holder
+    }
+}
+
 #[derive(Default)]
 pub struct Attachments {
     inner: Mutex<Inner>,
@@ -105,20 +133,7 @@ impl Attachments {
                 return Err(error);
             }
         };
-        let holder = Holder {
-            workload,
-            entry,
-            token,
-        };
-        inner.by_key.insert(
-            key.to_string(),
-            Attachment {
-                workload,
-                links,
-                holders: vec![holder],
-            },
-        );
-        Ok(holder)
+        Ok(inner.first_holder(key, workload, links, entry, token))
     }
 
     /// Takes over workload `workload`, attached by an earlier daemon (its
@@ -140,20 +155,8 @@ impl Attachments {
             .collect();
         let mut inner = self.inner.lock().expect("attachments lock");
         inner.next_token += 1;
-        let holder = Holder {
-            workload,
-            entry,
-            token: inner.next_token,
-        };
-        inner.by_key.insert(
-            key.to_string(),
-            Attachment {
-                workload,
-                links,
-                holders: vec![holder],
-            },
-        );
-        Ok(holder)
+        let token = inner.next_token;
+        Ok(inner.first_holder(key, workload, links, entry, token))
     }
 
     /// Lets go of `holder`. If it was in force and others remain, the

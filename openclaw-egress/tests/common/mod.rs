@@ -6,6 +6,7 @@
 
 #![allow(dead_code, reason = "each test file uses a different subset")]
 
+pub mod rng;
 pub mod stream;
 
 use std::{
@@ -144,10 +145,12 @@ pub fn load_on(
 }
 
 pub fn load_enforcing() -> Loaded {
-    load(
-        &policy(Mode::Enforce),
-        clock::monotonic_ns_after(Duration::from_secs(600)),
-    )
+    load(&policy(Mode::Enforce), in_ten_minutes())
+}
+
+/// An expiry far enough ahead for any test: rule 0's addresses stay allowed.
+pub fn in_ten_minutes() -> u64 {
+    clock::monotonic_ns_after(Duration::from_secs(600))
 }
 
 impl Loaded {
