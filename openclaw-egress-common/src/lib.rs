@@ -10,6 +10,7 @@ pub mod config;
 pub mod dns;
 pub mod event;
 pub mod maps;
+pub mod pod_gate;
 pub mod reason;
 pub mod workload;
 
@@ -20,6 +21,7 @@ pub use dns::{
 };
 pub use event::{DNS_NAME_MAX, Direction, DropEvent, Stage, Verdict};
 pub use maps::{AllowKey, AllowValue, CidrKey, CidrValue, FlowKey, inspect};
+pub use pod_gate::PodGate;
 pub use reason::DropReason;
 
 /// IP protocol numbers the datapath understands.
@@ -39,6 +41,7 @@ mod pod {
     // byte arrays, and have no implicit padding (checked by the `size_of`
     // assertions next to each, at compile time).
     unsafe impl aya::Pod for AllowKey {}
+    unsafe impl aya::Pod for PodGate {}
     unsafe impl aya::Pod for AllowValue {}
     unsafe impl aya::Pod for CidrKey {}
     unsafe impl aya::Pod for CidrValue {}

@@ -48,6 +48,11 @@ pub const ACTIVE: &str = "ACTIVE";
 pub const CGROUP_WORKLOADS: &str = "CGROUP_WORKLOADS";
 /// Ring buffer of `DropEvent`s, all workloads'.
 pub const EVENTS: &str = "EVENTS";
+/// The pod gate (see `pod_gate`): its state, its marks by cgroup id, and
+/// the packets it held (per-CPU).
+pub const POD_GATE: &str = "POD_GATE";
+pub const POD_GATE_MARKS: &str = "POD_GATE_MARKS";
+pub const POD_GATE_HELD: &str = "POD_GATE_HELD";
 /// The program arrays the per-workload stubs tail-call through.
 pub const EGRESS_PROGRAMS: &str = "EGRESS_PROGRAMS";
 pub const INGRESS_PROGRAMS: &str = "INGRESS_PROGRAMS";

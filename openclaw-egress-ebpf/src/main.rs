@@ -9,6 +9,8 @@
 //!   the policy does not allow fail at once with EPERM.
 //! - `tc_from_workload.rs`, `tc_to_workload.rs`: the same two jobs as TC
 //!   classifiers on the host side of a workload's veth.
+//! - `pod_gate.rs`: on the kubepods root cgroup, holds a new pod's packets
+//!   until its policy is in force.
 #![no_std]
 #![no_main]
 // A fetching atomic add in `scratch_guard`, written as BPF assembly.
@@ -38,6 +40,7 @@ mod http_request;
 mod inspection;
 mod map_types;
 mod maps;
+mod pod_gate;
 mod report;
 mod scratch_guard;
 mod server_name;

@@ -13,13 +13,14 @@ use aya_ebpf::{
     bindings::{BPF_F_INNER_MAP, BPF_F_MMAPABLE, BPF_F_NO_PREALLOC},
     btf_maps::{self, ArrayOfMaps, SkStorage},
     macros::{btf_map, map},
-    maps::{Array, PerCpuArray, ProgramArray, RingBuf},
+    maps::{Array, HashMap, PerCpuArray, ProgramArray, RingBuf},
 };
 use openclaw_egress_common::{
     Addr, AllowKey, AllowValue, CidrKey, CidrValue, DnsName, DnsNameRules, FlowKey, NameBudget,
-    PendingQuery, PolicyConfig, RulePorts,
+    PendingQuery, PodGate, PolicyConfig, RulePorts,
     dns::DnsStat,
     maps::EVENTS_BYTES,
+    pod_gate::POD_GATE_MARKS_MAX_ENTRIES,
     workload::{MAX_SLOTS, MAX_WORKLOADS, counters},
 };
 
@@ -121,6 +122,19 @@ pub static TC_TO_WORKLOAD_PROGRAMS: ProgramArray = ProgramArray::with_max_entrie
 
 #[map]
 pub static EVENTS: RingBuf = RingBuf::with_byte_size(EVENTS_BYTES, 0);
+
+/// The pod gate's state (see `pod_gate`), written by the daemon.
+#[map]
+pub static POD_GATE: Array<PodGate> = Array::with_max_entries(1, 0);
+
+/// The pod gate's marks (`GATE_PASS`, `GATE_DESCEND`), by cgroup id.
+#[map]
+pub static POD_GATE_MARKS: HashMap<u64, u8> =
+    HashMap::with_max_entries(POD_GATE_MARKS_MAX_ENTRIES, 0);
+
+/// Packets the pod gate held.
+#[map]
+pub static POD_GATE_HELD: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 
 /// Per-CPU work area for DNS names (too big for the 512-byte BPF stack).
 #[map]

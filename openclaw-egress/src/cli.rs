@@ -34,6 +34,13 @@ pub enum Command {
         /// `podLabels` selectors work: the DaemonSet mode.
         #[arg(long)]
         kubernetes: bool,
+        /// With --kubernetes: the cgroup directory the kubelet makes pod
+        /// cgroups in, for a kubelet with a custom cgroupRoot (by default
+        /// kubepods.slice or kubepods below the cgroup2 mount). A gate
+        /// attached there holds a selected pod's packets from its first
+        /// until its policy is in force.
+        #[arg(long, requires = "kubernetes")]
+        kubepods_cgroup: Option<PathBuf>,
         /// Apply every policy file in this directory and follow its changes
         /// (e.g. a mounted ConfigMap).
         #[arg(long)]

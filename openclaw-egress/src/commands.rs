@@ -31,6 +31,7 @@ async fn run_other(socket: &Path, command: Command) -> anyhow::Result<()> {
             log_format,
             dirs,
             kubernetes,
+            kubepods_cgroup,
             policy_dir,
             allow_host_cgroup,
         } => {
@@ -41,6 +42,7 @@ async fn run_other(socket: &Path, command: Command) -> anyhow::Result<()> {
                 state_dir: dirs.state_dir,
                 bpffs_dir: dirs.bpffs_dir,
                 kubernetes,
+                kubepods_cgroup,
                 policy_dir,
                 allow_host_cgroup,
             })

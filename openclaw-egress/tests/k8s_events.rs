@@ -65,9 +65,11 @@ fn k8s_events_each_step_of_the_story() {
             running(&tree, &CODING, CODING_LABELS),
             running(&tree, &RESEARCH, RESEARCH_LABELS),
             running(&tree, &WEB, WEB_LABELS),
+            running(&tree, &BATCH, BATCH_LABELS),
             running(&tree, &ETCD, ETCD_LABELS),
         ],
-        "only running pods of this node; not Pending, not node-b, not Succeeded"
+        "pods of this node that run or are about to (Pending with a cgroup: init \
+         containers); not node-b, not Succeeded"
     );
     assert_eq!(tracker.handle(watcher::Event::InitDone), []);
 
@@ -76,11 +78,7 @@ fn k8s_events_each_step_of_the_story() {
     // tracker.
     let mut next =
         || watcher_event(watch.next().expect("a watch event")).map(|event| tracker.handle(event));
-    assert_eq!(
-        next(),
-        Some(vec![running(&tree, &BATCH, BATCH_LABELS)]),
-        "Pending -> Running"
-    );
+    assert_eq!(next(), Some(vec![]), "Pending -> Running: already filtered");
     assert_eq!(next(), Some(vec![]), "a status-only update");
     assert_eq!(
         next(),
@@ -95,7 +93,11 @@ fn k8s_events_each_step_of_the_story() {
     assert_eq!(next(), Some(vec![gone(&WEB)]), "deleted");
     assert_eq!(next(), Some(vec![gone(&RESEARCH)]), "phase Failed");
     assert_eq!(next(), None, "the bookmark");
-    assert_eq!(next(), Some(vec![]), "a new pod, still Pending");
+    assert_eq!(
+        next(),
+        Some(vec![running(&tree, &NEW_CODING, CODING_LABELS)]),
+        "a new pod, still Pending, its cgroup made"
+    );
     assert_eq!(
         next(),
         Some(vec![]),
@@ -117,7 +119,7 @@ fn k8s_events_relist_reports_pods_deleted_while_the_watch_was_down() {
         [
             // Listed, but Failed now.
             gone(&RESEARCH),
-            running(&tree, &BATCH, BATCH_LABELS),
+            // (BATCH was filtered from the first list on.)
             running(&tree, &NEW_CODING, CODING_LABELS),
             // Not listed: Gone at InitDone only (in UID order), since a
             // pod further down the list is not gone.
@@ -138,9 +140,14 @@ fn k8s_events_a_running_pod_without_cgroup_waits_for_it() {
 
     let mut tracker = PodTracker::new(NODE, CgroupLayout::detect(tree.mount()));
     let events = feed(&mut tracker, list_events("pods-list.json"));
-    assert!(
-        !events.iter().any(|e| e.pod().uid == CODING.uid),
-        "no Running before the cgroup exists: {events:?}"
+    let coding: Vec<&WorkloadEvent> = events
+        .iter()
+        .filter(|e| e.pod().uid == CODING.uid)
+        .collect();
+    assert_eq!(
+        coding,
+        [&awaiting(&CODING, CODING_LABELS)],
+        "awaited, not Running, before the cgroup exists"
     );
     assert_eq!(tracker.missing_cgroups(), 1);
     assert_eq!(tracker.retry_missing_cgroups(), [], "still missing");
@@ -159,7 +166,7 @@ fn k8s_events_a_running_pod_without_cgroup_waits_for_it() {
     let coding = find_pod("pods-list.json", CODING.uid);
     assert_eq!(
         tracker.handle(watcher::Event::Apply(coding)),
-        [gone(&CODING)]
+        [gone(&CODING), awaiting(&CODING, CODING_LABELS)]
     );
     fs::create_dir(&coding_dir).unwrap();
     assert_eq!(
@@ -172,7 +179,11 @@ fn k8s_events_a_running_pod_without_cgroup_waits_for_it() {
     let coding = find_pod("pods-list.json", CODING.uid);
     tracker.handle(watcher::Event::Apply(coding.clone()));
     assert_eq!(tracker.missing_cgroups(), 1);
-    assert_eq!(tracker.handle(watcher::Event::Delete(coding)), []);
+    assert_eq!(
+        tracker.handle(watcher::Event::Delete(coding)),
+        [gone(&CODING)],
+        "an awaited pod is Gone too"
+    );
     assert_eq!(tracker.missing_cgroups(), 0);
 }
 
@@ -195,10 +206,10 @@ fn k8s_events_event_for_each_listed_pod() {
     assert_eq!(event(WEB.uid), Some(running(&tree, &WEB, WEB_LABELS)));
     assert_eq!(event(ETCD.uid), Some(running(&tree, &ETCD, ETCD_LABELS)));
 
+    // Pending with its cgroup: init containers may run.
+    assert_eq!(event(BATCH.uid), Some(running(&tree, &BATCH, BATCH_LABELS)));
     // Every pod below has a cgroup in the tree: only the reason given
     // keeps it out.
-    assert_eq!(event(BATCH.uid), None);
-    assert!(matches!(reason(BATCH.uid), NotRunning::Phase(Some(p)) if p == "Pending"));
     assert_eq!(event(OTHER_NODE.uid), None);
     assert!(matches!(reason(OTHER_NODE.uid), NotRunning::OtherNode(Some(n)) if n == "node-b"));
     assert_eq!(event(REPORT.uid), None);

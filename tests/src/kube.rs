@@ -101,6 +101,20 @@ pub fn running_pod(
     })
 }
 
+/// [`running_pod`], but Pending: bound to `node` by the scheduler, its
+/// containers not started yet (the kubelet has not made its cgroup).
+pub fn pending_pod(
+    namespace: &str,
+    name: &str,
+    uid: &str,
+    node: &str,
+    labels: &[(&str, &str)],
+) -> Value {
+    let mut pod = running_pod(namespace, name, uid, node, labels);
+    pod["status"]["phase"] = json!("Pending");
+    pod
+}
+
 /// A running fake API server; stopped (every connection closed) on drop.
 pub struct FakeKubeApi {
     addr: SocketAddr,

@@ -155,6 +155,14 @@ impl Daemon {
         if let Some(old) = old {
             self.retire(&old, true);
         }
+        // Pods it selects that are awaited: held from their first packet
+        // now; any whose cgroup is there already, enforced at once.
+        let found = self.update_gate();
+        if let Some(this) = self.this.upgrade() {
+            for running in found {
+                tokio::spawn(Arc::clone(&this).pod_event(running));
+            }
+        }
         tracing::info!(
             policy = %policy.name,
             source,

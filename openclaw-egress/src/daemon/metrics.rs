@@ -27,6 +27,8 @@ struct Families {
     refused: IntCounterVec,
     resolutions: IntCounterVec,
     memory: IntGaugeVec,
+    gate_held: IntCounterVec,
+    gate_armed: IntGaugeVec,
 }
 
 impl Families {
@@ -93,10 +95,20 @@ impl Families {
                 "Kernel memory of the policy's maps, over all its workloads.",
                 &["policy"],
             ),
+            gate_held: counter(
+                "openclaw_egress_pod_gate_held_packets_total",
+                "Packets of new pods held by the pod gate until their policy was in force (DaemonSet mode).",
+                &[],
+            ),
+            gate_armed: gauge(
+                "openclaw_egress_pod_gate_armed",
+                "1 while a selected pod is awaited and new pod cgroups are held until marked (DaemonSet mode).",
+                &[],
+            ),
         }
     }
 
-    fn collectors(&self) -> [&dyn Collector; 11] {
+    fn collectors(&self) -> [&dyn Collector; 13] {
         [
             &self.drops,
             &self.audited,
@@ -109,6 +121,8 @@ impl Families {
             &self.refused,
             &self.resolutions,
             &self.memory,
+            &self.gate_held,
+            &self.gate_armed,
         ]
     }
 }
@@ -230,6 +244,15 @@ impl Collector for DaemonCollector {
                 .with_label_values(&[name, "error"])
                 .inc_by(sum(|state| state.resolutions_failed));
         }
+        let gate = daemon.datapath.pod_gate();
+        families
+            .gate_held
+            .with_label_values::<&str>(&[])
+            .inc_by(gate.held_packets());
+        families
+            .gate_armed
+            .with_label_values::<&str>(&[])
+            .set(i64::from(gate.is_armed()));
         families
             .collectors()
             .iter()

@@ -18,6 +18,7 @@ mod learned;
 mod metrics;
 mod names;
 mod peer;
+mod pod_start;
 mod pods;
 mod policy_dir;
 mod restore;
@@ -69,6 +70,9 @@ pub struct DaemonConfig {
     pub kubernetes: bool,
     /// Apply the policy files of this directory, following its changes.
     pub policy_dir: Option<PathBuf>,
+    /// Where the kubelet makes pod cgroups, when not where its cgroup
+    /// driver puts them by default (`kubepods.slice`, `kubepods`).
+    pub kubepods_cgroup: Option<PathBuf>,
     /// Let policies select the cgroup2 root, the daemon's own cgroup or its
     /// ancestors (refused otherwise: they hold the host).
     pub allow_host_cgroup: bool,
@@ -94,6 +98,9 @@ pub struct Daemon {
     /// Signalled by `uninstall`: the daemon exits once it is done.
     exit: Notify,
     pods: pods::Pods,
+    pod_start: Mutex<pod_start::PodStart>,
+    /// Itself, for the tasks an apply starts.
+    this: std::sync::Weak<Daemon>,
 }
 
 impl Daemon {
@@ -123,6 +130,8 @@ impl Daemon {
                 slot_names: SlotNames::default(),
                 exit: Notify::new(),
                 pods: RwLock::new(None),
+                pod_start: Mutex::default(),
+                this: daemon.clone(),
             }
         })
     }
@@ -158,6 +167,7 @@ impl Daemon {
         }
         self.retire(&active, true);
         drop(active);
+        self.update_gate();
         heap::give_back_freed();
         tracing::info!(policy = name, "policy removed");
         Ok(())
@@ -273,8 +283,9 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
         // refused as if pods were not followed.
         *daemon.pods.write().expect("pods lock") = Some(BTreeMap::new());
         let daemon = Arc::clone(&daemon);
+        let kubepods = config.kubepods_cgroup.clone();
         tokio::spawn(async move {
-            if let Err(error) = daemon.watch_pods().await {
+            if let Err(error) = daemon.watch_pods(kubepods).await {
                 tracing::error!("the pod watcher stopped: {error:#}");
             }
         });

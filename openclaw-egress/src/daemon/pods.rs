@@ -27,7 +27,7 @@ use crate::{
     cgroup,
     datapath::encode,
     error_text::full_message,
-    k8s::{self, CgroupLayout, PodWatcher, WorkloadEvent},
+    k8s::{self, CgroupLayout, DirEvent, KubepodsWatch, PodWatcher, WorkloadEvent},
     pod_network::{self, PodNetwork, PodNetworkError},
     policy::Policy,
 };
@@ -85,6 +85,14 @@ pub fn selected(pods: &Pods, policy: &Policy) -> Option<Vec<Workload>> {
     )
 }
 
+/// The next events of the kubepods watch; never, without one.
+async fn next_dirs(watch: Option<&mut KubepodsWatch>) -> std::io::Result<Vec<DirEvent>> {
+    match watch {
+        Some(watch) => watch.next().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// The network of the pod in `cgroup`, looked up off the async threads (it
 /// reads /proc and runs a thread in the pod's namespace).
 async fn network_of(cgroup: PathBuf) -> Result<PodNetwork, PodNetworkError> {
@@ -98,26 +106,76 @@ async fn network_of(cgroup: PathBuf) -> Result<PodNetwork, PodNetworkError> {
 }
 
 impl Daemon {
-    /// Follows this node's pods until the daemon stops.
-    pub async fn watch_pods(self: Arc<Self>) -> anyhow::Result<()> {
+    /// Follows this node's pods until the daemon stops. `kubepods` is where
+    /// the kubelet makes pod cgroups, when it is not where its cgroup driver
+    /// puts them by default (a custom cgroupRoot).
+    pub async fn watch_pods(self: Arc<Self>, kubepods: Option<PathBuf>) -> anyhow::Result<()> {
         let node = k8s::node_name_from_env()?;
         let client = k8s::default_client().await?;
-        let layout = CgroupLayout::detect(&cgroup::cgroup2_mount()?);
+        let mount = cgroup::cgroup2_mount()?;
+        let layout = match &kubepods {
+            // Pods are found by searching below the given root.
+            Some(root) => CgroupLayout::searching(root),
+            None => CgroupLayout::detect(&mount),
+        };
+        let mut gate = match kubepods.clone().or_else(|| layout.kubepods_root()) {
+            Some(root) => match self.start_pod_gate(&mount, &root) {
+                Ok(watch) => Some(watch),
+                Err(error) => {
+                    tracing::error!(
+                        "no pod gate: a selected pod is enforced only from the moment the daemon \
+                         attaches its policy, not from its first packet: {}",
+                        full_message(&error)
+                    );
+                    None
+                }
+            },
+            None => {
+                tracing::warn!(
+                    "no kubepods cgroup found (kubepods.slice or kubepods below {}): a selected \
+                     pod is enforced from the moment the daemon attaches its policy, not from its \
+                     first packet; give --kubepods-cgroup for a kubelet with a custom cgroupRoot",
+                    mount.display()
+                );
+                None
+            }
+        };
         tracing::info!(node, driver = ?layout.driver(), "watching this node's pods");
         let mut events = Box::pin(PodWatcher::new(client, node, layout).events());
-        while let Some(event) = events.next().await {
-            match event {
-                Ok(event) => Arc::clone(&self).pod_event(event).await,
-                Err(error) => tracing::warn!("pod watch: {}", full_message(&error)),
+        loop {
+            tokio::select! {
+                event = events.next() => match event {
+                    Some(Ok(event)) => Arc::clone(&self).pod_event(event).await,
+                    Some(Err(error)) => tracing::warn!("pod watch: {}", full_message(&error)),
+                    None => return Ok(()),
+                },
+                dirs = next_dirs(gate.as_mut()) => match dirs {
+                    Ok(dirs) => {
+                        let watch = gate.as_mut().expect("only polled with a watch");
+                        for dir in dirs {
+                            self.cgroup_dir_event(dir, watch).await;
+                        }
+                    }
+                    Err(error) => {
+                        tracing::error!(
+                            "the kubepods watch failed ({error}); new pods are enforced from when \
+                             the pod watch reports them"
+                        );
+                        gate = None;
+                    }
+                },
             }
         }
-        Ok(())
     }
 
     /// Records the pod's new state and attaches or detaches instances so
     /// that exactly the policies selecting it enforce it.
     pub async fn pod_event(self: Arc<Self>, event: WorkloadEvent) {
         let pod = match event {
+            WorkloadEvent::Awaiting { pod, labels } => {
+                self.pod_awaited(pod, labels).await;
+                return;
+            }
             WorkloadEvent::Running {
                 pod,
                 labels,
@@ -169,7 +227,14 @@ impl Daemon {
                 Err(_) => pods.remove(&uid),
             };
         }
-        self.reconcile_pod(&uid, pod.ok().as_ref()).await;
+        let in_force = self.reconcile_pod(&uid, pod.as_ref().ok()).await;
+        if let Ok(pod) = &pod
+            && in_force
+        {
+            self.pod_started(&pod.cgroup);
+        }
+        // Only now: the gate holds the pod until its policy is in force.
+        self.pod_no_longer_awaited(&uid);
     }
 
     /// Looks for the network of a pod that had no process yet, until it is
@@ -211,8 +276,9 @@ impl Daemon {
 
     /// Makes the instances of pod `uid` match what the policies say of it
     /// (`pod` is its state, `None` once it is gone). Called with the apply
-    /// lock held.
-    async fn reconcile_pod(&self, uid: &str, pod: Option<&Pod>) {
+    /// lock held. `false` if an instance could not be attached.
+    async fn reconcile_pod(&self, uid: &str, pod: Option<&Pod>) -> bool {
+        let mut in_force = true;
         let policies: Vec<Arc<ActivePolicy>> = self
             .policies
             .read()
@@ -240,6 +306,7 @@ impl Daemon {
                     continue;
                 }
                 if let Err(error) = self.add_instance(&active, &workload) {
+                    in_force = false;
                     tracing::error!(
                         policy = %active.policy.name,
                         workload = %workload,
@@ -249,6 +316,7 @@ impl Daemon {
                 }
             }
         }
+        in_force
     }
 
     /// Builds and attaches an instance of an applied policy for one more

@@ -14,6 +14,7 @@ pub mod encode;
 pub mod frames;
 mod numbers;
 mod pins;
+pub mod pod_gate;
 mod shared;
 mod slot;
 mod stub;

@@ -34,6 +34,7 @@ use super::{
     map_error,
     numbers::Numbers,
     pins,
+    pod_gate::PodGate,
     slot::{Kind, SlotMaps},
     stub::{Entry, WORKLOAD_CB_OFFSET},
 };
@@ -57,7 +58,12 @@ struct Programs {
     entries: Vec<(Entry, OwnedFd)>,
     /// The `connect()`/`sendmsg()` programs, attached to each cgroup.
     sock_addr: Vec<(u32, OwnedFd)>,
+    /// The pod gate (attached to the kubepods root in DaemonSet mode).
+    pod_gate: OwnedFd,
 }
+
+/// The pod gate's program name.
+const POD_GATE_PROGRAM: &str = "pod_gate";
 
 pub struct Datapath {
     programs: Programs,
@@ -72,14 +78,18 @@ pub struct Datapath {
     pin_dir: Option<PathBuf>,
     numbers: Mutex<Numbers>,
     attachments: Attachments,
+    pod_gate: PodGate,
 }
 
 /// The maps userspace holds, by name.
-const SHARED_MAPS: [&str; 8] = [
+const SHARED_MAPS: [&str; 11] = [
     names::CONFIGS,
     names::ACTIVE,
     names::CGROUP_WORKLOADS,
     names::EVENTS,
+    names::POD_GATE,
+    names::POD_GATE_MARKS,
+    names::POD_GATE_HELD,
     names::EGRESS_PROGRAMS,
     names::INGRESS_PROGRAMS,
     names::TC_FROM_WORKLOAD_PROGRAMS,
@@ -141,6 +151,14 @@ impl Datapath {
                 .map_err(|source| DatapathError::Program { name, source })?;
             sock_addr.push((attach_type, program_fd(ebpf.program(name), name)?));
         }
+        let pod_gate = {
+            let program: &mut CgroupSkb = program(&mut ebpf, POD_GATE_PROGRAM)?;
+            program.load().map_err(|source| DatapathError::Program {
+                name: POD_GATE_PROGRAM,
+                source,
+            })?;
+            program_fd(ebpf.program(POD_GATE_PROGRAM), POD_GATE_PROGRAM)?
+        };
         let mut maps = BTreeMap::new();
         for name in SHARED_MAPS
             .into_iter()
@@ -176,9 +194,15 @@ impl Datapath {
             for ((name, _), (_, fd)) in SOCK_ADDR_PROGRAMS.iter().zip(&sock_addr) {
                 pins::pin_program(dir, name, fd.as_fd())?;
             }
+            pins::pin_program(dir, POD_GATE_PROGRAM, pod_gate.as_fd())?;
         }
         let numbers = Numbers::fresh(pin_dir)?;
-        Self::assemble(Programs { entries, sock_addr }, maps, pin_dir, numbers)
+        let programs = Programs {
+            entries,
+            sock_addr,
+            pod_gate,
+        };
+        Self::assemble(programs, maps, pin_dir, numbers)
     }
 
     fn adopt(dir: &Path) -> Result<Self> {
@@ -208,8 +232,13 @@ impl Datapath {
             name: names::COUNTERS,
         })?;
         let numbers = Numbers::adopted(dir, counters.fd().as_fd(), &active)?;
+        let pod_gate = pins::open_program(dir, POD_GATE_PROGRAM)?;
         Self::assemble_with(
-            Programs { entries, sock_addr },
+            Programs {
+                entries,
+                sock_addr,
+                pod_gate,
+            },
             maps,
             Some(dir),
             numbers,
@@ -256,6 +285,18 @@ impl Datapath {
         for kind in Kind::ALL {
             outer.push((kind, take(&mut maps, kind.outer_name())?));
         }
+        let pod_gate = PodGate::new(
+            programs
+                .pod_gate
+                .try_clone()
+                .map_err(|source| DatapathError::Create {
+                    name: POD_GATE_PROGRAM,
+                    source,
+                })?,
+            take(&mut maps, names::POD_GATE)?,
+            take(&mut maps, names::POD_GATE_MARKS)?,
+            take(&mut maps, names::POD_GATE_HELD)?,
+        )?;
         Ok(Self {
             programs,
             outer,
@@ -267,11 +308,17 @@ impl Datapath {
             pin_dir: pin_dir.map(Path::to_path_buf),
             numbers: Mutex::new(numbers),
             attachments: Attachments::default(),
+            pod_gate,
         })
     }
 
     pub fn pin_dir(&self) -> Option<&Path> {
         self.pin_dir.as_deref()
+    }
+
+    /// The pod gate (DaemonSet mode; see `pod_gate`).
+    pub fn pod_gate(&self) -> &PodGate {
+        &self.pod_gate
     }
 
     /// Hands the event ring buffer (every workload's drops) to its reader,
@@ -550,6 +597,8 @@ fn map_data(map: Map, name: &'static str) -> Result<MapData> {
         Map::Array(data)
         | Map::ArrayOfMaps(data)
         | Map::CgroupStorage(data)
+        | Map::HashMap(data)
+        | Map::PerCpuArray(data)
         | Map::ProgramArray(data)
         | Map::RingBuf(data) => Ok(data),
         _ => Err(DatapathError::Missing { kind: "map", name }),

@@ -221,6 +221,17 @@ impl CgroupLayout {
         }
     }
 
+    /// The directory the kubelet makes pod cgroups in (its QoS-class
+    /// directories included), when the driver is known.
+    pub fn kubepods_root(&self) -> Option<PathBuf> {
+        self.driver().map(|driver| {
+            self.mount.join(match driver {
+                CgroupDriver::Systemd => "kubepods.slice",
+                CgroupDriver::Cgroupfs => "kubepods",
+            })
+        })
+    }
+
     /// The absolute path of the existing cgroup directory of the pod with
     /// `uid`. `qos` is the pod's `status.qosClass`; when it is unknown (a
     /// status written before the kubelet filled it in) every class is

@@ -7,6 +7,8 @@
 //!   in, events out), tested with recorded API responses;
 //! - [`cgroup_path`]: a pod's cgroup directory for either kubelet cgroup
 //!   driver, detected from the cgroup tree;
+//! - [`kubepods`]: the pod cgroups the kubelet makes, as it makes them
+//!   (inotify), so a pod's policy is in force before its first container;
 //! - [`selector`]: `podLabels` matching;
 //! - [`policy_dir`]: policies from a mounted ConfigMap.
 //!
@@ -15,6 +17,7 @@
 //! when labels stop matching) it is detached.
 
 pub mod cgroup_path;
+pub mod kubepods;
 pub mod policy_dir;
 pub mod selector;
 pub mod tracker;
@@ -22,6 +25,7 @@ pub mod watcher;
 pub mod workload;
 
 pub use cgroup_path::{CgroupDriver, CgroupLayout, PodCgroupError, QosClass};
+pub use kubepods::{DirEvent, KubepodsWatch, is_qos_dir, pod_uid_of_dir};
 pub use policy_dir::{
     DEFAULT_POLICY_DIR, PolicyChange, PolicyDir, PolicyDirError, PolicyFileError,
 };

@@ -15,7 +15,7 @@ use kube::runtime::watcher;
 
 use super::{
     cgroup_path::CgroupLayout,
-    workload::{NotRunning, RunningPod, WorkloadEvent, pod_ref, running_pod},
+    workload::{NotRunning, PodRef, RunningPod, WorkloadEvent, pod_ref, running_pod},
 };
 
 /// The pods of one node as last reported, keyed by UID.
@@ -24,13 +24,16 @@ pub struct PodTracker {
     node: String,
     cgroups: CgroupLayout,
     running: BTreeMap<String, RunningPod>,
-    /// Running on this node, but the cgroup was not found. The kubelet
-    /// creates the pod cgroup before the first container, so this is rare
-    /// (a lookup racing a pod sandbox being recreated, a transient read
-    /// error); the API server will not send the pod again while it keeps
-    /// running, so it is kept here and looked up again by
-    /// [`PodTracker::retry_missing_cgroups`].
+    /// Bound to this node, but the cgroup was not found: a pod the kubelet
+    /// is about to start (it creates the pod cgroup before the first
+    /// container), or, rarely, a lookup racing a pod sandbox being
+    /// recreated. The API server may not send the pod again for a while,
+    /// so it is kept here and looked up again by
+    /// [`PodTracker::retry_missing_cgroups`] (the daemon also watches the
+    /// cgroup tree, and is faster).
     missing_cgroup: BTreeMap<String, Pod>,
+    /// The pods reported `Awaiting` (with the labels reported), by UID.
+    awaiting: BTreeMap<String, (PodRef, BTreeMap<String, String>)>,
     /// Between `Init` and `InitDone` (a (re)list): the UIDs listed so far.
     relisted: Option<BTreeSet<String>>,
 }
@@ -42,6 +45,7 @@ impl PodTracker {
             cgroups,
             running: BTreeMap::new(),
             missing_cgroup: BTreeMap::new(),
+            awaiting: BTreeMap::new(),
             relisted: None,
         }
     }
@@ -84,6 +88,7 @@ impl PodTracker {
                 let gone: Vec<String> = self
                     .running
                     .keys()
+                    .chain(self.awaiting.keys())
                     .filter(|uid| !relisted.contains(*uid))
                     .cloned()
                     .collect();
@@ -100,7 +105,8 @@ impl PodTracker {
     }
 
     /// Looks up the cgroups that were missing again; `Running` for each one
-    /// found now.
+    /// found now. (A pod without one stays `Awaiting`: nothing is reported
+    /// again for it.)
     pub fn retry_missing_cgroups(&mut self) -> Vec<WorkloadEvent> {
         let waiting = std::mem::take(&mut self.missing_cgroup);
         waiting
@@ -122,29 +128,47 @@ impl PodTracker {
         match running_pod(&pod, &self.node, &self.cgroups) {
             Ok(running) => {
                 self.missing_cgroup.remove(&uid);
+                self.awaiting.remove(&uid);
                 if self.running.get(&uid) == Some(&running) {
                     return Vec::new();
                 }
                 self.running.insert(uid, running.clone());
                 vec![running.into()]
             }
-            Err(not_running) => {
-                let gone = self.forget(&uid);
-                if let NotRunning::Cgroup(error) = &not_running {
-                    tracing::debug!(pod = %pod_ref, %error, "running pod without a cgroup (yet)");
-                    self.missing_cgroup.insert(uid, pod);
+            Err(NotRunning::Cgroup(error)) => {
+                tracing::debug!(pod = %pod_ref, %error, "pod without a cgroup (yet)");
+                // A cgroup that vanished under a running pod: Gone first (a
+                // recreated one needs a new attach), then Awaiting.
+                let mut events: Vec<WorkloadEvent> = self
+                    .running
+                    .remove(&uid)
+                    .map(|running| WorkloadEvent::Gone { pod: running.pod })
+                    .into_iter()
+                    .collect();
+                let labels = pod.metadata.labels.clone().unwrap_or_default();
+                if self.awaiting.get(&uid).map(|(_, reported)| reported) != Some(&labels) {
+                    self.awaiting
+                        .insert(uid.clone(), (pod_ref.clone(), labels.clone()));
+                    events.push(WorkloadEvent::Awaiting {
+                        pod: pod_ref,
+                        labels,
+                    });
                 }
-                gone.into_iter().collect()
+                self.missing_cgroup.insert(uid, pod);
+                events
             }
+            Err(_) => self.forget(&uid).into_iter().collect(),
         }
     }
 
     /// Drops everything known about the pod; `Gone` if it was reported
-    /// running.
+    /// running or awaiting.
     fn forget(&mut self, uid: &str) -> Option<WorkloadEvent> {
         self.missing_cgroup.remove(uid);
-        self.running
-            .remove(uid)
-            .map(|running| WorkloadEvent::Gone { pod: running.pod })
+        let awaited = self.awaiting.remove(uid);
+        match self.running.remove(uid) {
+            Some(running) => Some(WorkloadEvent::Gone { pod: running.pod }),
+            None => awaited.map(|(pod, _)| WorkloadEvent::Gone { pod }),
+        }
     }
 }

@@ -42,15 +42,26 @@ pub enum WorkloadEvent {
         labels: BTreeMap<String, String>,
         cgroup: PathBuf,
     },
-    /// A pod reported `Running` before has stopped, was deleted, or lost its
-    /// cgroup. Only sent for pods that were reported `Running`.
+    /// The pod is bound to this node and its containers will run (or run),
+    /// but its cgroup is not there yet: the kubelet creates it in a moment.
+    /// The daemon holds the pod's first packets until its policy is in
+    /// force (see `openclaw_egress_common::pod_gate`). Sent once per change
+    /// of labels, and followed by `Running` or `Gone`.
+    Awaiting {
+        pod: PodRef,
+        labels: BTreeMap<String, String>,
+    },
+    /// A pod reported `Running` or `Awaiting` before has stopped, was
+    /// deleted, or lost its cgroup. Only sent for pods that were reported.
     Gone { pod: PodRef },
 }
 
 impl WorkloadEvent {
     pub fn pod(&self) -> &PodRef {
         match self {
-            WorkloadEvent::Running { pod, .. } | WorkloadEvent::Gone { pod } => pod,
+            WorkloadEvent::Running { pod, .. }
+            | WorkloadEvent::Awaiting { pod, .. }
+            | WorkloadEvent::Gone { pod } => pod,
         }
     }
 }
@@ -85,18 +96,19 @@ pub enum NotRunning {
     /// wrong node.
     #[error("the pod is scheduled on {}, not this node", .0.as_deref().unwrap_or("no node yet"))]
     OtherNode(Option<String>),
-    /// Pending pods have no containers running yet (and maybe no cgroup);
-    /// Succeeded and Failed pods have none any more. A pod being deleted
-    /// (`deletionTimestamp` set) is still Running and still filtered until
-    /// its containers have stopped: its processes can still send.
+    /// Succeeded and Failed pods have no containers any more. Pending pods
+    /// do count: their init containers run while the phase is Pending. A pod
+    /// being deleted (`deletionTimestamp` set) is still Running and still
+    /// filtered until its containers have stopped: its processes can still
+    /// send.
     #[error("the pod's phase is {}", .0.as_deref().unwrap_or("not set"))]
     Phase(Option<String>),
     #[error(transparent)]
     Cgroup(PodCgroupError),
 }
 
-/// The pod as a workload to filter, if it is running on `node` and its
-/// cgroup exists, or why not.
+/// The pod as a workload to filter, if it is bound to `node`, not finished,
+/// and its cgroup exists, or why not.
 pub fn running_pod(
     pod: &Pod,
     node: &str,
@@ -109,7 +121,9 @@ pub fn running_pod(
     }
     let status = pod.status.as_ref();
     let phase = status.and_then(|status| status.phase.as_deref());
-    if phase != Some("Running") {
+    // A pod bound to a node is Pending (even with no status yet, as the
+    // scheduler leaves it) until its containers have started.
+    if !matches!(phase, Some("Pending" | "Running") | None) {
         return Err(NotRunning::Phase(phase.map(str::to_owned)));
     }
     let qos = status

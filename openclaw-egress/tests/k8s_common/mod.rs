@@ -232,6 +232,13 @@ pub fn running(tree: &CgroupTree, pod: &FixturePod, pod_labels: &[(&str, &str)])
     }
 }
 
+pub fn awaiting(pod: &FixturePod, pod_labels: &[(&str, &str)]) -> WorkloadEvent {
+    WorkloadEvent::Awaiting {
+        pod: pod.pod_ref(),
+        labels: labels(pod_labels),
+    }
+}
+
 pub fn gone(pod: &FixturePod) -> WorkloadEvent {
     WorkloadEvent::Gone { pod: pod.pod_ref() }
 }
@@ -240,18 +247,20 @@ pub fn gone(pod: &FixturePod) -> WorkloadEvent {
 /// after the watch expired.
 pub fn expected_story(tree: &CgroupTree) -> Vec<WorkloadEvent> {
     vec![
-        // The list.
+        // The list. BATCH is Pending, but its cgroup exists: its init
+        // containers may run.
         running(tree, &CODING, CODING_LABELS),
         running(tree, &RESEARCH, RESEARCH_LABELS),
         running(tree, &WEB, WEB_LABELS),
-        running(tree, &ETCD, ETCD_LABELS),
-        // The watch.
         running(tree, &BATCH, BATCH_LABELS),
+        running(tree, &ETCD, ETCD_LABELS),
+        // The watch (BATCH turning Running changes nothing).
         running(tree, &CODING, CODING_LABELS_RELABELLED),
         gone(&WEB),
         gone(&RESEARCH),
-        // The relist: the new pod runs; CODING was deleted meanwhile.
+        // The new pod, Pending, with its cgroup already made.
         running(tree, &NEW_CODING, CODING_LABELS),
+        // The relist: CODING was deleted meanwhile.
         gone(&CODING),
     ]
 }

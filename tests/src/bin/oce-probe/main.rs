@@ -16,6 +16,7 @@ mod connect_rate;
 mod dns;
 mod dns_wire;
 mod hold;
+mod knock;
 mod net;
 mod packet;
 mod resolve_connect;
@@ -138,6 +139,19 @@ enum Probe {
         #[arg(long, default_value_t = 2000)]
         timeout_ms: u64,
     },
+    /// From the first instant, a UDP datagram to UDP and a TCP connection
+    /// attempt to TCP, over and over for SECONDS; reports how many got out
+    /// as JSON of its own (a container that talks the moment it starts).
+    Knock {
+        udp: SocketAddr,
+        tcp: SocketAddr,
+        #[arg(long)]
+        seconds: f64,
+        /// First make this cgroup and move into it (a kubelet's mkdir and
+        /// a container's start, microseconds apart).
+        #[arg(long)]
+        new_cgroup: Option<std::path::PathBuf>,
+    },
     /// Print this process's cgroup (the harness's self-test).
     #[command(hide = true)]
     Cgroup,
@@ -243,6 +257,20 @@ fn main() {
                 Duration::from_millis(timeout_ms),
             );
             return print_json(&report);
+        }
+        Probe::Knock {
+            udp,
+            tcp,
+            seconds,
+            new_cgroup,
+        } => {
+            if !(seconds.is_finite() && seconds > 0.0) {
+                usage_error(&format!("bad --seconds {seconds}"));
+            }
+            if let Some(dir) = new_cgroup {
+                knock::enter_new_cgroup(&dir);
+            }
+            return print_json(&knock::run(udp, tcp, Duration::from_secs_f64(seconds)));
         }
         Probe::Tcp {
             target,
