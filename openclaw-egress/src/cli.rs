@@ -41,6 +41,10 @@ pub enum Command {
         /// until its policy is in force.
         #[arg(long, requires = "kubernetes")]
         kubepods_cgroup: Option<PathBuf>,
+        /// With --kubernetes: how often each EgressPolicy's status (this
+        /// node's entry: pods attached, drops) is written again.
+        #[arg(long, default_value = "30s", value_parser = humantime::parse_duration, requires = "kubernetes")]
+        status_interval: std::time::Duration,
         /// Apply every policy file in this directory and follow its changes
         /// (e.g. a mounted ConfigMap).
         #[arg(long)]
@@ -63,6 +67,9 @@ pub enum Command {
     },
     /// Remove an applied policy (its workload is no longer filtered).
     Remove { name: String },
+    /// Print the EgressPolicy CustomResourceDefinition (YAML), e.g. for
+    /// `kubectl apply -f -`: policy files are EgressPolicy objects.
+    Crd,
     /// Show applied policies, counters and resolved names.
     Status {
         #[arg(long)]

@@ -32,6 +32,7 @@ async fn run_other(socket: &Path, command: Command) -> anyhow::Result<()> {
             dirs,
             kubernetes,
             kubepods_cgroup,
+            status_interval,
             policy_dir,
             allow_host_cgroup,
         } => {
@@ -43,6 +44,7 @@ async fn run_other(socket: &Path, command: Command) -> anyhow::Result<()> {
                 bpffs_dir: dirs.bpffs_dir,
                 kubernetes,
                 kubepods_cgroup,
+                status_interval,
                 policy_dir,
                 allow_host_cgroup,
             })
@@ -52,6 +54,14 @@ async fn run_other(socket: &Path, command: Command) -> anyhow::Result<()> {
         Command::Exec { .. } => unreachable!("handled by run"),
         Command::Apply { file } => apply(socket, &file).await,
         Command::Validate { files } => validate(&files),
+        Command::Crd => {
+            use kube::CustomResourceExt as _;
+            print!(
+                "{}",
+                serde_yaml::to_string(&crate::k8s::EgressPolicy::crd())?
+            );
+            Ok(())
+        }
         Command::Remove { name } => match call(socket, &Request::Remove { name }).await? {
             Response::Removed { name } => {
                 println!("policy {name} removed");

@@ -182,6 +182,7 @@ fn k8s_manifests_every_document_is_its_kubernetes_type() {
         kinds,
         BTreeMap::from([
             ("configmap-policies.yaml", vec!["ConfigMap"]),
+            ("crd.yaml", vec!["CustomResourceDefinition"]),
             ("daemonset.yaml", vec!["DaemonSet"]),
             ("namespace.yaml", vec!["Namespace"]),
             ("rbac.yaml", vec!["ClusterRole", "ClusterRoleBinding"]),
@@ -229,25 +230,49 @@ fn k8s_manifests_kustomization_lists_every_manifest() {
 }
 
 #[test]
-fn k8s_manifests_rbac_reads_pods_and_nothing_else() {
+fn k8s_manifests_rbac_reads_pods_and_policies_and_writes_status_only() {
     let manifests = load();
     let role = the(&manifests.cluster_roles, "ClusterRole");
     assert!(
         role.aggregation_rule.is_none(),
         "aggregation could add rules"
     );
-    let rules = role.rules.as_ref().unwrap();
-    let rule = the(rules, "rule");
+    let rules: Vec<(Vec<String>, Vec<String>, BTreeSet<&str>)> = role
+        .rules
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|rule| {
+            assert!(rule.resource_names.is_none());
+            assert!(rule.non_resource_urls.is_none());
+            (
+                rule.api_groups.clone().unwrap_or_default(),
+                rule.resources.clone().unwrap_or_default(),
+                rule.verbs.iter().map(String::as_str).collect(),
+            )
+        })
+        .collect();
+    let strings = |items: &[&str]| items.iter().map(|s| s.to_string()).collect::<Vec<_>>();
     assert_eq!(
-        rule.api_groups.as_deref(),
-        Some(&[String::new()][..]),
-        "core group only"
+        rules,
+        [
+            (
+                strings(&[""]),
+                strings(&["pods"]),
+                BTreeSet::from(["get", "list", "watch"])
+            ),
+            (
+                strings(&["openclaw.io"]),
+                strings(&["egresspolicies"]),
+                BTreeSet::from(["get", "list", "watch"])
+            ),
+            (
+                strings(&["openclaw.io"]),
+                strings(&["egresspolicies/status"]),
+                BTreeSet::from(["patch"])
+            ),
+        ]
     );
-    assert_eq!(rule.resources.as_deref(), Some(&["pods".to_owned()][..]));
-    let verbs: BTreeSet<&str> = rule.verbs.iter().map(String::as_str).collect();
-    assert_eq!(verbs, BTreeSet::from(["get", "list", "watch"]));
-    assert!(rule.resource_names.is_none());
-    assert!(rule.non_resource_urls.is_none());
 
     // Nothing anywhere in the RBAC file grants more: no wildcard, no
     // secrets, no write verb, no subresource.
@@ -260,7 +285,6 @@ fn k8s_manifests_rbac_reads_pods_and_nothing_else() {
             "configmaps",
             "create",
             "update",
-            "patch",
             "delete",
             "pods/",
         ] {
@@ -535,5 +559,58 @@ fn k8s_manifests_policies_parse_and_select_pods() {
             names.insert(policy.name.clone()),
             "{key}: policy name used twice"
         );
+    }
+}
+
+#[test]
+fn k8s_manifests_crd_is_generated_from_the_types() {
+    use kube::CustomResourceExt as _;
+    let path = deploy_dir().join("crd.yaml");
+    let doc = the(&yaml_documents(&path), "CRD document").clone();
+    let generated = serde_json::to_value(openclaw_egress::k8s::EgressPolicy::crd()).unwrap();
+    assert_eq!(
+        doc, generated,
+        "deploy/crd.yaml is stale: run `openclaw-egress crd > deploy/crd.yaml` (keep the comment)"
+    );
+    // A status subresource (the daemons write status only), printer
+    // columns, cluster scope (podLabels select pods in any namespace).
+    let crd: CustomResourceDefinition = serde_json::from_value(doc).unwrap();
+    assert_eq!(crd.spec.scope, "Cluster");
+    let version = the(&crd.spec.versions, "version");
+    assert!(version.subresources.as_ref().unwrap().status.is_some());
+    let columns: Vec<&str> = version
+        .additional_printer_columns
+        .iter()
+        .flatten()
+        .map(|c| c.name.as_str())
+        .collect();
+    assert_eq!(columns, ["Mode", "Ready", "Pods", "Drops", "Error", "Age"]);
+}
+
+#[test]
+fn k8s_manifests_policy_files_are_egress_policy_objects() {
+    // Every example policy and every policy of the ConfigMap is an object
+    // the CRD admits, and means the same once it comes back from the API.
+    let manifests = load();
+    let mut documents: Vec<(String, String)> = manifests.config_maps[0]
+        .data
+        .clone()
+        .unwrap()
+        .into_iter()
+        .collect();
+    let policies_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies");
+    for entry in fs::read_dir(&policies_dir).unwrap() {
+        let path = entry.unwrap().path();
+        documents.push((file_name(&path), fs::read_to_string(&path).unwrap()));
+    }
+    assert!(documents.len() > 3);
+    for (name, yaml) in documents {
+        let object: openclaw_egress::k8s::EgressPolicy =
+            serde_yaml::from_str(&yaml).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let from_file = openclaw_egress::policy::parse_str(&name, &yaml).unwrap();
+        let back = openclaw_egress::k8s::egress_policy::policy_document(&object).unwrap();
+        let from_object = openclaw_egress::policy::parse_str(&name, &back)
+            .unwrap_or_else(|e| panic!("{name} from the API: {e}\n{back}"));
+        assert_eq!(from_object, from_file, "{name}");
     }
 }

@@ -4,114 +4,29 @@
 //! would. No network: the client never opens a connection.
 
 mod k8s_common;
+mod k8s_fake_api;
 
 use std::{
-    collections::BTreeMap,
     sync::{Arc, Mutex},
     time::Duration,
 };
 
-use futures::{StreamExt, future::BoxFuture};
-use http::{Request, Response, StatusCode};
+use futures::StreamExt;
 use k8s_common::*;
+use k8s_fake_api::{Seen, fake_api_server};
 use k8s_openapi::api::rbac::v1::ClusterRole;
-use kube::client::Body;
 use openclaw_egress::k8s::{CgroupLayout, PodWatcher, WatchError, WorkloadEvent};
-
-/// One request as the fake API server saw it.
-#[derive(Clone, Debug)]
-struct Seen {
-    method: String,
-    path: String,
-    query: BTreeMap<String, String>,
-}
-
-impl Seen {
-    fn is_watch(&self) -> bool {
-        self.query.get("watch").map(String::as_str) == Some("true")
-    }
-}
 
 /// Answers, in order: the list, a watch that ends with 410 Expired, the
 /// relist, then a watch that stays open without events (as a quiet API
 /// server's would).
-fn fake_api_server(
-    seen: Arc<Mutex<Vec<Seen>>>,
-) -> impl tower::Service<
-    Request<Body>,
-    Response = Response<Body>,
-    Error = std::convert::Infallible,
-    Future = BoxFuture<'static, Result<Response<Body>, std::convert::Infallible>>,
-> + Send
-+ 'static {
-    tower::service_fn(move |request: Request<Body>| {
-        let request = Seen {
-            method: request.method().to_string(),
-            path: request.uri().path().to_owned(),
-            query: request
-                .uri()
-                .query()
-                .map(|q| {
-                    url_decode_pairs(q)
-                        .into_iter()
-                        .collect::<BTreeMap<String, String>>()
-                })
-                .unwrap_or_default(),
-        };
-        let (lists, watches) = {
-            let mut seen = seen.lock().unwrap();
-            seen.push(request.clone());
-            let watches = seen.iter().filter(|r| r.is_watch()).count();
-            (seen.len() - watches, watches)
-        };
-        let body = match (request.is_watch(), lists, watches) {
-            (false, 1, _) => Some(fixture("pods-list.json")),
-            (true, _, 1) => {
-                Some(fixture("pods-watch.jsonl") + &fixture("pods-watch-expired.jsonl"))
-            }
-            (false, 2, _) => Some(fixture("pods-relist.json")),
-            _ => None,
-        };
-        let future: BoxFuture<'static, _> = Box::pin(async move {
-            match body {
-                Some(body) => Ok(Response::builder()
-                    .status(StatusCode::OK)
-                    .header("content-type", "application/json")
-                    .body(Body::from(body.into_bytes()))
-                    .unwrap()),
-                None => futures::future::pending().await,
-            }
-        });
-        future
-    })
-}
-
-/// `a=b&c=d%3De` to pairs.
-fn url_decode_pairs(query: &str) -> Vec<(String, String)> {
-    fn decode(s: &str) -> String {
-        let mut out = Vec::new();
-        let mut bytes = s.bytes();
-        while let Some(b) = bytes.next() {
-            match b {
-                b'%' => {
-                    let hex: Vec<u8> = bytes.by_ref().take(2).collect();
-                    let hex = std::str::from_utf8(&hex).unwrap();
-                    out.push(u8::from_str_radix(hex, 16).unwrap());
-                }
-                b'+' => out.push(b' '),
-                b => out.push(b),
-            }
-        }
-        String::from_utf8(out).unwrap()
+fn pods_answer(request: &Seen, lists: usize, watches: usize) -> Option<String> {
+    match (request.is_watch(), lists, watches) {
+        (false, 1, _) => Some(fixture("pods-list.json")),
+        (true, _, 1) => Some(fixture("pods-watch.jsonl") + &fixture("pods-watch-expired.jsonl")),
+        (false, 2, _) => Some(fixture("pods-relist.json")),
+        _ => None,
     }
-    query
-        .split('&')
-        .filter(|pair| !pair.is_empty())
-        .map(|pair| {
-            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            (decode(key), decode(value))
-        })
-        .collect()
 }
 
 /// Runs the watcher until it has produced `count` items (or a minute has
@@ -124,7 +39,7 @@ async fn first_items(
     Vec<Result<WorkloadEvent, WatchError>>,
     impl futures::Stream<Item = Result<WorkloadEvent, WatchError>>,
 ) {
-    let client = kube::Client::new(fake_api_server(seen), "default");
+    let client = kube::Client::new(fake_api_server(seen, pods_answer), "default");
     let watcher = PodWatcher::new(client, NODE, CgroupLayout::detect(tree.mount()))
         .cgroup_retry(Duration::from_secs(3600));
     let mut events = Box::pin(watcher.events());

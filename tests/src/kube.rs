@@ -1,19 +1,23 @@
 //! A fake Kubernetes API server, for `openclaw-egress daemon --kubernetes`
 //! without a cluster.
 //!
-//! It serves the one resource the daemon's pod watcher asks for, the pods of
-//! the core API (`GET /api/v1/pods`), over plain HTTP/1.1 on a listener the
-//! test provides (e.g. [`crate::Sandbox::bind_tcp_in_agent`], so that the
-//! daemon reaches it on the agent netns's loopback). Like a real API server
-//! it keeps a resource version, answers a list with the current pods (only
-//! those on the node named by a `spec.nodeName=` field selector) and a
-//! watch (`watch=true`) with a chunked stream of `ADDED`/`MODIFIED`/
-//! `DELETED` events newer than the watch's `resourceVersion`, held open
-//! until `timeoutSeconds` (then ended, as a real server does, so the
-//! client watches again).
+//! It serves what the daemon asks for: the pods of the core API
+//! (`GET /api/v1/pods`) and `EgressPolicy` objects
+//! (`GET /apis/openclaw.io/v1/egresspolicies`, and server-side apply
+//! `PATCH`es of their `status`), over plain HTTP/1.1 on a listener the test
+//! provides (e.g. [`crate::Sandbox::bind_tcp_in_agent`], so that the daemon
+//! reaches it on the agent netns's loopback). Like a real API server it
+//! keeps a resource version, answers a list with the current objects (pods
+//! only on the node named by a `spec.nodeName=` field selector) and a watch
+//! (`watch=true`) with a chunked stream of `ADDED`/`MODIFIED`/`DELETED`
+//! events newer than the watch's `resourceVersion`, held open until
+//! `timeoutSeconds` (then ended, as a real server does, so the client
+//! watches again). A policy's `metadata.generation` grows when its spec
+//! changes, not when its status does.
 //!
-//! Tests change the pods with [`FakeKubeApi::apply_pod`] and
-//! [`FakeKubeApi::delete_pod`]; every request is recorded
+//! Tests change the objects with [`FakeKubeApi::apply_pod`],
+//! [`FakeKubeApi::delete_pod`], [`FakeKubeApi::apply_egress_policy`] and
+//! [`FakeKubeApi::delete_egress_policy`]; every request is recorded
 //! ([`FakeKubeApi::requests`]) so a test can show what the daemon asked.
 
 use std::{
@@ -43,6 +47,8 @@ pub struct ApiRequest {
     pub query: BTreeMap<String, String>,
     /// The request target exactly as sent (path and query).
     pub target: String,
+    /// The body, as text (empty for a GET).
+    pub body: String,
 }
 
 impl ApiRequest {
@@ -129,18 +135,73 @@ struct Shared {
     shutdown: AtomicBool,
 }
 
+/// The collections served, by path.
+pub const PODS: &str = "/api/v1/pods";
+pub const EGRESS_POLICIES: &str = "/apis/openclaw.io/v1/egresspolicies";
+
 #[derive(Default)]
 struct ApiState {
     resource_version: u64,
-    /// (namespace, name) -> the pod object as stored.
-    pods: BTreeMap<(String, String), Value>,
-    /// Every change so far: (resource version, type, object).
-    events: Vec<(u64, &'static str, Value)>,
+    /// (collection, namespace, name) -> the object as stored (namespace
+    /// empty for cluster-scoped objects).
+    objects: BTreeMap<(&'static str, String, String), Value>,
+    /// Every change so far: (resource version, type, collection, object).
+    events: Vec<(u64, &'static str, &'static str, Value)>,
     requests: Vec<ApiRequest>,
     /// Clones of the open connections, to close them on drop.
     connections: Vec<TcpStream>,
     /// Watch streams currently open.
     open_watches: usize,
+}
+
+impl Shared {
+    fn store(&self, key: (&'static str, String, String), mut object: Value) {
+        let mut state = self.state.lock().unwrap();
+        state.resource_version += 1;
+        let version = state.resource_version;
+        object["metadata"]["resourceVersion"] = version.to_string().into();
+        let kind = if state.objects.contains_key(&key) {
+            "MODIFIED"
+        } else {
+            "ADDED"
+        };
+        let collection = key.0;
+        state.objects.insert(key, object.clone());
+        state.events.push((version, kind, collection, object));
+        self.changed.notify_all();
+    }
+
+    fn delete(&self, key: &(&'static str, String, String)) -> bool {
+        let mut state = self.state.lock().unwrap();
+        let Some(mut object) = state.objects.remove(key) else {
+            return false;
+        };
+        state.resource_version += 1;
+        let version = state.resource_version;
+        object["metadata"]["resourceVersion"] = version.to_string().into();
+        state.events.push((version, "DELETED", key.0, object));
+        self.changed.notify_all();
+        true
+    }
+
+    /// A status `PATCH` (server-side apply): the entries of `status.nodes`
+    /// in the body replace those of the same node.
+    fn patch_status(&self, name: &str, body: &str) -> Option<Value> {
+        let patch: Value = serde_json::from_str(body).ok()?;
+        let key = (EGRESS_POLICIES, String::new(), name.to_owned());
+        let mut object = self.state.lock().unwrap().objects.get(&key)?.clone();
+        let mut nodes: Vec<Value> = object["status"]["nodes"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        for entry in patch["status"]["nodes"].as_array()? {
+            nodes.retain(|old| old["node"] != entry["node"]);
+            nodes.push(entry.clone());
+        }
+        object["status"] = json!({ "nodes": nodes });
+        self.store(key, object.clone());
+        Some(object)
+    }
 }
 
 impl FakeKubeApi {
@@ -199,35 +260,50 @@ impl FakeKubeApi {
 
     /// Creates or replaces a pod (an `ADDED` or `MODIFIED` event for
     /// watchers); its `metadata.resourceVersion` is set here.
-    pub fn apply_pod(&self, mut pod: Value) {
-        let key = pod_key(&pod);
-        let mut state = self.shared.state.lock().unwrap();
-        state.resource_version += 1;
-        let version = state.resource_version;
-        pod["metadata"]["resourceVersion"] = version.to_string().into();
-        let kind = if state.pods.contains_key(&key) {
-            "MODIFIED"
-        } else {
-            "ADDED"
-        };
-        state.pods.insert(key, pod.clone());
-        state.events.push((version, kind, pod));
-        self.shared.changed.notify_all();
+    pub fn apply_pod(&self, pod: Value) {
+        let key = object_key(PODS, &pod);
+        self.shared.store(key, pod);
     }
 
     /// Deletes a pod (a `DELETED` event for watchers); false if there was
     /// no such pod.
     pub fn delete_pod(&self, namespace: &str, name: &str) -> bool {
-        let mut state = self.shared.state.lock().unwrap();
-        let Some(mut pod) = state.pods.remove(&(namespace.to_owned(), name.to_owned())) else {
-            return false;
+        self.shared
+            .delete(&(PODS, namespace.to_owned(), name.to_owned()))
+    }
+
+    /// Creates or replaces an `EgressPolicy` (cluster-scoped): its
+    /// `generation` starts at 1 and grows with each change of its spec,
+    /// and the status written so far is kept.
+    pub fn apply_egress_policy(&self, mut policy: Value) {
+        let key = object_key(EGRESS_POLICIES, &policy);
+        let old = self.shared.state.lock().unwrap().objects.get(&key).cloned();
+        let generation = match &old {
+            Some(old) if old["spec"] == policy["spec"] => old["metadata"]["generation"].clone(),
+            Some(old) => (old["metadata"]["generation"].as_u64().unwrap_or(0) + 1).into(),
+            None => 1.into(),
         };
-        state.resource_version += 1;
-        let version = state.resource_version;
-        pod["metadata"]["resourceVersion"] = version.to_string().into();
-        state.events.push((version, "DELETED", pod));
-        self.shared.changed.notify_all();
-        true
+        policy["metadata"]["generation"] = generation;
+        if let Some(status) = old.and_then(|old| old.get("status").cloned()) {
+            policy["status"] = status;
+        }
+        self.shared.store(key, policy);
+    }
+
+    /// Deletes an `EgressPolicy`; false if there was none.
+    pub fn delete_egress_policy(&self, name: &str) -> bool {
+        self.shared
+            .delete(&(EGRESS_POLICIES, String::new(), name.to_owned()))
+    }
+
+    /// The `EgressPolicy` named `name` as stored (with the status the
+    /// daemons wrote).
+    pub fn egress_policy(&self, name: &str) -> Option<Value> {
+        let state = self.shared.state.lock().unwrap();
+        state
+            .objects
+            .get(&(EGRESS_POLICIES, String::new(), name.to_owned()))
+            .cloned()
     }
 
     /// Every request so far, in order.
@@ -340,51 +416,76 @@ fn serve_connection(stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
                 content_length = value.trim().parse().unwrap_or(0);
             }
         }
-        if content_length > 0 {
-            let mut body = vec![0; content_length];
-            std::io::Read::read_exact(&mut reader, &mut body)?;
-        }
-        let request = parse_request_line(request_line.trim_end());
+        let mut body = vec![0; content_length];
+        std::io::Read::read_exact(&mut reader, &mut body)?;
+        let mut request = parse_request_line(request_line.trim_end());
+        request.body = String::from_utf8_lossy(&body).into_owned();
         {
             let mut state = shared.state.lock().unwrap();
             state.requests.push(request.clone());
         }
         shared.changed.notify_all();
 
-        if request.method != "GET" || request.path != "/api/v1/pods" {
-            let status = json!({
-                "kind": "Status", "apiVersion": "v1", "metadata": {},
-                "status": "Failure", "reason": "NotFound", "code": 404,
-                "message": format!("the fake API server serves GET /api/v1/pods only, not {request}"),
-            });
-            write_json(&mut writer, "404 Not Found", &status)?;
-        } else if request.is_watch() {
-            watch(&mut writer, &request, shared)?;
-        } else {
-            let node = request.node_selector();
-            let state = shared.state.lock().unwrap();
-            let items: Vec<Value> = state
-                .pods
-                .values()
-                .filter(|pod| on_node(pod, node))
-                .cloned()
-                .collect();
-            let list = json!({
-                "kind": "PodList",
-                "apiVersion": "v1",
-                "metadata": {"resourceVersion": state.resource_version.to_string()},
-                "items": items,
-            });
-            drop(state);
-            write_json(&mut writer, "200 OK", &list)?;
+        let collection = [PODS, EGRESS_POLICIES]
+            .into_iter()
+            .find(|c| *c == request.path);
+        let status_of = request
+            .path
+            .strip_prefix(EGRESS_POLICIES)
+            .and_then(|rest| rest.strip_prefix('/')?.strip_suffix("/status"));
+        match (request.method.as_str(), collection, status_of) {
+            ("GET", Some(collection), _) if request.is_watch() => {
+                watch(&mut writer, &request, collection, shared)?;
+            }
+            ("GET", Some(collection), _) => {
+                let node = request.node_selector();
+                let state = shared.state.lock().unwrap();
+                let items: Vec<Value> = state
+                    .objects
+                    .iter()
+                    .filter(|((c, _, _), object)| *c == collection && on_node(object, node))
+                    .map(|(_, object)| object.clone())
+                    .collect();
+                let kind = if collection == PODS {
+                    "PodList"
+                } else {
+                    "EgressPolicyList"
+                };
+                let list = json!({
+                    "kind": kind,
+                    "apiVersion": if collection == PODS { "v1" } else { "openclaw.io/v1" },
+                    "metadata": {"resourceVersion": state.resource_version.to_string()},
+                    "items": items,
+                });
+                drop(state);
+                write_json(&mut writer, "200 OK", &list)?;
+            }
+            ("PATCH", None, Some(name)) => match shared.patch_status(name, &request.body) {
+                Some(object) => write_json(&mut writer, "200 OK", &object)?,
+                None => write_json(&mut writer, "404 Not Found", &not_found(&request))?,
+            },
+            _ => write_json(&mut writer, "404 Not Found", &not_found(&request))?,
         }
     }
+}
+
+fn not_found(request: &ApiRequest) -> Value {
+    json!({
+        "kind": "Status", "apiVersion": "v1", "metadata": {},
+        "status": "Failure", "reason": "NotFound", "code": 404,
+        "message": format!("the fake API server does not serve {request}"),
+    })
 }
 
 /// Streams the watch events after the request's `resourceVersion` (all
 /// current pods as `ADDED` when it has none or `0`), then new ones as they
 /// happen, until `timeoutSeconds` has passed.
-fn watch(writer: &mut TcpStream, request: &ApiRequest, shared: &Shared) -> std::io::Result<()> {
+fn watch(
+    writer: &mut TcpStream,
+    request: &ApiRequest,
+    collection: &'static str,
+    shared: &Shared,
+) -> std::io::Result<()> {
     let node = request.node_selector();
     let timeout = request
         .query
@@ -409,10 +510,10 @@ fn watch(writer: &mut TcpStream, request: &ApiRequest, shared: &Shared) -> std::
     if since == 0 {
         pending.extend(
             state
-                .pods
-                .values()
-                .filter(|pod| on_node(pod, node))
-                .map(|pod| json!({"type": "ADDED", "object": pod})),
+                .objects
+                .iter()
+                .filter(|((c, _, _), object)| *c == collection && on_node(object, node))
+                .map(|(_, object)| json!({"type": "ADDED", "object": object})),
         );
         sent_up_to = state.resource_version;
     }
@@ -421,8 +522,10 @@ fn watch(writer: &mut TcpStream, request: &ApiRequest, shared: &Shared) -> std::
             state
                 .events
                 .iter()
-                .filter(|(version, _, pod)| *version > sent_up_to && on_node(pod, node))
-                .map(|(_, kind, pod)| json!({"type": kind, "object": pod})),
+                .filter(|(version, _, c, object)| {
+                    *version > sent_up_to && *c == collection && on_node(object, node)
+                })
+                .map(|(_, kind, _, object)| json!({"type": kind, "object": object})),
         );
         sent_up_to = state.resource_version;
         if !pending.is_empty() {
@@ -479,14 +582,15 @@ fn on_node(pod: &Value, node: Option<&str>) -> bool {
     node.is_none_or(|node| pod["spec"]["nodeName"] == node)
 }
 
-fn pod_key(pod: &Value) -> (String, String) {
-    let field = |name: &str| {
-        pod["metadata"][name]
-            .as_str()
-            .unwrap_or_else(|| panic!("a pod needs metadata.{name}: {pod}"))
-            .to_owned()
+fn object_key(collection: &'static str, object: &Value) -> (&'static str, String, String) {
+    let field = |name: &str| object["metadata"][name].as_str().map(str::to_owned);
+    let name = field("name").unwrap_or_else(|| panic!("an object needs metadata.name: {object}"));
+    let namespace = if collection == PODS {
+        field("namespace").unwrap_or_else(|| panic!("a pod needs metadata.namespace: {object}"))
+    } else {
+        String::new()
     };
-    (field("namespace"), field("name"))
+    (collection, namespace, name)
 }
 
 /// `GET /path?query HTTP/1.1`.
@@ -508,6 +612,7 @@ fn parse_request_line(line: &str) -> ApiRequest {
         path: path.to_owned(),
         query,
         target,
+        body: String::new(),
     }
 }
 

@@ -8,6 +8,7 @@
 //! `uninstall` detach.
 
 mod active;
+mod api_policies;
 mod apply;
 mod counts;
 mod heap;
@@ -73,6 +74,8 @@ pub struct DaemonConfig {
     /// Where the kubelet makes pod cgroups, when not where its cgroup
     /// driver puts them by default (`kubepods.slice`, `kubepods`).
     pub kubepods_cgroup: Option<PathBuf>,
+    /// How often EgressPolicy statuses are written again.
+    pub status_interval: std::time::Duration,
     /// Let policies select the cgroup2 root, the daemon's own cgroup or its
     /// ancestors (refused otherwise: they hold the host).
     pub allow_host_cgroup: bool,
@@ -282,11 +285,22 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
         // watcher connects): a podLabels policy applied before must not be
         // refused as if pods were not followed.
         *daemon.pods.write().expect("pods lock") = Some(BTreeMap::new());
-        let daemon = Arc::clone(&daemon);
         let kubepods = config.kubepods_cgroup.clone();
+        let pods = Arc::clone(&daemon);
         tokio::spawn(async move {
-            if let Err(error) = daemon.watch_pods(kubepods).await {
+            if let Err(error) = pods.watch_pods(kubepods).await {
                 tracing::error!("the pod watcher stopped: {error:#}");
+            }
+        });
+        let policies = Arc::clone(&daemon);
+        let every = config.status_interval;
+        tokio::spawn(async move {
+            let followed = match crate::k8s::node_name_from_env() {
+                Ok(node) => policies.follow_egress_policies(node, every).await,
+                Err(error) => Err(error.into()),
+            };
+            if let Err(error) = followed {
+                tracing::error!("the EgressPolicy watcher stopped: {error:#}");
             }
         });
     }

@@ -42,8 +42,6 @@ struct AwaitingPod {
 pub struct PodStart {
     /// The kubepods root the gate is attached to; `None`: no gate.
     root: Option<PathBuf>,
-    /// The cgroup2 mount, where the arming makes its watermark cgroup.
-    mount: PathBuf,
     awaiting: BTreeMap<String, AwaitingPod>,
     /// The cgroups marked, by path, so that their marks go with them.
     marked: BTreeMap<PathBuf, u64>,
@@ -88,7 +86,6 @@ impl Daemon {
         gate.attach(root, level, Some(&pod_gate::pin_path(&self.pins_root)))?;
         let mut start = self.pod_start.lock().expect("pod start lock");
         start.root = Some(root.to_path_buf());
-        start.mount = mount.to_path_buf();
         for dir in subdirectories(root) {
             if dir_name(&dir).is_some_and(k8s::is_qos_dir) {
                 watch.watch(&dir).map_err(watch_error)?;
@@ -173,15 +170,17 @@ impl Daemon {
             return Vec::new();
         }
         if !gate.is_armed() {
-            match gate.arm(&start.mount) {
+            let armed = pod_gate::newest_cgroup_id(root)
+                .map_err(|error| error.to_string())
+                .and_then(|newest| gate.arm(newest).map_err(|error| full_message(&error)));
+            match armed {
                 Ok(watermark) => tracing::info!(
                     watermark,
                     pods = ?selected.iter().map(|a| a.pod.to_string()).collect::<Vec<_>>(),
                     "pod gate armed: new pod cgroups are held until their policy is in force"
                 ),
                 Err(error) => tracing::error!(
-                    "arming the pod gate (a selected pod's first packets are not held): {}",
-                    full_message(&error)
+                    "arming the pod gate (a selected pod's first packets are not held): {error}"
                 ),
             }
         }

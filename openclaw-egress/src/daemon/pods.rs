@@ -93,6 +93,18 @@ async fn next_dirs(watch: Option<&mut KubepodsWatch>) -> std::io::Result<Vec<Dir
     }
 }
 
+impl Daemon {
+    /// How many running pods of this node `policy` selects.
+    pub(super) fn pods_selected(&self, policy: &Policy) -> u32 {
+        let pods = self.pods.read().expect("pods lock");
+        pods.as_ref().map_or(0, |pods| {
+            pods.values()
+                .filter(|pod| k8s::selects_pod(policy, &pod.labels))
+                .count() as u32
+        })
+    }
+}
+
 /// The network of the pod in `cgroup`, looked up off the async threads (it
 /// reads /proc and runs a thread in the pod's namespace).
 async fn network_of(cgroup: PathBuf) -> Result<PodNetwork, PodNetworkError> {

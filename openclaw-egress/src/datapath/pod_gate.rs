@@ -97,19 +97,12 @@ impl PodGate {
     }
 
     /// Holds every pod cgroup created from now on until it is marked.
-    /// Returns the watermark (an id no older cgroup exceeds), taken from a
-    /// cgroup made and removed for the purpose under `scratch_parent`.
-    pub fn arm(&self, scratch_parent: &Path) -> Result<u64> {
-        let scratch = scratch_parent.join(format!("openclaw-egress-gate-{}", std::process::id()));
-        let made = std::fs::create_dir(&scratch)
-            .and_then(|()| std::fs::metadata(&scratch).map(|meta| meta.ino()));
-        let _ = std::fs::remove_dir(&scratch);
-        let watermark = made.map_err(|source| DatapathError::Attach {
-            place: scratch.display().to_string(),
-            source,
-        })?;
-        self.update(|state| state.armed_after = watermark)?;
-        Ok(watermark)
+    /// `newest` is the greatest id of the pod cgroups (and their parents)
+    /// that exist now: cgroup ids only grow, so any pod cgroup made later
+    /// has a greater one. Returns it.
+    pub fn arm(&self, newest: u64) -> Result<u64> {
+        self.update(|state| state.armed_after = newest.max(1))?;
+        Ok(newest)
     }
 
     /// Holds nothing new (what is marked stays marked).
@@ -169,6 +162,30 @@ impl PodGate {
 /// A cgroup's id (its inode number in cgroupfs).
 pub fn cgroup_id(path: &Path) -> io::Result<u64> {
     std::fs::metadata(path).map(|meta| meta.ino())
+}
+
+/// The greatest cgroup id of `root` and the directories one and two levels
+/// below it (QoS classes and pods): the gate's watermark. Read, not made:
+/// the DaemonSet mounts the cgroup tree read-only. (A pod cgroup made while
+/// this runs may be missed and not held; the daemon looks for the awaited
+/// pods' cgroups right after arming.)
+pub fn newest_cgroup_id(root: &Path) -> io::Result<u64> {
+    let mut newest = cgroup_id(root)?;
+    let mut dirs = vec![(root.to_path_buf(), 0)];
+    while let Some((dir, depth)) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            if !entry.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            if let Ok(meta) = entry.metadata() {
+                newest = newest.max(meta.ino());
+            }
+            if depth == 0 {
+                dirs.push((entry.path(), 1));
+            }
+        }
+    }
+    Ok(newest)
 }
 
 /// Where the gate's link is pinned under the daemon's bpffs directory:

@@ -10,25 +10,31 @@
 //! - [`kubepods`]: the pod cgroups the kubelet makes, as it makes them
 //!   (inotify), so a pod's policy is in force before its first container;
 //! - [`selector`]: `podLabels` matching;
-//! - [`policy_dir`]: policies from a mounted ConfigMap.
+//! - [`policy_dir`]: policies from a mounted ConfigMap;
+//! - [`egress_policy`] and [`policy_watcher`]: policies as `EgressPolicy`
+//!   custom resources, and their status.
 //!
 //! The daemon combines them: for each `Running` pod, every policy whose
 //! `podLabels` match its labels is attached to its cgroup; on `Gone` (or
 //! when labels stop matching) it is detached.
 
 pub mod cgroup_path;
+pub mod egress_policy;
 pub mod kubepods;
 pub mod policy_dir;
+pub mod policy_watcher;
 pub mod selector;
 pub mod tracker;
 pub mod watcher;
 pub mod workload;
 
 pub use cgroup_path::{CgroupDriver, CgroupLayout, PodCgroupError, QosClass};
+pub use egress_policy::{EgressPolicy, EgressPolicySpec, EgressPolicyStatus, NodeStatus};
 pub use kubepods::{DirEvent, KubepodsWatch, is_qos_dir, pod_uid_of_dir};
 pub use policy_dir::{
     DEFAULT_POLICY_DIR, PolicyChange, PolicyDir, PolicyDirError, PolicyFileError,
 };
+pub use policy_watcher::{ApiPolicyChange, PolicyTracker};
 pub use selector::{pod_labels_match, policies_for_pod, selects_pod};
 pub use tracker::PodTracker;
 pub use watcher::{NODE_NAME_ENV, PodWatcher, WatchError, default_client, node_name_from_env};

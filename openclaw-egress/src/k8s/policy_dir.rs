@@ -1,14 +1,11 @@
 //! Policies from a directory: in the DaemonSet, a ConfigMap mounted at
 //! `/etc/openclaw-egress/policies`, one policy per key (file).
 //!
-//! Why a ConfigMap and not an EgressPolicy CRD: the kubelet mounts the
-//! ConfigMap, so the daemon needs no API access for policies at all (its
-//! RBAC stays at reading pods), nothing cluster-scoped has to be installed
-//! beyond the DaemonSet's own objects, and the files are exactly what
-//! `openclaw-egress validate` and `apply` take. The price: an edit reaches
-//! the nodes after the kubelet's ConfigMap sync (up to about a minute), and
-//! who may change policies is whoever may edit one ConfigMap in the
-//! DaemonSet's namespace, not a per-namespace RBAC rule.
+//! Beside `EgressPolicy` objects (see `egress_policy`): the kubelet mounts
+//! the ConfigMap, so policies from it need no API access at all, and the
+//! files are exactly what `openclaw-egress validate` and `apply` take. The
+//! price: an edit reaches the nodes after the kubelet's ConfigMap sync (up
+//! to about a minute), and there is no status to read back.
 //!
 //! The kubelet updates a ConfigMap volume atomically: the files are
 //! symlinks into a `..data` directory that is swapped in one rename. So the
