@@ -45,6 +45,16 @@ pub enum Command {
         /// node's entry: pods attached, drops) is written again.
         #[arg(long, default_value = "30s", value_parser = humantime::parse_duration, requires = "kubernetes")]
         status_interval: std::time::Duration,
+        /// With --kubernetes: also enforce the upstream ClusterNetworkPolicy
+        /// objects (policy.networking.k8s.io/v1alpha2, experimental channel)
+        /// whose egress allows domainNames, translated to policies (see
+        /// deploy/cluster-network-policy.md).
+        #[arg(long, requires = "kubernetes", requires = "cluster_dns")]
+        cluster_network_policy: bool,
+        /// The cluster DNS service's address(es) (the kubelet's clusterDNS):
+        /// the only resolvers the pods of a ClusterNetworkPolicy may ask.
+        #[arg(long, value_delimiter = ',')]
+        cluster_dns: Vec<std::net::IpAddr>,
         /// Apply every policy file in this directory and follow its changes
         /// (e.g. a mounted ConfigMap).
         #[arg(long)]

@@ -33,6 +33,8 @@ async fn run_other(socket: &Path, command: Command) -> anyhow::Result<()> {
             kubernetes,
             kubepods_cgroup,
             status_interval,
+            cluster_network_policy,
+            cluster_dns,
             policy_dir,
             allow_host_cgroup,
         } => {
@@ -45,6 +47,7 @@ async fn run_other(socket: &Path, command: Command) -> anyhow::Result<()> {
                 kubernetes,
                 kubepods_cgroup,
                 status_interval,
+                cluster_network_policy: cluster_network_policy.then_some(cluster_dns),
                 policy_dir,
                 allow_host_cgroup,
             })

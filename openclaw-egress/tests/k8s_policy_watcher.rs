@@ -41,7 +41,10 @@ fn client(seen: &Arc<Mutex<Vec<Seen>>>) -> kube::Client {
 #[tokio::test]
 async fn k8s_policy_watcher_turns_objects_into_policies_to_apply_and_remove() {
     let seen = Arc::new(Mutex::new(Vec::new()));
-    let mut changes = Box::pin(policy_watcher::changes(client(&seen)));
+    let mut changes = Box::pin(policy_watcher::changes(
+        client(&seen),
+        policy_watcher::egress_policy,
+    ));
     let mut got = Vec::new();
     tokio::time::timeout(Duration::from_secs(30), async {
         while got.len() < 5 {
@@ -59,6 +62,7 @@ async fn k8s_policy_watcher_turns_objects_into_policies_to_apply_and_remove() {
             generation,
         } => {
             assert_eq!(source, &format!("egresspolicy/{name}"));
+            let yaml = yaml.as_ref().expect("a policy document");
             (name.clone(), *generation, policy::parse_str(source, yaml))
         }
         other => panic!("expected an apply: {other:?}"),

@@ -2,9 +2,9 @@
 //! without a cluster.
 //!
 //! It serves what the daemon asks for: the pods of the core API
-//! (`GET /api/v1/pods`) and `EgressPolicy` objects
+//! (`GET /api/v1/pods`), `EgressPolicy` objects
 //! (`GET /apis/openclaw.io/v1/egresspolicies`, and server-side apply
-//! `PATCH`es of their `status`), over plain HTTP/1.1 on a listener the test
+//! `PATCH`es of their `status`) and `ClusterNetworkPolicy` objects, over plain HTTP/1.1 on a listener the test
 //! provides (e.g. [`crate::Sandbox::bind_tcp_in_agent`], so that the daemon
 //! reaches it on the agent netns's loopback). Like a real API server it
 //! keeps a resource version, answers a list with the current objects (pods
@@ -138,6 +138,8 @@ struct Shared {
 /// The collections served, by path.
 pub const PODS: &str = "/api/v1/pods";
 pub const EGRESS_POLICIES: &str = "/apis/openclaw.io/v1/egresspolicies";
+pub const CLUSTER_NETWORK_POLICIES: &str =
+    "/apis/policy.networking.k8s.io/v1alpha2/clusternetworkpolicies";
 
 #[derive(Default)]
 struct ApiState {
@@ -275,25 +277,40 @@ impl FakeKubeApi {
     /// Creates or replaces an `EgressPolicy` (cluster-scoped): its
     /// `generation` starts at 1 and grows with each change of its spec,
     /// and the status written so far is kept.
-    pub fn apply_egress_policy(&self, mut policy: Value) {
-        let key = object_key(EGRESS_POLICIES, &policy);
-        let old = self.shared.state.lock().unwrap().objects.get(&key).cloned();
-        let generation = match &old {
-            Some(old) if old["spec"] == policy["spec"] => old["metadata"]["generation"].clone(),
-            Some(old) => (old["metadata"]["generation"].as_u64().unwrap_or(0) + 1).into(),
-            None => 1.into(),
-        };
-        policy["metadata"]["generation"] = generation;
-        if let Some(status) = old.and_then(|old| old.get("status").cloned()) {
-            policy["status"] = status;
-        }
-        self.shared.store(key, policy);
+    pub fn apply_egress_policy(&self, policy: Value) {
+        self.apply_cluster_scoped(EGRESS_POLICIES, policy);
     }
 
     /// Deletes an `EgressPolicy`; false if there was none.
     pub fn delete_egress_policy(&self, name: &str) -> bool {
         self.shared
             .delete(&(EGRESS_POLICIES, String::new(), name.to_owned()))
+    }
+
+    /// Creates or replaces a `ClusterNetworkPolicy` (as for policies).
+    pub fn apply_cluster_network_policy(&self, policy: Value) {
+        self.apply_cluster_scoped(CLUSTER_NETWORK_POLICIES, policy);
+    }
+
+    /// Deletes a `ClusterNetworkPolicy`; false if there was none.
+    pub fn delete_cluster_network_policy(&self, name: &str) -> bool {
+        self.shared
+            .delete(&(CLUSTER_NETWORK_POLICIES, String::new(), name.to_owned()))
+    }
+
+    fn apply_cluster_scoped(&self, collection: &'static str, mut object: Value) {
+        let key = object_key(collection, &object);
+        let old = self.shared.state.lock().unwrap().objects.get(&key).cloned();
+        let generation = match &old {
+            Some(old) if old["spec"] == object["spec"] => old["metadata"]["generation"].clone(),
+            Some(old) => (old["metadata"]["generation"].as_u64().unwrap_or(0) + 1).into(),
+            None => 1.into(),
+        };
+        object["metadata"]["generation"] = generation;
+        if let Some(status) = old.and_then(|old| old.get("status").cloned()) {
+            object["status"] = status;
+        }
+        self.shared.store(key, object);
     }
 
     /// The `EgressPolicy` named `name` as stored (with the status the
@@ -426,7 +443,7 @@ fn serve_connection(stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
         }
         shared.changed.notify_all();
 
-        let collection = [PODS, EGRESS_POLICIES]
+        let collection = [PODS, EGRESS_POLICIES, CLUSTER_NETWORK_POLICIES]
             .into_iter()
             .find(|c| *c == request.path);
         let status_of = request
@@ -446,14 +463,17 @@ fn serve_connection(stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
                     .filter(|((c, _, _), object)| *c == collection && on_node(object, node))
                     .map(|(_, object)| object.clone())
                     .collect();
-                let kind = if collection == PODS {
-                    "PodList"
-                } else {
-                    "EgressPolicyList"
+                let (api_version, kind) = match collection {
+                    PODS => ("v1", "PodList"),
+                    EGRESS_POLICIES => ("openclaw.io/v1", "EgressPolicyList"),
+                    _ => (
+                        "policy.networking.k8s.io/v1alpha2",
+                        "ClusterNetworkPolicyList",
+                    ),
                 };
                 let list = json!({
                     "kind": kind,
-                    "apiVersion": if collection == PODS { "v1" } else { "openclaw.io/v1" },
+                    "apiVersion": api_version,
                     "metadata": {"resourceVersion": state.resource_version.to_string()},
                     "items": items,
                 });

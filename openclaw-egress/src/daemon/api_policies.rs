@@ -1,7 +1,9 @@
-//! `EgressPolicy` objects (DaemonSet mode): applied and removed as the API
-//! server reports them, with each node's daemon writing its own entry of
-//! their status. Beside (not instead of) the policy directory: a name is
-//! owned by whichever source applied it first.
+//! Policies from API objects (DaemonSet mode): `EgressPolicy` objects, with
+//! each node's daemon writing its own entry of their status, and
+//! optionally the upstream `ClusterNetworkPolicy` (translated, no status).
+//! Applied and removed as the API server reports them, beside (not instead
+//! of) the policy directory: a name is owned by whichever source applied it
+//! first.
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
@@ -12,9 +14,9 @@ use super::Daemon;
 use crate::{
     error_text::full_message,
     k8s::{
-        self, ApiPolicyChange,
-        egress_policy::{NodeStatus, source_of},
-        policy_watcher,
+        ApiPolicyChange, EgressPolicy, NodeStatus,
+        cluster_network_policy::ClusterNetworkPolicy,
+        policy_watcher::{self, PolicyObject, Translated},
     },
 };
 
@@ -29,11 +31,13 @@ fn selects_pods_only(source: &str, yaml: &str) -> bool {
     }
 }
 
-/// What the daemon last made of each object, by name.
+/// What the daemon last made of each object, by policy name.
 #[derive(Default)]
 struct Outcomes(BTreeMap<String, Outcome>);
 
 struct Outcome {
+    /// `<kind>/<object name>`.
+    source: String,
     generation: Option<i64>,
     /// Why that generation is not applied.
     error: Option<String>,
@@ -48,9 +52,44 @@ impl Daemon {
         node: String,
         every: Duration,
     ) -> anyhow::Result<()> {
-        let client = k8s::default_client().await?;
-        let mut changes = Box::pin(policy_watcher::changes(client.clone()));
+        let client = crate::k8s::default_client().await?;
+        self.follow_api_policies::<EgressPolicy>(
+            client,
+            Some((node, every)),
+            policy_watcher::egress_policy,
+        )
+        .await
+    }
+
+    /// Follows the upstream `ClusterNetworkPolicy` objects until the daemon
+    /// stops (no status: that API's status is not ours to write).
+    pub async fn follow_cluster_network_policies(
+        self: Arc<Self>,
+        resolvers: Vec<std::net::IpAddr>,
+    ) -> anyhow::Result<()> {
+        let client = crate::k8s::default_client().await?;
+        self.follow_api_policies::<ClusterNetworkPolicy>(
+            client,
+            None,
+            policy_watcher::cluster_network_policy(resolvers),
+        )
+        .await
+    }
+
+    /// Follows objects of kind `K`, each turned into a policy by
+    /// `translate`. With `status` (this node's name, how often), writes
+    /// this node's entry of each object's status.
+    pub(super) async fn follow_api_policies<K: PolicyObject>(
+        self: Arc<Self>,
+        client: Client,
+        status: Option<(String, Duration)>,
+        translate: impl Fn(&K) -> Translated + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let mut changes = Box::pin(policy_watcher::changes::<K>(client.clone(), translate));
         let mut outcomes = Outcomes::default();
+        let every = status
+            .as_ref()
+            .map_or(Duration::from_secs(3600), |(_, every)| *every);
         let mut every = tokio::time::interval(every.max(Duration::from_millis(100)));
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_error = None;
@@ -59,8 +98,9 @@ impl Daemon {
                 change = changes.next() => match change {
                     Some(Ok(change)) => {
                         last_error = None;
-                        if let Some(name) = self.api_policy_change(change, &mut outcomes).await {
-                            self.report_status(&client, &node, &name, &outcomes).await;
+                        let changed = self.api_policy_change(change, &mut outcomes).await;
+                        if let (Some(name), Some((node, _))) = (changed, &status) {
+                            self.report_status(&client, node, &name, &outcomes).await;
                         }
                     }
                     Some(Err(error)) => {
@@ -69,7 +109,8 @@ impl Daemon {
                         let message = full_message(&error);
                         if last_error.as_ref() != Some(&message) {
                             tracing::warn!(
-                                "watching EgressPolicy objects (is the CRD installed, and may the \
+                                kind = K::SOURCE,
+                                "watching policy objects (is the CRD installed, and may the \
                                  daemon list and watch them?): {message}"
                             );
                             last_error = Some(message);
@@ -78,9 +119,10 @@ impl Daemon {
                     None => return Ok(()),
                 },
                 _ = every.tick() => {
+                    let Some((node, _)) = &status else { continue };
                     let names: Vec<String> = outcomes.0.keys().cloned().collect();
                     for name in names {
-                        self.report_status(&client, &node, &name, &outcomes).await;
+                        self.report_status(&client, node, &name, &outcomes).await;
                     }
                 }
             }
@@ -100,18 +142,19 @@ impl Daemon {
                 yaml,
                 generation,
             } => {
-                let result = match self.source_of_applied(&name) {
-                    Some(other) if other != source => Err(format!(
+                let result = match (self.source_of_applied(&name), yaml) {
+                    (Some(other), _) if other != source => Err(format!(
                         "a policy named {name} is already applied from {other}; this object is \
                          not applied while it is"
                     )),
-                    _ if !selects_pods_only(&source, &yaml) => Err(
-                        "spec.selector: an EgressPolicy object selects pods by podLabels only \
+                    (_, Err(error)) => Err(error),
+                    (_, Ok(yaml)) if !selects_pods_only(&source, &yaml) => Err(
+                        "spec.selector: a policy object selects pods by podLabels only \
                          (cgroupPath and interfaces name things of one host: put such a policy \
                          in a policy file on that host)"
                             .to_owned(),
                     ),
-                    _ => self
+                    (_, Ok(yaml)) => self
                         .apply(&source, &yaml, &Default::default())
                         .await
                         .map(drop)
@@ -127,6 +170,7 @@ impl Daemon {
                 outcomes.0.insert(
                     name.clone(),
                     Outcome {
+                        source,
                         generation,
                         error: result.err(),
                     },
@@ -153,7 +197,7 @@ impl Daemon {
             .map(|active| active.source.clone())
     }
 
-    /// This node's view of the object `name`.
+    /// This node's view of the policy `name`.
     fn node_status(&self, node: &str, name: &str, outcome: &Outcome) -> NodeStatus {
         let mut status = NodeStatus {
             node: node.to_owned(),
@@ -166,7 +210,7 @@ impl Daemon {
             .read()
             .expect("policies lock")
             .get(name)
-            .filter(|active| active.source == source_of(name))
+            .filter(|active| active.source == outcome.source)
             .cloned();
         let Some(active) = active else {
             return status;
@@ -193,6 +237,8 @@ impl Daemon {
         status
     }
 
+    /// Writes this node's entry of the status of the object behind policy
+    /// `name` (an `EgressPolicy`: the object's name is the policy's).
     async fn report_status(&self, client: &Client, node: &str, name: &str, outcomes: &Outcomes) {
         let Some(outcome) = outcomes.0.get(name) else {
             return;

@@ -76,6 +76,9 @@ pub struct DaemonConfig {
     pub kubepods_cgroup: Option<PathBuf>,
     /// How often EgressPolicy statuses are written again.
     pub status_interval: std::time::Duration,
+    /// Enforce ClusterNetworkPolicy objects, with these cluster DNS
+    /// addresses as their resolvers.
+    pub cluster_network_policy: Option<Vec<std::net::IpAddr>>,
     /// Let policies select the cgroup2 root, the daemon's own cgroup or its
     /// ancestors (refused otherwise: they hold the host).
     pub allow_host_cgroup: bool,
@@ -303,6 +306,14 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
                 tracing::error!("the EgressPolicy watcher stopped: {error:#}");
             }
         });
+        if let Some(resolvers) = config.cluster_network_policy.clone() {
+            let policies = Arc::clone(&daemon);
+            tokio::spawn(async move {
+                if let Err(error) = policies.follow_cluster_network_policies(resolvers).await {
+                    tracing::error!("the ClusterNetworkPolicy watcher stopped: {error:#}");
+                }
+            });
+        }
     }
     if let Some(dir) = config.policy_dir.clone() {
         tokio::spawn(Arc::clone(&daemon).follow_policy_dir(dir));

@@ -198,11 +198,6 @@ pub fn policy_document(policy: &EgressPolicy) -> Result<String, serde_yaml::Erro
     })
 }
 
-/// The name applied policies from the API server are known by (`source`).
-pub fn source_of(name: &str) -> String {
-    format!("egresspolicy/{name}")
-}
-
 /// The server-side apply body that makes `status` this node's entry.
 pub fn status_patch(status: &NodeStatus) -> serde_json::Value {
     serde_json::json!({

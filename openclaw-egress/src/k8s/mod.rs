@@ -19,6 +19,7 @@
 //! when labels stop matching) it is detached.
 
 pub mod cgroup_path;
+pub mod cluster_network_policy;
 pub mod egress_policy;
 pub mod kubepods;
 pub mod policy_dir;
@@ -34,7 +35,7 @@ pub use kubepods::{DirEvent, KubepodsWatch, is_qos_dir, pod_uid_of_dir};
 pub use policy_dir::{
     DEFAULT_POLICY_DIR, PolicyChange, PolicyDir, PolicyDirError, PolicyFileError,
 };
-pub use policy_watcher::{ApiPolicyChange, PolicyTracker};
+pub use policy_watcher::{ApiPolicyChange, PolicyObject, PolicyTracker, Translated};
 pub use selector::{pod_labels_match, policies_for_pod, selects_pod};
 pub use tracker::PodTracker;
 pub use watcher::{NODE_NAME_ENV, PodWatcher, WatchError, default_client, node_name_from_env};
