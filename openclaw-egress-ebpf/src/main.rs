@@ -11,6 +11,8 @@
 //!   classifiers on the host side of a workload's veth.
 //! - `pod_gate.rs`: on the kubepods root cgroup, holds a new pod's packets
 //!   until its policy is in force.
+//!
+//! `trace.rs` logs each verdict in the tracing build (feature `trace`).
 #![no_std]
 #![no_main]
 // A fetching atomic add in `scratch_guard`, written as BPF assembly.
@@ -49,6 +51,7 @@ mod tc_from_workload;
 mod tc_to_workload;
 mod tcp_reset;
 mod tls_hello;
+mod trace;
 mod verdict_cache;
 mod workload;
 

@@ -13,7 +13,7 @@ use openclaw_egress_common::{DropReason, Verdict};
 use crate::{
     egress_policy::{self, Fate, Hook},
     report::{self, Drop, Sender},
-    tcp_reset,
+    tcp_reset, trace,
     workload::Workload,
 };
 
@@ -33,7 +33,9 @@ pub fn tc_from_workload(ctx: TcContext) -> i32 {
     };
     match ethertype {
         ETHERTYPE_IPV4 | ETHERTYPE_IPV6 => {
-            match egress_policy::enforce(&ctx.skb, ETH_HEADER_LEN, Hook::Tc) {
+            let fate = egress_policy::enforce(&ctx.skb, ETH_HEADER_LEN, Hook::Tc);
+            trace::tc_from_workload(&ctx, ETH_HEADER_LEN, fate);
+            match fate {
                 Fate::Pass => TC_NEXT,
                 Fate::Drop => TC_SHOT,
                 Fate::Reset => {

@@ -25,6 +25,7 @@ const BPF_OBJ_PIN: libc::c_long = 6;
 const BPF_OBJ_GET: libc::c_long = 7;
 const BPF_PROG_TEST_RUN: libc::c_long = 10;
 const BPF_MAP_GET_FD_BY_ID: libc::c_long = 14;
+const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
 const BPF_LINK_CREATE: libc::c_long = 28;
 
 /// Program types and attach types (`enum bpf_prog_type`, `enum bpf_attach_type`).
@@ -164,6 +165,31 @@ pub fn map_fd_by_id(id: u32) -> io::Result<OwnedFd> {
         open_flags: 0,
     };
     bpf_fd(BPF_MAP_GET_FD_BY_ID, &mut attr)
+}
+
+/// The kernel id of the program `prog`.
+pub fn program_id(prog: BorrowedFd<'_>) -> io::Result<u32> {
+    /// The start of `struct bpf_prog_info`: the kernel fills what fits.
+    #[repr(C)]
+    #[derive(Default)]
+    struct Info {
+        prog_type: u32,
+        id: u32,
+    }
+    #[repr(C)]
+    struct Attr {
+        bpf_fd: u32,
+        info_len: u32,
+        info: u64,
+    }
+    let mut info = Info::default();
+    let mut attr = Attr {
+        bpf_fd: prog.as_raw_fd() as u32,
+        info_len: size_of::<Info>() as u32,
+        info: std::ptr::from_mut(&mut info) as u64,
+    };
+    bpf(BPF_OBJ_GET_INFO_BY_FD, &mut attr)?;
+    Ok(info.id)
 }
 
 /// The `BPF_OBJ_PIN`/`BPF_OBJ_GET` part of `union bpf_attr`.

@@ -4,6 +4,31 @@ use std::{net::SocketAddr, path::PathBuf};
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+/// `--version`: the release, the commit it was built from and the eBPF
+/// object it embeds (the name its pins are kept under).
+pub fn version() -> String {
+    format!(
+        "{} (commit {}, eBPF object {})",
+        env!("CARGO_PKG_VERSION"),
+        env!("OPENCLAW_EGRESS_GIT_COMMIT"),
+        crate::datapath::Datapath::version()
+    )
+}
+
+/// The command line, with the full `--version`.
+pub fn command() -> clap::Command {
+    use clap::CommandFactory as _;
+    Cli::command().version(version())
+}
+
+/// Parses the process's arguments (exits on `--help`, `--version` and
+/// errors, as clap does).
+pub fn parse() -> Cli {
+    use clap::FromArgMatches as _;
+    let matches = command().get_matches();
+    Cli::from_arg_matches(&matches).unwrap_or_else(|error| error.exit())
+}
+
 #[derive(Debug, Parser)]
 #[command(
     name = "openclaw-egress",
@@ -45,6 +70,13 @@ pub enum Command {
         /// node's entry: pods attached, drops) is written again.
         #[arg(long, default_value = "30s", value_parser = humantime::parse_duration, requires = "kubernetes")]
         status_interval: std::time::Duration,
+        /// Run the build of the eBPF programs that logs each verdict (pass,
+        /// drop, reset, destination) at debug level, target
+        /// `openclaw_egress::trace`: set RUST_LOG=info,openclaw_egress::trace=debug
+        /// to see them. For finding out why something is dropped; it slows
+        /// every packet.
+        #[arg(long)]
+        trace_datapath: bool,
         /// With --kubernetes: also enforce the upstream ClusterNetworkPolicy
         /// objects (policy.networking.k8s.io/v1alpha2, experimental channel)
         /// whose egress allows domainNames, translated to policies (see
@@ -80,6 +112,11 @@ pub enum Command {
     /// Print the EgressPolicy CustomResourceDefinition (YAML), e.g. for
     /// `kubectl apply -f -`: policy files are EgressPolicy objects.
     Crd,
+    /// Print shell completions, e.g. `openclaw-egress completions bash >
+    /// /etc/bash_completion.d/openclaw-egress`.
+    Completions { shell: clap_complete::Shell },
+    /// Print the man page (roff), e.g. `openclaw-egress man | man -l -`.
+    Man,
     /// Show applied policies, counters and resolved names.
     Status {
         #[arg(long)]

@@ -33,6 +33,7 @@ async fn run_other(socket: &Path, command: Command) -> anyhow::Result<()> {
             kubernetes,
             kubepods_cgroup,
             status_interval,
+            trace_datapath,
             cluster_network_policy,
             cluster_dns,
             policy_dir,
@@ -47,6 +48,7 @@ async fn run_other(socket: &Path, command: Command) -> anyhow::Result<()> {
                 kubernetes,
                 kubepods_cgroup,
                 status_interval,
+                trace_datapath,
                 cluster_network_policy: cluster_network_policy.then_some(cluster_dns),
                 policy_dir,
                 allow_host_cgroup,
@@ -57,6 +59,22 @@ async fn run_other(socket: &Path, command: Command) -> anyhow::Result<()> {
         Command::Exec { .. } => unreachable!("handled by run"),
         Command::Apply { file } => apply(socket, &file).await,
         Command::Validate { files } => validate(&files),
+        Command::Completions { shell } => {
+            // Into memory first: clap_complete panics on a write error.
+            let mut script = Vec::new();
+            clap_complete::generate(
+                shell,
+                &mut crate::cli::command(),
+                "openclaw-egress",
+                &mut script,
+            );
+            std::io::Write::write_all(&mut std::io::stdout(), &script)?;
+            Ok(())
+        }
+        Command::Man => {
+            clap_mangen::Man::new(crate::cli::command()).render(&mut std::io::stdout())?;
+            Ok(())
+        }
         Command::Crd => {
             use kube::CustomResourceExt as _;
             print!(

@@ -1,8 +1,6 @@
-use clap::Parser as _;
-
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    let cli = openclaw_egress::cli::Cli::parse();
+    let cli = openclaw_egress::cli::parse();
     match openclaw_egress::commands::run(cli).await {
         Ok(code) => code,
         Err(error) => {

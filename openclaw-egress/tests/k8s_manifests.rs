@@ -614,3 +614,25 @@ fn k8s_manifests_policy_files_are_egress_policy_objects() {
         assert_eq!(from_object, from_file, "{name}");
     }
 }
+
+#[test]
+fn k8s_manifests_daemon_set_runs_the_image_xtask_builds() {
+    // `cargo xtask image` tags `<IMAGE>:<version>`; the DaemonSet must name
+    // exactly that (a kubelet given the saved archive finds it by name).
+    let manifests = load();
+    let container = daemon_container(&manifests);
+    assert_eq!(
+        container.image.as_deref(),
+        Some(
+            format!(
+                "ghcr.io/openclaw/openclaw-egress:{}",
+                env!("CARGO_PKG_VERSION")
+            )
+            .as_str()
+        )
+    );
+    let xtask_image =
+        fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../xtask/src/image.rs"))
+            .unwrap();
+    assert!(xtask_image.contains("pub const IMAGE: &str = \"ghcr.io/openclaw/openclaw-egress\";"));
+}

@@ -13,7 +13,7 @@ use std::{
 use common::*;
 use openclaw_egress::{
     bpffs, clock,
-    datapath::{Capacities, Datapath, Entry, Hooks, Place, PolicyDatapath, encode, frames},
+    datapath::{Build, Capacities, Datapath, Entry, Hooks, Place, PolicyDatapath, encode, frames},
     policy::{Mode, Policy},
 };
 use openclaw_egress_common::DropReason;
@@ -193,7 +193,7 @@ fn a_reopened_datapath_puts_the_recorded_version_back_and_empties_the_others() {
     let entries = encode::static_entries(&policy(Mode::Enforce)).unwrap();
     let capacities = Capacities::for_policy(&entries);
 
-    let shared = Arc::new(Datapath::open(&dir).expect("programs load (root?)"));
+    let shared = Arc::new(Datapath::open(&dir, Build::Plain).expect("programs load (root?)"));
     let mut first = PolicyDatapath::create(&shared, Hooks::CGROUP, &capacities).unwrap();
     first.install_static(&entries).unwrap();
     first.attach(&key, &place).unwrap();
@@ -214,7 +214,7 @@ fn a_reopened_datapath_puts_the_recorded_version_back_and_empties_the_others() {
     drop(shared);
 
     // Nothing is loaded again: the pins are re-opened.
-    let shared = Arc::new(Datapath::open(&dir).unwrap());
+    let shared = Arc::new(Datapath::open(&dir, Build::Plain).unwrap());
     assert_eq!(shared.slots_in_use(), 2);
     let adopted = PolicyDatapath::adopt(&shared, &key, workload, recorded.0, recorded.1).unwrap();
     assert_eq!(shared.in_force(workload), Some(recorded));

@@ -89,6 +89,23 @@ pub fn run(cmd: &mut Command) -> Result<()> {
     Ok(())
 }
 
+/// Runs `cmd` for its answer: its trimmed stdout; an error naming the
+/// command line and its stderr if it fails.
+pub fn stdout(cmd: &mut Command) -> Result<String> {
+    let line = display(cmd);
+    let output = cmd
+        .output()
+        .with_context(|| format!("failed to start `{line}`"))?;
+    if !output.status.success() {
+        bail!(
+            "`{line}` failed ({}): {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
+}
+
 /// Runs `cmd` quietly to ask a question ("is X installed?"): its trimmed
 /// stdout if it started and succeeded, `None` otherwise. Failing is a
 /// legitimate answer here, so there is no error.

@@ -8,6 +8,8 @@
 mod bench;
 mod cmd;
 mod demo;
+mod image;
+mod package;
 mod setup;
 mod test;
 mod workspace;
@@ -34,6 +36,11 @@ enum Task {
     Demo,
     /// Run setup, then the benchmarks.
     Bench,
+    /// Build the Debian package (target/package/) and check it.
+    Package(package::Args),
+    /// Build the OCI image offline with podman, run it, save it
+    /// (target/image/).
+    Image(image::Args),
 }
 
 /// Prints the error with its causes but without anyhow's backtrace: CI sets
@@ -45,6 +52,8 @@ fn main() -> ExitCode {
         Task::Test(args) => test::run(&args),
         Task::Demo => demo::run(),
         Task::Bench => bench::run(),
+        Task::Package(args) => setup::run().and_then(|()| package::run(&args)),
+        Task::Image(args) => setup::run().and_then(|()| image::run(&args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

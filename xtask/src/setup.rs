@@ -11,7 +11,8 @@ use crate::cmd;
 /// Debian packages: `llvm-22-dev` provides the libLLVM that `bpf-linker`
 /// links against; the others are the tools the end-to-end tests, the demo and
 /// the benchmarks run (`ip`, `curl`, `openssl`, `ps`/`sysctl`, `iperf3`, `nft`,
-/// `iptables`, and `promtool` from `prometheus`).
+/// `iptables`, and `promtool` from `prometheus`), `lintian` for the
+/// package's check, `podman` and `runc` to build and run the image.
 const DEBIAN_PACKAGES: &[&str] = &[
     "llvm-22-dev",
     "iproute2",
@@ -22,6 +23,9 @@ const DEBIAN_PACKAGES: &[&str] = &[
     "nftables",
     "iptables",
     "prometheus",
+    "lintian",
+    "podman",
+    "runc",
 ];
 
 /// The `bpf-linker` release known to work with our aya-build and LLVM 22;

@@ -68,6 +68,13 @@ pub fn run(args: &Args) -> Result<()> {
         println!("==> {}", cmd::display(&command));
         cmd::run(&mut command).with_context(|| format!("test step \"{name}\" failed"))?;
     }
+    // The Debian package and the image, from the debug build just tested
+    // (the release build makes the same trees, only slower).
+    println!("==> cargo xtask package --debug");
+    crate::package::run(&crate::package::Args { debug: true })
+        .context("test step \"package\" failed")?;
+    println!("==> cargo xtask image --debug");
+    crate::image::run(&crate::image::Args { debug: true }).context("test step \"image\" failed")?;
     println!("==> all test steps passed");
     Ok(())
 }

@@ -26,6 +26,7 @@ mod restore;
 mod server;
 mod state;
 mod targets;
+mod trace;
 mod workload;
 
 use std::{
@@ -47,7 +48,7 @@ pub use workload::Workload;
 use crate::{
     api::{DropRecord, StatusReport},
     bpffs,
-    datapath::Datapath,
+    datapath::{Build, Datapath},
     events::{self, SlotNames},
 };
 
@@ -76,6 +77,8 @@ pub struct DaemonConfig {
     pub kubepods_cgroup: Option<PathBuf>,
     /// How often EgressPolicy statuses are written again.
     pub status_interval: std::time::Duration,
+    /// Run the build of the programs that logs each verdict.
+    pub trace_datapath: bool,
     /// Enforce ClusterNetworkPolicy objects, with these cluster DNS
     /// addresses as their resolvers.
     pub cluster_network_policy: Option<Vec<std::net::IpAddr>>,
@@ -238,11 +241,16 @@ impl Daemon {
     }
 }
 
-/// Runs the daemon until SIGINT, SIGTERM or `uninstall`.
+/// Runs the daemon until SIGINT, SIGTERM or `uninstall`; SIGHUP re-reads
+/// the policy directory.
 ///
 /// Stopping the daemon leaves every policy enforcing (pinned); a restarted
 /// daemon adopts them.
 pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
+    // SIGHUP (`systemctl reload`) re-reads the policy directory. Handled
+    // from the start, so that one sent while the datapath loads does not
+    // kill the daemon (SIGHUP's default action).
+    let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     heap::limit_arenas();
     host_cgroup::allow(config.allow_host_cgroup);
     bpffs::prepare(&config.bpffs_dir)?;
@@ -251,15 +259,23 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
     let state_root = std::path::absolute(&config.state_dir)?;
     // Verified once here (or re-opened from an earlier daemon's pins), then
     // shared by every workload.
+    let build = if config.trace_datapath {
+        Build::Trace
+    } else {
+        Build::Plain
+    };
     let datapath_dir = config
         .bpffs_dir
-        .join(format!("datapath-{}", Datapath::version()));
-    let datapath = Arc::new(Datapath::open(&datapath_dir).with_context(|| {
+        .join(format!("datapath-{}", Datapath::version_of(build)));
+    let datapath = Arc::new(Datapath::open(&datapath_dir, build).with_context(|| {
         format!(
             "loading the datapath (pinned in {})",
             datapath_dir.display()
         )
     })?);
+    if build == Build::Trace {
+        trace::forward(&datapath)?;
+    }
     let daemon = Daemon::new(state, state_root, config.bpffs_dir.clone(), datapath);
     // Adopt before serving: no request may see (or change) a half-restored state.
     restore::adopt_all(&daemon);
@@ -316,7 +332,9 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
         }
     }
     if let Some(dir) = config.policy_dir.clone() {
-        tokio::spawn(Arc::clone(&daemon).follow_policy_dir(dir));
+        tokio::spawn(Arc::clone(&daemon).follow_policy_dir(dir, hangup));
+    } else {
+        tokio::spawn(Daemon::ignore_hangups(hangup));
     }
     tracing::info!(socket = %config.socket.display(), "daemon ready");
     tokio::spawn(server::serve(api, Arc::clone(&daemon)));

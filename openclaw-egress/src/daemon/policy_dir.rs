@@ -1,7 +1,11 @@
 //! A directory of policy files (a mounted ConfigMap in DaemonSet mode):
 //! files that appear or change are applied, files that go are removed.
+//! The directory is read every [`POLICY_DIR_POLL`], and at once on SIGHUP
+//! (`systemctl reload`).
 
 use std::{collections::BTreeMap, path::PathBuf, sync::Arc, time::Duration};
+
+use tokio::signal::unix::Signal;
 
 use super::Daemon;
 use crate::{
@@ -14,8 +18,9 @@ const POLICY_DIR_POLL: Duration = Duration::from_secs(2);
 
 impl Daemon {
     /// Applies and removes policies as files appear, change and disappear in
-    /// `dir` (a mounted ConfigMap in DaemonSet mode).
-    pub async fn follow_policy_dir(self: Arc<Self>, dir: PathBuf) {
+    /// `dir` (a mounted ConfigMap in DaemonSet mode). `hangup` (SIGHUP)
+    /// makes it read the directory now rather than at the next poll.
+    pub async fn follow_policy_dir(self: Arc<Self>, dir: PathBuf, mut hangup: Signal) {
         let mut policies = PolicyDir::new(&dir);
         // The last failure per file, so a retried apply that keeps failing
         // is logged once, not every poll.
@@ -35,7 +40,20 @@ impl Daemon {
                 }
                 Err(error) => tracing::error!(dir = %dir.display(), "{}", full_message(&error)),
             }
-            tokio::time::sleep(POLICY_DIR_POLL).await;
+            tokio::select! {
+                () = tokio::time::sleep(POLICY_DIR_POLL) => {}
+                Some(()) = hangup.recv() => {
+                    tracing::info!(dir = %dir.display(), "re-reading the policy directory (SIGHUP)");
+                }
+            }
+        }
+    }
+
+    /// SIGHUP without a policy directory: nothing to re-read, but the
+    /// signal must not kill the daemon (its default action would).
+    pub async fn ignore_hangups(mut hangup: Signal) {
+        while hangup.recv().await.is_some() {
+            tracing::info!("SIGHUP: no --policy-dir was given, so there is nothing to re-read");
         }
     }
 

@@ -48,6 +48,28 @@ pub use crate::bpf_sys::TestRun;
 /// The eBPF object built from `openclaw-egress-ebpf` by build.rs.
 static EBPF_OBJECT: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/openclaw-egress"));
+/// The same with feature `trace`: every verdict logged through aya-log.
+static EBPF_OBJECT_TRACE: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/openclaw-egress-trace"));
+
+/// Which build of the programs a datapath runs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Build {
+    /// No logging code, no log map.
+    #[default]
+    Plain,
+    /// Logs each verdict of the packet hooks (`daemon --trace-datapath`).
+    Trace,
+}
+
+impl Build {
+    pub fn object(self) -> &'static [u8] {
+        match self {
+            Build::Plain => EBPF_OBJECT,
+            Build::Trace => EBPF_OBJECT_TRACE,
+        }
+    }
+}
 
 /// The embedded eBPF object (e.g. to measure what verifying it costs).
 pub fn object() -> &'static [u8] {

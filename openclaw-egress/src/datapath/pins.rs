@@ -32,6 +32,56 @@ fn workloads_dir(dir: &Path) -> PathBuf {
     dir.join("workloads")
 }
 
+/// Where the maps of `slot` are pinned: a restarted daemon reopens them
+/// from there. (Reopening them by id from the map-of-maps arrays would take
+/// CAP_SYS_ADMIN, which the daemon does not have.)
+fn slot_dir(dir: &Path, slot: u32) -> PathBuf {
+    dir.join("slots").join(slot.to_string())
+}
+
+/// Pins the maps of `slot`, each under its kind's name.
+pub fn pin_slot_maps<'a>(
+    dir: &Path,
+    slot: u32,
+    maps: impl IntoIterator<Item = (&'static str, BorrowedFd<'a>)>,
+) -> Result<()> {
+    let slot_dir = slot_dir(dir, slot);
+    // A slot number is reused after its quarantine: pins of its last use
+    // are stale.
+    remove_dir(&slot_dir);
+    std::fs::create_dir_all(&slot_dir).map_err(io_error(&slot_dir))?;
+    for (name, fd) in maps {
+        let path = slot_dir.join(name);
+        bpf_sys::pin(fd, &path).map_err(io_error(&path))?;
+    }
+    Ok(())
+}
+
+/// The maps pinned for `slot`, by kind name; `None` if there are none
+/// (a slot placed by a daemon that did not pin them).
+pub fn slot_maps(dir: &Path, slot: u32) -> Result<Option<Vec<(String, OwnedFd)>>> {
+    let slot_dir = slot_dir(dir, slot);
+    let Ok(entries) = std::fs::read_dir(&slot_dir) else {
+        return Ok(None);
+    };
+    let mut maps = Vec::new();
+    for entry in entries {
+        let path = entry.map_err(io_error(&slot_dir))?.path();
+        let fd = bpf_sys::open_pinned(&path).map_err(io_error(&path))?;
+        let name = path
+            .file_name()
+            .map(|name| name.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        maps.push((name, fd));
+    }
+    Ok(Some(maps))
+}
+
+/// Unpins the maps of `slot`.
+pub fn remove_slot_maps(dir: &Path, slot: u32) {
+    remove_dir(&slot_dir(dir, slot));
+}
+
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> DatapathError + '_ {
     move |source| DatapathError::Pinned {
         path: path.to_path_buf(),

@@ -28,7 +28,7 @@ use openclaw_egress_common::{
 };
 
 use super::{
-    DatapathError, EBPF_OBJECT, Result,
+    Build, DatapathError, Result,
     active::ActiveTable,
     attachment::{Attachments, Holder, Place},
     map_error,
@@ -99,33 +99,55 @@ const SHARED_MAPS: [&str; 11] = [
 impl Datapath {
     /// Loads and verifies the programs, unpinned (gone with the process).
     pub fn load() -> Result<Self> {
-        Self::load_into(None)
+        Self::load_into(None, Build::Plain)
     }
 
     /// The datapath pinned under `dir` if an earlier daemon left one there
-    /// (nothing is loaded or verified then), else a freshly loaded one,
-    /// pinned there.
-    pub fn open(dir: &Path) -> Result<Self> {
+    /// (nothing is loaded or verified then), else a freshly loaded one of
+    /// `build`, pinned there (`dir` names the build: see
+    /// [`Self::version_of`]).
+    pub fn open(dir: &Path, build: Build) -> Result<Self> {
         if pins::has_datapath(dir) {
             return Self::adopt(dir);
         }
         pins::create_datapath_dir(dir)?;
-        Self::load_into(Some(dir)).inspect_err(|_| pins::remove_dir(dir))
+        Self::load_into(Some(dir), build).inspect_err(|_| pins::remove_dir(dir))
     }
 
     /// A name for the eBPF object this build embeds (a hash of it): pins
     /// of another build are not reused.
     pub fn version() -> String {
+        Self::version_of(Build::Plain)
+    }
+
+    /// [`Self::version`] of either build.
+    pub fn version_of(build: Build) -> String {
         // FNV-1a, 64 bits: stable across builds and Rust versions, unlike
         // `DefaultHasher`.
-        let hash = EBPF_OBJECT.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
-            (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-        });
+        let hash = build
+            .object()
+            .iter()
+            .fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+                (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+            });
         format!("{hash:016x}")
     }
 
-    fn load_into(pin_dir: Option<&Path>) -> Result<Self> {
-        let mut ebpf = Ebpf::load(EBPF_OBJECT)?;
+    /// The kernel id of the egress program, through which the tracing
+    /// build's log map is found (`aya_log::EbpfLogger::init_from_id`),
+    /// whether it was loaded or adopted.
+    pub fn egress_program_id(&self) -> std::io::Result<u32> {
+        let (_, fd) = self
+            .programs
+            .entries
+            .iter()
+            .find(|(entry, _)| *entry == Entry::Egress)
+            .expect("the egress program is loaded");
+        bpf_sys::program_id(fd.as_fd())
+    }
+
+    fn load_into(pin_dir: Option<&Path>, build: Build) -> Result<Self> {
+        let mut ebpf = Ebpf::load(build.object())?;
         let mut entries = Vec::new();
         for entry in Entry::CGROUP {
             let name = entry.program();
@@ -332,8 +354,16 @@ impl Datapath {
         self.numbers.lock().expect("numbers lock").allocate_slot()
     }
 
-    /// Places the maps of `slot` in the arrays.
+    /// Places the maps of `slot` in the arrays (and pins them, for a
+    /// restarted daemon to reopen).
     pub(super) fn place_slot(&self, slot: u32, maps: &SlotMaps) -> Result<()> {
+        if let Some(dir) = &self.pin_dir {
+            let named = maps
+                .all
+                .iter()
+                .map(|(kind, fd)| (kind.outer_name(), fd.as_fd()));
+            pins::pin_slot_maps(dir, slot, named)?;
+        }
         each_at_once(&maps.all, |(kind, fd)| {
             let outer = self.outer(*kind);
             bpf_sys::map_update(outer.fd().as_fd(), &slot, &as_u32(fd.as_fd()), 0).map_err(
@@ -345,8 +375,22 @@ impl Datapath {
         })
     }
 
-    /// The maps an earlier daemon placed at `slot`.
+    /// The maps an earlier daemon placed at `slot`: from their pins, or
+    /// (a slot whose maps were not pinned) by id from the arrays, which
+    /// takes CAP_SYS_ADMIN.
     pub(super) fn slot_maps(&self, slot: u32) -> Result<SlotMaps> {
+        if let Some(dir) = &self.pin_dir
+            && let Some(pinned) = pins::slot_maps(dir, slot)?
+        {
+            let all = pinned
+                .into_iter()
+                .filter_map(|(name, fd)| {
+                    let kind = Kind::ALL.into_iter().find(|kind| kind.outer_name() == name);
+                    kind.map(|kind| (kind, fd))
+                })
+                .collect();
+            return SlotMaps::from_fds(all);
+        }
         let mut all = Vec::new();
         for (kind, outer) in &self.outer {
             let id: Option<u32> =
@@ -395,6 +439,9 @@ impl Datapath {
             }
             Ok(())
         });
+        if let Some(dir) = &self.pin_dir {
+            pins::remove_slot_maps(dir, slot);
+        }
         self.numbers.lock().expect("numbers lock").free_slot(slot);
     }
 
