@@ -11,6 +11,12 @@ const COMMIT_ENV: &str = "OPENCLAW_EGRESS_GIT_COMMIT";
 
 fn main() -> anyhow::Result<()> {
     record_git_commit();
+    // aya-build watches the eBPF crate's directory; the programs are built
+    // from the common crate too, whose edits must rebuild them as well.
+    println!(
+        "cargo:rerun-if-changed={}",
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../openclaw-egress-common")
+    );
     // Two builds of the programs: the tracing one (feature `trace`, for
     // `daemon --trace-datapath`) and the default one. aya-build writes
     // both to OUT_DIR/openclaw-egress, so the first is moved aside.

@@ -12,7 +12,8 @@ use crate::cmd;
 /// links against; the others are the tools the end-to-end tests, the demo and
 /// the benchmarks run (`ip`, `curl`, `openssl`, `ps`/`sysctl`, `iperf3`, `nft`,
 /// `iptables`, and `promtool` from `prometheus`), `lintian` for the
-/// package's check, `podman` and `runc` to build and run the image.
+/// package's check, `podman` and `runc` to build and run the image, and
+/// `python3` for the harness's stand-in daemon.
 const DEBIAN_PACKAGES: &[&str] = &[
     "llvm-22-dev",
     "iproute2",
@@ -26,6 +27,7 @@ const DEBIAN_PACKAGES: &[&str] = &[
     "lintian",
     "podman",
     "runc",
+    "python3",
 ];
 
 /// The `bpf-linker` release known to work with our aya-build and LLVM 22;

@@ -448,7 +448,8 @@ impl PolicyDatapath {
     }
 }
 
-/// The address in the map form of `ip`'s family (helper for status output).
+/// The `IpAddr` of a map address: IPv4 for an IPv4-mapped one (for status
+/// output).
 pub fn ip_of(addr: &openclaw_egress_common::Addr) -> IpAddr {
     match openclaw_egress_common::addr::as_ipv4(addr) {
         Some(v4) => IpAddr::from(v4),

@@ -44,13 +44,13 @@ pub fn parse_str(source: &str, yaml: &str) -> Result<Policy, PolicyError> {
         .map_err(|issue| PolicyError::new(source, issue.locate(yaml)))
 }
 
-/// Reads and parses the policy file at `path`.
 /// Checks a policy name (`metadata.name`) given some other way, e.g. on the
 /// command line; the message says what is wrong.
 pub fn check_name(name: &str) -> Result<(), String> {
     names::policy_name(name).map(drop)
 }
 
+/// Reads and parses the policy file at `path`.
 pub fn load_file(path: &Path) -> Result<Policy, PolicyError> {
     let source = path.display().to_string();
     let yaml =
