@@ -5,9 +5,12 @@ use std::{path::Path, process::ExitCode};
 use anyhow::{Context as _, bail};
 
 use crate::{
-    api::{self, ApplyReport, Request, Response, StatusReport},
+    api::{
+        self, ApplyReport, Overrides, Request, Response, StatusReport,
+        client::{ask, read_policy, unexpected},
+    },
     cli::{Cli, Command, LogFormat, StateDirs},
-    daemon::{self, DaemonConfig, Overrides},
+    daemon::{self, DaemonConfig},
     exec, policy,
 };
 
@@ -83,14 +86,14 @@ async fn run_other(socket: &Path, command: Command) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Remove { name } => match call(socket, &Request::Remove { name }).await? {
+        Command::Remove { name } => match ask(socket, &Request::Remove { name }).await? {
             Response::Removed { name } => {
                 println!("policy {name} removed");
                 Ok(())
             }
-            other => unexpected(other),
+            other => Err(unexpected(other).into()),
         },
-        Command::Status { json } => match call(socket, &Request::Status).await? {
+        Command::Status { json } => match ask(socket, &Request::Status).await? {
             Response::Status(report) if json => {
                 println!("{}", serde_json::to_string_pretty(&report)?);
                 Ok(())
@@ -99,14 +102,14 @@ async fn run_other(socket: &Path, command: Command) -> anyhow::Result<()> {
                 print_status(&report);
                 Ok(())
             }
-            other => unexpected(other),
+            other => Err(unexpected(other).into()),
         },
-        Command::Metrics => match call(socket, &Request::Metrics).await? {
+        Command::Metrics => match ask(socket, &Request::Metrics).await? {
             Response::Metrics { text } => {
                 print!("{text}");
                 Ok(())
             }
-            other => unexpected(other),
+            other => Err(unexpected(other).into()),
         },
         Command::Monitor { json } => monitor(socket, json).await,
     }
@@ -122,33 +125,6 @@ fn init_logging(format: LogFormat, default_level: &str) {
     }
 }
 
-pub(crate) async fn call(socket: &Path, request: &Request) -> anyhow::Result<Response> {
-    match api::client::call(socket, request).await? {
-        Response::Error { message } => bail!("{message}"),
-        response => Ok(response),
-    }
-}
-
-pub(crate) fn unexpected<T>(response: Response) -> anyhow::Result<T> {
-    bail!("unexpected answer from the daemon: {response:?}")
-}
-
-/// Reads a policy file to send to the daemon, refusing one larger than a
-/// request may be (before parsing it: that limit is the first it breaks).
-pub(crate) fn read_policy(file: &Path) -> anyhow::Result<String> {
-    let yaml = std::fs::read_to_string(file)
-        .with_context(|| format!("{}: cannot read", file.display()))?;
-    if yaml.len() as u64 >= api::MAX_REQUEST_BYTES {
-        bail!(
-            "{}: the policy is {} bytes; the daemon accepts at most {} per request",
-            file.display(),
-            yaml.len(),
-            api::MAX_REQUEST_TEXT
-        );
-    }
-    Ok(yaml)
-}
-
 async fn apply(socket: &Path, file: &Path) -> anyhow::Result<()> {
     let yaml = read_policy(file)?;
     let source = file.display().to_string();
@@ -159,12 +135,12 @@ async fn apply(socket: &Path, file: &Path) -> anyhow::Result<()> {
         yaml,
         overrides: Overrides::default(),
     };
-    match call(socket, &request).await? {
+    match ask(socket, &request).await? {
         Response::Applied(report) => {
             print_applied(&report);
             Ok(())
         }
-        other => unexpected(other),
+        other => Err(unexpected(other).into()),
     }
 }
 
@@ -181,7 +157,7 @@ async fn uninstall(socket: &Path, dirs: &StateDirs) -> anyhow::Result<()> {
             Ok(())
         }
         Ok(Response::Error { message }) => bail!("{message}"),
-        Ok(other) => unexpected(other),
+        Ok(other) => Err(unexpected(other).into()),
         Err(api::client::ClientError::Connect { .. }) => {
             println!(
                 "no daemon answers on {}; removing pins in {} and records in {}",
@@ -323,7 +299,7 @@ async fn monitor(socket: &Path, json: bool) -> anyhow::Result<()> {
             Response::Event(record) if json => println!("{}", serde_json::to_string(&record)?),
             Response::Event(record) => println!("{record}"),
             Response::Error { message } => eprintln!("warning: {message}"),
-            other => return unexpected(other),
+            other => return Err(unexpected(other).into()),
         }
     }
     bail!("the daemon closed the event stream")

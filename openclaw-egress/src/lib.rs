@@ -13,7 +13,6 @@ pub mod commands;
 pub mod daemon;
 pub mod datapath;
 pub mod error_text;
-pub mod events;
 pub mod exec;
 pub mod k8s;
 pub mod netlink;

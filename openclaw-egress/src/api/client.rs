@@ -28,6 +28,21 @@ pub enum ClientError {
     NoAnswer,
     #[error("the request is {bytes} bytes; the daemon accepts at most {MAX_REQUEST_TEXT}")]
     TooLarge { bytes: usize },
+    /// The daemon answered with an error (its message says why).
+    #[error("{0}")]
+    Refused(String),
+    #[error("unexpected answer from the daemon: {0}")]
+    Unexpected(String),
+    #[error("{file}: cannot read")]
+    PolicyFile {
+        file: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "{file}: the policy is {bytes} bytes; the daemon accepts at most {MAX_REQUEST_TEXT} per request"
+    )]
+    PolicyTooLarge { file: String, bytes: usize },
 }
 
 /// An open request whose response lines can be read one by one.
@@ -71,11 +86,42 @@ pub async fn open(socket: &Path, request: &Request) -> Result<Exchange, ClientEr
     })
 }
 
-/// Sends `request` and returns its single response.
+/// Sends `request` and returns its single response, an error response
+/// included (see [`ask`]).
 pub async fn call(socket: &Path, request: &Request) -> Result<Response, ClientError> {
     open(socket, request)
         .await?
         .next()
         .await?
         .ok_or(ClientError::NoAnswer)
+}
+
+/// Sends `request` and returns its single response; an error response is
+/// [`ClientError::Refused`].
+pub async fn ask(socket: &Path, request: &Request) -> Result<Response, ClientError> {
+    match call(socket, request).await? {
+        Response::Error { message } => Err(ClientError::Refused(message)),
+        response => Ok(response),
+    }
+}
+
+/// The error for a response of the wrong kind.
+pub fn unexpected(response: Response) -> ClientError {
+    ClientError::Unexpected(format!("{response:?}"))
+}
+
+/// Reads a policy file to send to the daemon, refusing one larger than a
+/// request may be (before parsing it: that limit is the first it breaks).
+pub fn read_policy(file: &Path) -> Result<String, ClientError> {
+    let yaml = std::fs::read_to_string(file).map_err(|source| ClientError::PolicyFile {
+        file: file.display().to_string(),
+        source,
+    })?;
+    if yaml.len() as u64 >= MAX_REQUEST_BYTES {
+        return Err(ClientError::PolicyTooLarge {
+            file: file.display().to_string(),
+            bytes: yaml.len(),
+        });
+    }
+    Ok(yaml)
 }

@@ -28,6 +28,16 @@ pub fn default_socket() -> PathBuf {
     std::env::var_os(SOCKET_ENV).map_or_else(|| PathBuf::from(DEFAULT_SOCKET), PathBuf::from)
 }
 
+/// Changes to a policy made by whoever applies it, e.g. `exec`, which runs a
+/// command under a policy in a cgroup of its own.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Overrides {
+    /// Apply under this name instead of `metadata.name`.
+    pub name: Option<String>,
+    /// Select only this cgroup (absolute path) instead of `spec.selector`.
+    pub cgroup: Option<PathBuf>,
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(tag = "request", rename_all = "snake_case")]
 pub enum Request {
@@ -38,7 +48,7 @@ pub enum Request {
         yaml: String,
         /// Changes made by the caller (e.g. `exec`'s own name and cgroup).
         #[serde(default)]
-        overrides: crate::daemon::Overrides,
+        overrides: Overrides,
     },
     /// Remove a policy: its workload is no longer filtered.
     Remove {

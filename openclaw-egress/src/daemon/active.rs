@@ -8,6 +8,7 @@ use tokio::task::AbortHandle;
 
 use super::{
     counts::Counts,
+    events,
     instance::{Instance, Instances},
     learned,
     names::Names,
@@ -15,7 +16,6 @@ use super::{
 };
 use crate::{
     api::{DropCount, NameStatus, PolicyStatus},
-    events,
     policy::{Mode, Policy},
 };
 

@@ -7,13 +7,11 @@
 //! old version with the new.
 
 use std::{
-    path::PathBuf,
     sync::{Arc, Mutex, RwLock},
     time::SystemTime,
 };
 
 use openclaw_egress_common::{AllowKey, AllowValue};
-use serde::{Deserialize, Serialize};
 
 use super::{
     Daemon,
@@ -27,22 +25,12 @@ use super::{
     workload::{self, AttachError, Workload},
 };
 use crate::{
-    api::ApplyReport,
+    api::{ApplyReport, Overrides},
     cgroup::CgroupError,
     datapath::{DatapathError, EncodeError, StaticEntries, encode},
     policy::{self, Policy, PolicyError, Selector},
     resolve::{NameResolver, ResolveError},
 };
-
-/// Changes to a policy made by whoever applies it, e.g. `exec`, which runs a
-/// command under a policy in a cgroup of its own.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Overrides {
-    /// Apply under this name instead of `metadata.name`.
-    pub name: Option<String>,
-    /// Select only this cgroup (absolute path) instead of `spec.selector`.
-    pub cgroup: Option<PathBuf>,
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {

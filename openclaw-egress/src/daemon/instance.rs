@@ -5,11 +5,10 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use openclaw_egress_common::{AllowKey, AllowValue, FlowKey};
 
-use super::{apply::ApplyError, counts::Counts, state::InstanceRecord, workload::Workload};
-use crate::{
-    datapath::{Capacities, Datapath, PolicyDatapath, StaticEntries},
-    events::SlotNames,
+use super::{
+    apply::ApplyError, counts::Counts, events::SlotNames, state::InstanceRecord, workload::Workload,
 };
+use crate::datapath::{Capacities, Datapath, PolicyDatapath, StaticEntries};
 
 /// What a new instance holds before it is attached.
 pub struct Filling<'a> {

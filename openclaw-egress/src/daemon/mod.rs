@@ -11,6 +11,7 @@ mod active;
 mod api_policies;
 mod apply;
 mod counts;
+mod events;
 mod heap;
 mod host_cgroup;
 mod http;
@@ -40,7 +41,7 @@ use anyhow::Context as _;
 use tokio::sync::{Notify, broadcast};
 
 use active::ActivePolicy;
-pub use apply::{ApplyError, Overrides};
+pub use apply::ApplyError;
 pub use counts::Counts;
 use state::StateDir;
 pub use workload::Workload;
@@ -49,8 +50,8 @@ use crate::{
     api::{DropRecord, StatusReport},
     bpffs,
     datapath::{Build, Datapath},
-    events::{self, SlotNames},
 };
+use events::SlotNames;
 
 /// How many events a slow `monitor` client may fall behind before it misses some.
 const MONITOR_BACKLOG: usize = 4096;

@@ -10,8 +10,8 @@ use std::{
 };
 
 use crate::{
+    api::client::ask,
     api::{Request, Response},
-    commands::call,
 };
 
 /// The cgroup of the exec with process id `pid`, under the cgroup2 mount.
@@ -40,7 +40,7 @@ pub async fn remove(socket: &Path, mount: &Path) {
     if leftovers.is_empty() {
         return;
     }
-    let policies = match call(socket, &Request::Status).await {
+    let policies = match ask(socket, &Request::Status).await {
         Ok(Response::Status(report)) => report.policies,
         Ok(other) => {
             eprintln!("openclaw-egress: looking for stale exec policies: {other:?}");
@@ -62,7 +62,7 @@ pub async fn remove(socket: &Path, mount: &Path) {
             let request = Request::Remove {
                 name: policy.name.clone(),
             };
-            match call(socket, &request).await {
+            match ask(socket, &request).await {
                 Ok(Response::Removed { name }) => removed.push(format!("policy {name}")),
                 Ok(other) => {
                     eprintln!("openclaw-egress: removing {}: {other:?}", policy.name);

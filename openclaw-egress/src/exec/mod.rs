@@ -20,11 +20,10 @@ use std::{
 use anyhow::Context as _;
 
 use crate::{
+    api::Overrides,
+    api::client::{ask, read_policy, unexpected},
     api::{Request, Response},
-    cgroup,
-    commands::{call, read_policy, unexpected},
-    daemon::Overrides,
-    policy,
+    cgroup, policy,
 };
 
 /// Longest policy name; ours is `<name>-exec-<pid>`.
@@ -47,9 +46,9 @@ pub async fn run(
     let mount = cgroup::cgroup2_mount()?;
     leftovers::remove(socket, &mount).await;
     // The daemon's directories, which the command must not write to.
-    let state_dir = match call(socket, &Request::Status).await? {
+    let state_dir = match ask(socket, &Request::Status).await? {
         Response::Status(report) => report.state_dir,
-        other => return unexpected(other),
+        other => return Err(unexpected(other).into()),
     };
     let absolute_socket = std::path::absolute(socket)?;
     let socket_dir = absolute_socket.parent().unwrap_or(Path::new("/"));
@@ -69,9 +68,9 @@ pub async fn run(
             cgroup: Some(sandbox.path.clone()),
         },
     };
-    match call(socket, &request).await? {
+    match ask(socket, &request).await? {
         Response::Applied(_) => {}
-        other => return unexpected(other),
+        other => return Err(unexpected(other).into()),
     }
     eprintln!(
         "openclaw-egress: running {:?} under policy {} (as {name}, cgroup {})",
@@ -81,7 +80,7 @@ pub async fn run(
     );
 
     let status = sandbox.run(command, confinement);
-    if let Err(error) = call(socket, &Request::Remove { name: name.clone() }).await {
+    if let Err(error) = ask(socket, &Request::Remove { name: name.clone() }).await {
         eprintln!("openclaw-egress: removing policy {name}: {error:#}");
     }
     drop(sandbox);
