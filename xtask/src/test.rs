@@ -75,7 +75,50 @@ pub fn run(args: &Args) -> Result<()> {
         .context("test step \"package\" failed")?;
     println!("==> cargo xtask image --debug");
     crate::image::run(&crate::image::Args { debug: true }).context("test step \"image\" failed")?;
+    println!("==> the embedded programs follow the common crate");
+    embedded_object_follows_common(workspace).context("test step \"embedded object\" failed")?;
     println!("==> all test steps passed");
+    Ok(())
+}
+
+/// The eBPF programs are built from the common crate too, so an edit of it
+/// alone must rebuild the object embedded in the daemon (a stale object
+/// would disagree with the daemon on every shared type): touch it, build,
+/// and the embedded object must be newer.
+fn embedded_object_follows_common(workspace: &Path) -> Result<()> {
+    let build_dir = workspace::target_dir(workspace).join("debug/build");
+    let newest_object = || -> Result<std::time::SystemTime> {
+        std::fs::read_dir(&build_dir)?
+            .flatten()
+            .filter(|entry| {
+                entry
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with("openclaw-egress-")
+            })
+            .filter_map(|entry| {
+                std::fs::metadata(entry.path().join("out/openclaw-egress"))
+                    .and_then(|meta| meta.modified())
+                    .ok()
+            })
+            .max()
+            .with_context(|| format!("no embedded object under {}", build_dir.display()))
+    };
+    let before = newest_object()?;
+    // Its modification time only: the content stays.
+    let source = workspace.join("openclaw-egress-common/src/lib.rs");
+    std::fs::File::options()
+        .append(true)
+        .open(&source)
+        .and_then(|file| file.set_modified(std::time::SystemTime::now()))
+        .with_context(|| format!("touching {}", source.display()))?;
+    cmd::run(&mut cargo(workspace, "build --bins"))?;
+    if newest_object()? <= before {
+        bail!(
+            "editing {} did not rebuild the embedded eBPF object",
+            source.display()
+        );
+    }
     Ok(())
 }
 
