@@ -8,17 +8,12 @@
 
 mod common;
 
-use std::time::Duration;
-
-use common::{poll_until, skip_unless_root};
-use openclaw_egress_e2e::{
-    Daemon, ResolveConnectReport, WorldConfig, binary_path,
-    kube::{FakeKubeApi, running_pod},
-    probe_error,
-};
+use common::{kube::OnePod, skip_unless_root};
+use openclaw_egress_e2e::{ResolveConnectReport, WorldConfig, probe_error};
 use serde_json::{Value, json};
 
-const NODE: &str = "e2e-node";
+/// The policy the object becomes.
+const POLICY: &str = "cnp-agents-egress";
 
 fn world() -> WorldConfig {
     WorldConfig::new()
@@ -71,66 +66,20 @@ fn cluster_network_policy() -> Value {
     })
 }
 
-fn workloads(daemon: &Daemon) -> Vec<String> {
-    let status = daemon.status_json().unwrap();
-    status["policies"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .flat_map(|p| p["workloads"].as_array().cloned().unwrap_or_default())
-        .filter_map(|w| w.as_str().map(str::to_owned))
-        .collect()
-}
-
 #[test]
 fn a_cluster_network_policy_with_domain_names_is_enforced() {
     if skip_unless_root() {
         return;
     }
-    let sandbox = openclaw_egress_e2e::Sandbox::new().expect("creating the sandbox");
-    let _world = sandbox
-        .start_world(&world())
-        .unwrap_or_else(|e| panic!("{e:#}"));
-    let uid = format!("{}-agent", sandbox.id());
-    let cgroup = sandbox.create_cgroup(&format!("pod{uid}")).unwrap();
-    let listener = sandbox
-        .bind_tcp_in_agent("127.0.0.1:0".parse().unwrap())
-        .unwrap();
-    let api = FakeKubeApi::serve(listener).unwrap();
-    api.apply_pod(running_pod(
-        "agents",
-        "agent",
-        &uid,
-        NODE,
-        &[("app", "openclaw")],
-    ));
-    api.apply_cluster_network_policy(cluster_network_policy());
-    let kubeconfig = api.write_kubeconfig(sandbox.scratch_dir()).unwrap();
-    let daemon = sandbox
-        .spawn_daemon_with_env(
-            &binary_path("openclaw-egress"),
-            &[
-                "--kubernetes",
-                "--cluster-network-policy",
-                "--cluster-dns",
-                "10.77.0.1",
-            ],
-            &[
-                ("KUBECONFIG", kubeconfig.to_str().unwrap()),
-                ("NODE_NAME", NODE),
-            ],
-        )
-        .unwrap_or_else(|e| panic!("starting the daemon: {e:#}"));
-    poll_until(
-        "the policy attached",
-        Duration::from_secs(30),
-        || match workloads(&daemon) {
-            w if w == ["pod agents/agent"] => Ok(()),
-            w => Err(format!("workloads {w:?}")),
-        },
+    let pod = OnePod::start(
+        &world(),
+        &["--cluster-network-policy", "--cluster-dns", "10.77.0.1"],
+        |api| api.apply_cluster_network_policy(cluster_network_policy()),
     );
+    let (sandbox, daemon, api, cgroup) = (&pod.sandbox, &pod.daemon, &pod.api, &pod.cgroup);
+    pod.wait_for_workloads("the policy attached", POLICY, &["pod agents/agent"]);
     let status = daemon.status_json().unwrap();
-    assert_eq!(status["policies"][0]["name"], "cnp-agents-egress");
+    assert_eq!(status["policies"][0]["name"], POLICY);
     assert_eq!(
         status["policies"][0]["source"],
         "clusternetworkpolicy/agents-egress"
@@ -141,7 +90,7 @@ fn a_cluster_network_policy_with_domain_names_is_enforced() {
     let connects = |name: &str| {
         let report: ResolveConnectReport = sandbox
             .probe_json_in_cgroup(
-                &cgroup,
+                cgroup,
                 &[
                     "resolve-connect",
                     "10.77.0.1:53",
@@ -159,20 +108,13 @@ fn a_cluster_network_policy_with_domain_names_is_enforced() {
     assert!(!connects("w.other.test"), "w.other.test reached");
     // Nor by address.
     sandbox
-        .probe_in_cgroup(&cgroup, &["tcp", "203.0.113.99:443"])
+        .probe_in_cgroup(cgroup, &["tcp", "203.0.113.99:443"])
         .unwrap()
         .assert_error(probe_error::PERMISSION_DENIED);
 
     // Deleted: removed.
     assert!(api.delete_cluster_network_policy("agents-egress"));
-    poll_until(
-        "the policy removed",
-        Duration::from_secs(30),
-        || match workloads(&daemon) {
-            w if w.is_empty() => Ok(()),
-            w => Err(format!("workloads {w:?}")),
-        },
-    );
+    pod.wait_for_workloads("the policy removed", POLICY, &[]);
     // It never wrote anything: that API's status is not ours.
     assert!(api.requests().iter().all(|r| r.method == "GET"));
 }

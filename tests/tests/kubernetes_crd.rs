@@ -11,15 +11,17 @@ mod common;
 
 use std::time::Duration;
 
-use common::{PolicyYaml, poll_until, skip_unless_root};
+use common::{
+    PolicyYaml,
+    kube::{NODE, OnePod},
+    poll_until, skip_unless_root,
+};
 use openclaw_egress_e2e::{
-    Daemon, Sandbox, WorldConfig, binary_path,
-    kube::{EGRESS_POLICIES, FakeKubeApi, running_pod},
+    Sandbox, WorldConfig,
+    kube::{EGRESS_POLICIES, FakeKubeApi},
     probe_error,
 };
 use serde_json::Value;
-
-const NODE: &str = "e2e-node";
 const X_TCP: &str = "203.0.113.10:443";
 const W_TCP: &str = "203.0.113.99:443";
 const POLICY: &str = "coding-agents";
@@ -74,71 +76,26 @@ fn probe(sandbox: &Sandbox, cgroup: &std::path::Path, target: &str) -> bool {
     outcome.ok
 }
 
-fn workloads(daemon: &Daemon) -> Vec<String> {
-    let status = daemon.status_json().unwrap();
-    status["policies"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|p| p["name"] == POLICY)
-        .flat_map(|p| p["workloads"].as_array().cloned().unwrap_or_default())
-        .filter_map(|w| w.as_str().map(str::to_owned))
-        .collect()
-}
-
 #[test]
 fn egress_policy_objects_are_applied_replaced_refused_and_removed() {
     if skip_unless_root() {
         return;
     }
-    let sandbox = Sandbox::new().expect("creating the sandbox");
-    let _world = sandbox
-        .start_world(&world())
-        .unwrap_or_else(|e| panic!("{e:#}"));
-    let uid = format!("{}-agent", sandbox.id());
-    let cgroup = sandbox.create_cgroup(&format!("pod{uid}")).unwrap();
-    let listener = sandbox
-        .bind_tcp_in_agent("127.0.0.1:0".parse().unwrap())
-        .unwrap();
-    let api = FakeKubeApi::serve(listener).unwrap();
-    api.apply_pod(running_pod(
-        "agents",
-        "agent",
-        &uid,
-        NODE,
-        &[("app", "openclaw")],
-    ));
-    let kubeconfig = api.write_kubeconfig(sandbox.scratch_dir()).unwrap();
-    let daemon = sandbox
-        .spawn_daemon_with_env(
-            &binary_path("openclaw-egress"),
-            &["--kubernetes", "--status-interval", "1s"],
-            &[
-                ("KUBECONFIG", kubeconfig.to_str().unwrap()),
-                ("NODE_NAME", NODE),
-            ],
-        )
-        .unwrap_or_else(|e| panic!("starting the daemon: {e:#}"));
+    let pod = OnePod::start(&world(), &["--status-interval", "1s"], |_| {});
+    let (sandbox, daemon, api, cgroup) = (&pod.sandbox, &pod.daemon, &pod.api, &pod.cgroup);
 
     // The object appears: applied to the pod it selects.
     api.apply_egress_policy(policy_object(PolicyYaml::for_interfaces(&[])));
-    poll_until(
-        "the policy attached",
-        Duration::from_secs(30),
-        || match workloads(&daemon) {
-            w if w == ["pod agents/agent"] => Ok(()),
-            w => Err(format!("workloads {w:?}")),
-        },
-    );
-    assert!(probe(&sandbox, &cgroup, X_TCP));
-    assert!(!probe(&sandbox, &cgroup, W_TCP));
+    pod.wait_for_workloads("the policy attached", POLICY, &["pod agents/agent"]);
+    assert!(probe(sandbox, cgroup, X_TCP));
+    assert!(!probe(sandbox, cgroup, W_TCP));
     let status = daemon.status_json().unwrap();
     assert_eq!(
         status["policies"][0]["source"],
         format!("egresspolicy/{POLICY}")
     );
     // Its status: this node's entry, with the drop just made.
-    let entry = wait_for_status(&api, "ready with a drop", |e| {
+    let entry = wait_for_status(api, "ready with a drop", |e| {
         e["ready"] == true && e["drops"].as_u64() >= Some(1)
     });
     assert_eq!(entry["selectedPods"], 1, "{entry}");
@@ -152,45 +109,38 @@ fn egress_policy_objects_are_applied_replaced_refused_and_removed() {
         PolicyYaml::for_interfaces(&[]).cidr("203.0.113.99/32", &["443/tcp"]),
     ));
     poll_until("w allowed", Duration::from_secs(30), || {
-        if probe(&sandbox, &cgroup, W_TCP) {
+        if probe(sandbox, cgroup, W_TCP) {
             Ok(())
         } else {
             Err("w still dropped".into())
         }
     });
-    wait_for_status(&api, "generation 2", |e| e["observedGeneration"] == 2);
+    wait_for_status(api, "generation 2", |e| e["observedGeneration"] == 2);
 
     // A version the daemon refuses: the status says why, and generation 2
     // keeps enforcing.
     api.apply_egress_policy(policy_object(
         PolicyYaml::for_interfaces(&[]).cidr("203.0.113.99/33", &["443/tcp"]),
     ));
-    let entry = wait_for_status(&api, "the refusal", |e| e["observedGeneration"] == 3);
+    let entry = wait_for_status(api, "the refusal", |e| e["observedGeneration"] == 3);
     assert_eq!(entry["ready"], false, "{entry}");
     let error = entry["lastError"].as_str().unwrap_or_default();
     assert!(error.contains("spec.egress[0].cidr"), "{entry}");
-    assert!(probe(&sandbox, &cgroup, W_TCP));
-    assert!(probe(&sandbox, &cgroup, X_TCP));
+    assert!(probe(sandbox, cgroup, W_TCP));
+    assert!(probe(sandbox, cgroup, X_TCP));
 
     // An object may select pods only: not a cgroup of the host.
     api.apply_egress_policy(policy_object(
         PolicyYaml::for_interfaces(&[]).cgroup_path("/"),
     ));
-    let entry = wait_for_status(&api, "the refusal", |e| e["observedGeneration"] == 4);
+    let entry = wait_for_status(api, "the refusal", |e| e["observedGeneration"] == 4);
     let error = entry["lastError"].as_str().unwrap_or_default();
     assert!(error.contains("podLabels only"), "{entry}");
-    assert!(probe(&sandbox, &cgroup, W_TCP), "generation 2 enforces");
+    assert!(probe(sandbox, cgroup, W_TCP), "generation 2 enforces");
 
     // Deleted: removed, the pod is not filtered any more.
     assert!(api.delete_egress_policy(POLICY));
-    poll_until(
-        "the policy removed",
-        Duration::from_secs(30),
-        || match workloads(&daemon) {
-            w if w.is_empty() => Ok(()),
-            w => Err(format!("workloads {w:?}")),
-        },
-    );
+    pod.wait_for_workloads("the policy removed", POLICY, &[]);
 
     // All the daemon ever wrote: its own entry of the status.
     for request in api.requests() {

@@ -134,6 +134,21 @@ impl Rig {
         }
     }
 
+    /// The scheduler binds the selected pod `agent` here (Pending, no
+    /// cgroup yet) and the daemon arms the gate for it; returns its UID.
+    fn bind_agent(&self) -> String {
+        let agent = self.uid("agent");
+        self.api.apply_pod(pending_pod(
+            NAMESPACE,
+            "agent",
+            &agent,
+            NODE,
+            &[("app", "openclaw")],
+        ));
+        wait_armed(&self.daemon);
+        agent
+    }
+
     /// A UID unique to this sandbox (the cgroup tree is shared).
     fn uid(&self, name: &str) -> String {
         format!("{}-{name}", self.sandbox.id())
@@ -195,13 +210,9 @@ fn a_selected_pod_sends_nothing_before_its_policy_is_in_force() {
         return;
     }
     let rig = Rig::start();
-    let labels = [("app", "openclaw")];
 
     // The scheduler binds the pod here: Pending, no cgroup yet.
-    let agent = rig.uid("agent");
-    rig.api
-        .apply_pod(pending_pod(NAMESPACE, "agent", &agent, NODE, &labels));
-    wait_armed(&rig.daemon);
+    let agent = rig.bind_agent();
     assert_eq!(rig.metric("openclaw_egress_pod_gate_armed"), 1.0);
 
     // The kubelet makes the cgroup and the container talks at once.
@@ -242,15 +253,7 @@ fn pods_no_policy_selects_are_let_go_at_once() {
     }
     let rig = Rig::start();
     // A selected pod is awaited: the gate is armed ...
-    let agent = rig.uid("agent");
-    rig.api.apply_pod(pending_pod(
-        NAMESPACE,
-        "agent",
-        &agent,
-        NODE,
-        &[("app", "openclaw")],
-    ));
-    wait_armed(&rig.daemon);
+    rig.bind_agent();
 
     // ... when another pod, which no policy selects, starts: a Guaranteed
     // one (right below the root), known to the API server or not yet.
@@ -282,15 +285,7 @@ fn a_pod_that_starts_while_the_daemon_is_down_is_held_until_it_is_back() {
         return;
     }
     let mut rig = Rig::start();
-    let agent = rig.uid("agent");
-    rig.api.apply_pod(pending_pod(
-        NAMESPACE,
-        "agent",
-        &agent,
-        NODE,
-        &[("app", "openclaw")],
-    ));
-    wait_armed(&rig.daemon);
+    let agent = rig.bind_agent();
 
     // The daemon stops (an upgrade, a crash): the gate stays pinned and
     // armed, and the pod that starts meanwhile is held.

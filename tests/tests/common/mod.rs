@@ -9,6 +9,7 @@
 #![allow(dead_code)]
 
 pub mod bypass;
+pub mod kube;
 
 use std::{
     collections::BTreeSet,
