@@ -89,11 +89,12 @@ pub fn run(cmd: &mut Command) -> Result<()> {
     Ok(())
 }
 
-/// Runs `cmd` for its answer: its trimmed stdout; an error naming the
-/// command line and its stderr if it fails.
+/// Runs `cmd` for its answer (stdin closed): its trimmed stdout; an error
+/// naming the command line and its stderr if it fails.
 pub fn stdout(cmd: &mut Command) -> Result<String> {
     let line = display(cmd);
     let output = cmd
+        .stdin(Stdio::null())
         .output()
         .with_context(|| format!("failed to start `{line}`"))?;
     if !output.status.success() {

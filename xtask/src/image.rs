@@ -7,15 +7,15 @@
 //! `Containerfile` at the root builds the same image from source, for
 //! machines with registry access.
 
-use std::{
-    fs,
-    path::{Path, PathBuf},
-    process::Command,
-};
+use std::{fs, path::Path};
 
 use anyhow::{Context as _, Result, bail};
 
-use crate::{cmd, workspace};
+use crate::{
+    cmd,
+    daemon_binary::{self, DaemonBinary},
+    workspace,
+};
 
 /// The image's name, as `deploy/daemonset.yaml` refers to it.
 pub const IMAGE: &str = "ghcr.io/openclaw/openclaw-egress";
@@ -31,20 +31,12 @@ pub struct Args {
 
 pub fn run(args: &Args) -> Result<()> {
     let workspace = &workspace::root();
-    let profile = if args.debug { "debug" } else { "release" };
-    let mut build = cmd::new("cargo");
-    build
-        .args(["build", "--bin", "openclaw-egress"])
-        .current_dir(workspace);
-    if !args.debug {
-        build.arg("--release");
-    }
-    cmd::run(&mut build)?;
-    let binary = workspace::target_dir(workspace)
-        .join(profile)
-        .join("openclaw-egress");
-    let version_line = cmd::stdout(Command::new(&binary).arg("--version"))?;
-    let (version, commit) = parse_version(&version_line)?;
+    let DaemonBinary {
+        path: binary,
+        version_line,
+        version,
+        commit,
+    } = daemon_binary::build(workspace, args.debug)?;
 
     let context = workspace::target_dir(workspace).join("image");
     if context.exists() {
@@ -54,7 +46,7 @@ pub fn run(args: &Args) -> Result<()> {
     let staged = rootfs.join("usr/bin/openclaw-egress");
     copy(&binary, &staged)?;
     cmd::run(cmd::new("strip").arg("--strip-unneeded").arg(&staged))?;
-    for library in shared_libraries(&binary)? {
+    for library in daemon_binary::shared_libraries(&binary)? {
         copy(
             &library,
             &rootfs.join(library.strip_prefix("/").expect("absolute")),
@@ -130,43 +122,6 @@ pub fn run(args: &Args) -> Result<()> {
     println!("==> {tag} ({commit_tag}): {size_mib:.1} MiB; runs: {inside}");
     println!("==> saved as {}", archive.display());
     Ok(())
-}
-
-/// (version, commit) from `openclaw-egress 0.1.0 (commit abc, eBPF object def)`.
-fn parse_version(line: &str) -> Result<(String, String)> {
-    let version = line.split_whitespace().nth(1);
-    let commit = line
-        .split("commit ")
-        .nth(1)
-        .and_then(|rest| rest.split([',', ')']).next());
-    match (version, commit) {
-        (Some(version), Some(commit)) => Ok((version.to_owned(), commit.to_owned())),
-        _ => bail!("unexpected --version output `{line}`"),
-    }
-}
-
-/// The files the binary's dynamic loader maps: its libraries and the
-/// loader itself, as absolute paths.
-fn shared_libraries(binary: &Path) -> Result<Vec<PathBuf>> {
-    let ldd = cmd::stdout(cmd::new("ldd").arg(binary))?;
-    let mut libraries = Vec::new();
-    for line in ldd.lines() {
-        let path = match line.split_once("=> ") {
-            Some((_, rest)) => rest.split_whitespace().next(),
-            // The loader: "/lib64/ld-linux-x86-64.so.2 (0x...)".
-            None => line
-                .split_whitespace()
-                .next()
-                .filter(|p| p.starts_with('/')),
-        };
-        if let Some(path) = path {
-            libraries.push(PathBuf::from(path));
-        }
-    }
-    if libraries.is_empty() {
-        bail!("ldd found no libraries: {ldd}");
-    }
-    Ok(libraries)
 }
 
 /// Copies the file behind `from` (following symlinks) to `to`.

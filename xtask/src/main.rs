@@ -7,6 +7,7 @@
 
 mod bench;
 mod cmd;
+mod daemon_binary;
 mod demo;
 mod image;
 mod package;

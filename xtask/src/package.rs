@@ -19,7 +19,7 @@ use std::{
 
 use anyhow::{Context as _, Result, bail};
 
-use crate::{cmd, workspace};
+use crate::{cmd, daemon_binary, workspace};
 
 const NAME: &str = "openclaw-egress";
 
@@ -41,23 +41,15 @@ const LINTIAN_EXPLAINED: &[(&str, &str)] = &[(
 
 pub fn run(args: &Args) -> Result<()> {
     let workspace = &workspace::root();
-    let profile = if args.debug { "debug" } else { "release" };
-    let mut build = cmd::new("cargo");
-    build.args(["build", "--bin", NAME]).current_dir(workspace);
-    if !args.debug {
-        build.arg("--release");
-    }
-    cmd::run(&mut build)?;
-    let binary = workspace::target_dir(workspace).join(profile).join(NAME);
-    let deb = build_deb(workspace, &binary)?;
+    let binary = daemon_binary::build(workspace, args.debug)?;
+    let deb = build_deb(workspace, &binary.path, &binary.version)?;
     check(&deb)?;
     println!("==> {}", deb.display());
     Ok(())
 }
 
 /// Stages the tree and builds the `.deb`; returns its path.
-fn build_deb(workspace: &Path, binary: &Path) -> Result<PathBuf> {
-    let version = package_version(binary)?;
+fn build_deb(workspace: &Path, binary: &Path, version: &str) -> Result<PathBuf> {
     let arch = cmd::stdout(cmd::new("dpkg").arg("--print-architecture"))?;
     let out_dir = workspace::target_dir(workspace).join("package");
     let stage = out_dir.join(format!("{NAME}_{version}_{arch}"));
@@ -173,26 +165,14 @@ fn build_deb(workspace: &Path, binary: &Path) -> Result<PathBuf> {
     Ok(deb)
 }
 
-/// The package version: the crate's, from `--version`.
-fn package_version(binary: &Path) -> Result<String> {
-    let line = cmd::stdout(Command::new(binary).arg("--version"))?;
-    line.split_whitespace()
-        .nth(1)
-        .map(str::to_owned)
-        .with_context(|| format!("no version in `{line}`"))
-}
-
 /// The packages that provide the binary's shared libraries, with the
 /// installed version as minimum (what `dpkg-shlibdeps` would say, without
 /// a `debian/` directory).
 fn shared_library_packages(binary: &Path) -> Result<String> {
-    let ldd = cmd::stdout(cmd::new("ldd").arg(binary))?;
     let mut packages = std::collections::BTreeSet::new();
-    for path in ldd.lines().filter_map(|line| line.split("=> ").nth(1)) {
-        let Some(path) = path.split_whitespace().next() else {
-            continue;
-        };
-        let owner = cmd::stdout(cmd::new("dpkg").args(["-S", path]))
+    for path in daemon_binary::shared_libraries(binary)? {
+        let path = path.display().to_string();
+        let owner = cmd::stdout(cmd::new("dpkg").args(["-S", &path]))
             .or_else(|_| {
                 // Merged /usr: /lib/x86_64-linux-gnu is /usr/lib/...
                 cmd::stdout(cmd::new("dpkg").args(["-S", &format!("/usr{path}")]))

@@ -246,7 +246,7 @@ pub fn run(bin_dir: &Path, settings: &Settings) -> Result<Throughput> {
         .context("starting the connection-rate server")?;
     // Thousands of connections per run close from the client's side: let
     // new ones reuse ports in TIME-WAIT (safe with TCP timestamps).
-    output_ok(
+    cmd::stdout(
         &mut sandbox
             .command_in_agent_outside_cgroup("sysctl", ["-qw", "net.ipv4.tcp_tw_reuse=1"])?,
     )?;
@@ -519,7 +519,7 @@ impl Bench<'_> {
             "dev",
             "eth0",
         ]);
-        let out = output_ok(&mut command)?;
+        let out = cmd::stdout(&mut command)?;
         let links: Value = serde_json::from_str(&out).context("`ip -j` printed no JSON")?;
         let stats = &links[0]["stats64"];
         match (
@@ -538,7 +538,7 @@ impl Bench<'_> {
 
     fn nft_ruleset(&self) -> Result<String> {
         let mut command = self.agent_netns_command("nft", &["list", "ruleset"]);
-        output_ok(&mut command)
+        cmd::stdout(&mut command)
     }
 
     /// `ip netns exec <agent> program args` (outside the sandbox cgroup), fed `stdin`.
@@ -619,7 +619,7 @@ impl IperfServer {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let mut ss = sandbox.command_in_world("ss", ["-Hltn", &format!("sport = :{port}")])?;
-            if output_ok(&mut ss).is_ok_and(|out| !out.trim().is_empty()) {
+            if cmd::stdout(&mut ss).is_ok_and(|out| !out.trim().is_empty()) {
                 return Ok(server_guard);
             }
             if let Some(status) = server_guard.0.try_wait()? {
@@ -658,23 +658,6 @@ fn wait_with_deadline(mut child: Child, deadline: Duration) -> Result<()> {
         }
         thread::sleep(Duration::from_millis(100));
     }
-}
-
-/// Runs `command` quietly; its stdout, or an error with its stderr.
-fn output_ok(command: &mut Command) -> Result<String> {
-    let line = cmd::display(command);
-    let output = command
-        .stdin(Stdio::null())
-        .output()
-        .with_context(|| format!("starting `{line}`"))?;
-    if !output.status.success() {
-        bail!(
-            "`{line}` failed ({}): {}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
 #[cfg(test)]
