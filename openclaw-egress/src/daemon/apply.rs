@@ -145,7 +145,7 @@ impl Daemon {
         }
         // Pods it selects that are awaited: held from their first packet
         // now; any whose cgroup is there already, enforced at once.
-        let found = self.update_gate();
+        let found = self.update_gate().already_made();
         if let Some(this) = self.this.upgrade() {
             for running in found {
                 tokio::spawn(Arc::clone(&this).pod_event(running));

@@ -38,6 +38,35 @@ struct AwaitingPod {
     labels: BTreeMap<String, String>,
 }
 
+/// The awaited pods a policy selects, as [`Daemon::update_gate`] found them.
+#[derive(Default)]
+pub struct SelectedAwaited {
+    root: Option<PathBuf>,
+    pods: Vec<AwaitingPod>,
+}
+
+impl SelectedAwaited {
+    /// `Running` for each pod whose cgroup exists already (made before
+    /// the gate was armed, or before the daemon heard of the pod, so not
+    /// held): to be enforced at once. Reads the kubepods tree.
+    pub(super) fn already_made(self) -> Vec<WorkloadEvent> {
+        let Some(root) = self.root else {
+            return Vec::new();
+        };
+        self.pods
+            .into_iter()
+            .filter_map(|awaiting| {
+                let cgroup = find_pod_dir(&root, &awaiting.pod.uid)?;
+                Some(WorkloadEvent::Running {
+                    pod: awaiting.pod,
+                    labels: awaiting.labels,
+                    cgroup,
+                })
+            })
+            .collect()
+    }
+}
+
 #[derive(Default)]
 pub struct PodStart {
     /// The kubepods root the gate is attached to; `None`: no gate.
@@ -116,7 +145,8 @@ impl Daemon {
                 .awaiting
                 .insert(uid, AwaitingPod { pod, labels });
             self.update_gate()
-        };
+        }
+        .already_made();
         for running in found {
             // (Boxed: `pod_event` is what called this.)
             Box::pin(Arc::clone(self).pod_event(running)).await;
@@ -136,16 +166,14 @@ impl Daemon {
     }
 
     /// Arms the gate while a policy selects an awaited pod, disarms it
-    /// otherwise. Returns `Running` for each selected awaited pod whose
-    /// cgroup already exists (made before the gate was armed, so not held:
-    /// to be enforced at once). Called with the apply lock held, after
-    /// anything that changes which awaited pods are selected.
-    pub(super) fn update_gate(&self) -> Vec<WorkloadEvent> {
+    /// otherwise; returns those pods. Called with the apply lock held,
+    /// after anything that changes which awaited pods are selected.
+    pub(super) fn update_gate(&self) -> SelectedAwaited {
         let start = self.pod_start.lock().expect("pod start lock");
-        let Some(root) = &start.root else {
-            return Vec::new();
+        let Some(root) = start.root.clone() else {
+            return SelectedAwaited::default();
         };
-        let selected: Vec<&AwaitingPod> = {
+        let selected: Vec<AwaitingPod> = {
             let policies = self.policies.read().expect("policies lock");
             start
                 .awaiting
@@ -155,8 +183,10 @@ impl Daemon {
                         .values()
                         .any(|active| k8s::selects_pod(&active.policy, &awaiting.labels))
                 })
+                .cloned()
                 .collect()
         };
+        drop(start);
         let gate = self.datapath.pod_gate();
         if selected.is_empty() {
             if gate.is_armed() {
@@ -167,10 +197,10 @@ impl Daemon {
                     }
                 }
             }
-            return Vec::new();
+            return SelectedAwaited::default();
         }
         if !gate.is_armed() {
-            let armed = pod_gate::newest_cgroup_id(root)
+            let armed = pod_gate::newest_cgroup_id(&root)
                 .map_err(|error| error.to_string())
                 .and_then(|newest| gate.arm(newest).map_err(|error| full_message(&error)));
             match armed {
@@ -184,17 +214,10 @@ impl Daemon {
                 ),
             }
         }
-        selected
-            .into_iter()
-            .filter_map(|awaiting| {
-                let cgroup = find_pod_dir(root, &awaiting.pod.uid)?;
-                Some(WorkloadEvent::Running {
-                    pod: awaiting.pod.clone(),
-                    labels: awaiting.labels.clone(),
-                    cgroup,
-                })
-            })
-            .collect()
+        SelectedAwaited {
+            root: Some(root),
+            pods: selected,
+        }
     }
 
     /// Lets a pod's cgroup pass the gate: its policies are in force (or
