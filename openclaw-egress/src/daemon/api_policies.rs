@@ -20,17 +20,6 @@ use crate::{
     },
 };
 
-/// Whether the policy selects pods and nothing else. (One that does not
-/// parse is left to `apply`, which says why.)
-fn selects_pods_only(source: &str, yaml: &str) -> bool {
-    match crate::policy::parse_str(source, yaml) {
-        Ok(policy) => {
-            policy.selector.cgroup_path.is_none() && policy.selector.interfaces.is_empty()
-        }
-        Err(_) => true,
-    }
-}
-
 /// What the daemon last made of each object, by policy name.
 #[derive(Default)]
 struct Outcomes(BTreeMap<String, Outcome>);
@@ -148,12 +137,6 @@ impl Daemon {
                          not applied while it is"
                     )),
                     (_, Err(error)) => Err(error),
-                    (_, Ok(yaml)) if !selects_pods_only(&source, &yaml) => Err(
-                        "spec.selector: a policy object selects pods by podLabels only \
-                         (cgroupPath and interfaces name things of one host: put such a policy \
-                         in a policy file on that host)"
-                            .to_owned(),
-                    ),
                     (_, Ok(yaml)) => self
                         .apply(&source, &yaml, &Default::default())
                         .await

@@ -44,10 +44,23 @@ impl PolicyObject for EgressPolicy {
 }
 
 /// The policy of an `EgressPolicy`: itself.
+/// An object may select pods only: `cgroupPath` and `interfaces` name
+/// things of one host.
 pub fn egress_policy(policy: &EgressPolicy) -> Translated {
+    let selector = &policy.spec.selector;
+    let yaml = if selector.cgroup_path.is_some() || !selector.interfaces.is_empty() {
+        Err(
+            "spec.selector: a policy object selects pods by podLabels only (cgroupPath and \
+             interfaces name things of one host: put such a policy in a policy file on that \
+             host)"
+                .to_owned(),
+        )
+    } else {
+        policy_document(policy).map_err(|error| error.to_string())
+    };
     Translated {
         name: policy.metadata.name.clone().unwrap_or_default(),
-        yaml: policy_document(policy).map_err(|error| error.to_string()),
+        yaml,
     }
 }
 
