@@ -138,18 +138,16 @@ fn systemd_uid(uid: &str) -> String {
 /// Whether a directory name is the pod cgroup of `uid` under either driver,
 /// whatever the kubelet's cgroupRoot prefix.
 fn is_pod_dir_name(name: &str, uid: &str) -> bool {
-    name.strip_prefix("pod") == Some(uid)
-        || name
-            .strip_suffix(".slice")
-            .and_then(|stem| stem.rsplit_once("-pod"))
-            .is_some_and(|(_, id)| id == systemd_uid(uid))
+    super::kubepods::pod_uid_of_dir(name).as_deref() == Some(uid)
+}
+
+/// Letters, digits and `-` (UUIDs, and the hex hashes of static pods).
+pub(super) fn is_uid(uid: &str) -> bool {
+    !uid.is_empty() && uid.len() <= 64 && uid.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
 }
 
 fn check_uid(uid: &str) -> Result<(), PodCgroupError> {
-    let valid = !uid.is_empty()
-        && uid.len() <= 64
-        && uid.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
-    if valid {
+    if is_uid(uid) {
         Ok(())
     } else {
         Err(PodCgroupError::InvalidUid(uid.to_owned()))

@@ -19,13 +19,18 @@ use tokio::io::{Interest, unix::AsyncFd};
 /// driver: `pod<uid>` (cgroupfs) or `…-pod<uid with _>.slice` (systemd).
 pub fn pod_uid_of_dir(name: &str) -> Option<String> {
     let uid = match name.strip_suffix(".slice") {
-        Some(stem) => stem.rsplit_once("-pod")?.1.replace('_', "-"),
+        // systemd escapes the UID's dashes (a dash separates slice levels):
+        // an unescaped one is not the kubelet's name.
+        Some(stem) => {
+            let escaped = stem.rsplit_once("-pod")?.1;
+            if escaped.contains('-') {
+                return None;
+            }
+            escaped.replace('_', "-")
+        }
         None => name.strip_prefix("pod")?.to_owned(),
     };
-    let valid = !uid.is_empty()
-        && uid.len() <= 64
-        && uid.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
-    valid.then_some(uid)
+    super::cgroup_path::is_uid(&uid).then_some(uid)
 }
 
 /// Whether a directory right below the kubepods root is a QoS class's
@@ -172,6 +177,8 @@ mod tests {
         ] {
             assert_eq!(pod_uid_of_dir(&name).as_deref(), Some(uid), "{name}");
         }
+        // systemd's name with the dashes not escaped: not the kubelet's.
+        assert_eq!(pod_uid_of_dir(&format!("kubepods-pod{uid}.slice")), None);
         for name in [
             "besteffort",
             "kubepods-burstable.slice",
