@@ -108,7 +108,9 @@ type TargetPorts<'a> = (&'a Target, u32, Vec<(u8, u16, u8)>);
 
 /// `DNS_NAMES` and `RULE_PORTS` entries. Rules naming the same target share
 /// the id of the first of them, whose port list becomes the union of theirs:
-/// a name is allowed on every port any of its rules lists.
+/// a name is allowed on every port any of its rules lists. A target only
+/// `dnsOnly` rules name gets an empty port list: its questions pass, its
+/// answers allow nothing.
 fn name_entries(policy: &Policy) -> Result<NameEntries, EncodeError> {
     // (target, first rule id naming it, union of the ports), in rule order.
     let mut by_target: Vec<TargetPorts<'_>> = Vec::new();
@@ -135,9 +137,34 @@ fn name_entries(policy: &Policy) -> Result<NameEntries, EncodeError> {
             }
         }
     }
+    // A DNS-only target (`dnsOnly` rules alone name it) whose every name a
+    // target with ports matches adds nothing: those questions pass anyway.
+    // Dropping it also keeps it out of the kernel's matches, most specific
+    // first, where it would come before the rule with ports and answers to
+    // its names would charge the name's budget as if nothing were allowed
+    // yet (its empty port list is never "already allowed").
+    // (An exact name with ports covers only itself, and rules naming the
+    // same target were merged above: only patterns with ports can cover.)
+    let patterns_with_ports: Vec<&Target> = by_target
+        .iter()
+        .filter(|(target, _, ports)| matches!(target, Target::Pattern(_)) && !ports.is_empty())
+        .map(|(target, ..)| *target)
+        .collect();
+    let covered: Vec<bool> = by_target
+        .iter()
+        .map(|(target, _, ports)| {
+            ports.is_empty()
+                && patterns_with_ports
+                    .iter()
+                    .any(|pattern| pattern.covers_names_of(target))
+        })
+        .collect();
     let mut names: BTreeMap<DnsName, DnsNameRules> = BTreeMap::new();
     let mut rule_ports = Vec::new();
-    for (target, rule, ports) in by_target {
+    for ((target, rule, ports), covered) in by_target.into_iter().zip(covered) {
+        if covered {
+            continue;
+        }
         if ports.len() > MAX_RULE_PORTS {
             return Err(EncodeError::TooManyPorts {
                 target: target_string(target),

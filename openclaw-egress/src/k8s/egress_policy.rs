@@ -93,7 +93,8 @@ pub struct DnsSpec {
     pub max_ips_per_pattern: Option<i64>,
 }
 
-/// One allow rule: one of `fqdn`, `fqdnPattern` or `cidr`, and its ports.
+/// One allow rule: one of `fqdn`, `fqdnPattern` or `cidr`, and its ports
+/// (none for a `dnsOnly` rule).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RuleSpec {
@@ -103,7 +104,13 @@ pub struct RuleSpec {
     pub fqdn_pattern: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cidr: Option<String>,
+    /// Absent only with `dnsOnly` (an object without either is refused by
+    /// the policy parser: "ports must not be empty").
+    #[serde(default)]
     pub ports: Vec<PortSpec>,
+    /// The rule's names may be resolved, and nothing connected to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns_only: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<Vec<i64>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -42,25 +42,31 @@ fn rule(raw: RawRule, path: &FieldPath) -> Result<EgressRule, Issue> {
         (Some(_), Some(_), Some(_)) => return several("`fqdn`, `fqdnPattern` and `cidr`"),
     };
 
+    if raw.dns_only == Some(true) {
+        return dns_only(&raw, target, path);
+    }
     let ports_path = path.key("ports");
-    if raw.ports.is_empty() {
+    let Some(raw_ports) = &raw.ports else {
+        // As serde words a missing field, at the rule that lacks it.
+        return Err(Issue::at_value(path.clone(), "missing field `ports`"));
+    };
+    if raw_ports.is_empty() {
         return Err(Issue::at_key(
             ports_path,
             "ports must not be empty; list the ports to allow, e.g. [443/tcp]",
         ));
     }
-    if raw.ports.len() > EgressRule::MAX_PORTS {
+    if raw_ports.len() > EgressRule::MAX_PORTS {
         return Err(Issue::at_key(
             ports_path,
             format!(
                 "a rule allows at most {} ports, this one lists {}; split it into several rules",
                 EgressRule::MAX_PORTS,
-                raw.ports.len()
+                raw_ports.len()
             ),
         ));
     }
-    let ports: Vec<_> = raw
-        .ports
+    let ports: Vec<_> = raw_ports
         .iter()
         .enumerate()
         .map(|(i, port)| {
@@ -73,6 +79,40 @@ fn rule(raw: RawRule, path: &FieldPath) -> Result<EgressRule, Issue> {
         ports,
         inspection,
     })
+}
+
+/// A `dnsOnly: true` rule: its names may be asked of the resolvers, and
+/// nothing else. Everything that would allow or check a connection is
+/// refused by name rather than ignored, so that a reader never believes a
+/// rule allows more than it does.
+fn dns_only(raw: &RawRule, target: Target, path: &FieldPath) -> Result<EgressRule, Issue> {
+    if matches!(target, Target::Cidr(_)) {
+        return Err(Issue::at_key(
+            path.key("dnsOnly"),
+            "dnsOnly applies to fqdn and fqdnPattern rules (it lets their names be resolved); \
+             a cidr rule names addresses, not names: remove dnsOnly or use fqdn",
+        ));
+    }
+    if raw.ports.as_ref().is_some_and(|ports| !ports.is_empty()) {
+        return Err(Issue::at_key(
+            path.key("ports"),
+            "a dnsOnly rule allows no connection, so it lists no ports; \
+             remove ports, or remove dnsOnly to allow connections on them",
+        ));
+    }
+    let inspection_fields = [
+        ("tls", raw.tls.is_some()),
+        ("http", raw.http.is_some()),
+        ("ech", raw.ech.is_some()),
+        ("quic", raw.quic.is_some()),
+    ];
+    if let Some((key, _)) = inspection_fields.iter().find(|(_, set)| *set) {
+        return Err(Issue::at_key(
+            path.key(key),
+            format!("{key} checks connections, and a dnsOnly rule allows none; remove {key}"),
+        ));
+    }
+    Ok(EgressRule::new(target, Vec::new()))
 }
 
 /// The key a rule's target was written under, for pointing at it.

@@ -66,7 +66,10 @@ impl DnsConfig {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EgressRule {
     pub target: Target,
-    /// Never empty.
+    /// Empty only for a DNS-only name rule (`dnsOnly: true`): its names may
+    /// be resolved (the kernel lets their questions through), but no
+    /// address is allowed for them. Every other rule lists 1 to
+    /// [`Self::MAX_PORTS`] entries.
     pub ports: Vec<PortSpec>,
     /// What the first bytes of a connection the rule admits must say.
     pub inspection: Inspection,
@@ -273,6 +276,12 @@ impl fmt::Display for PortSpec {
 impl EgressRule {
     /// The most entries a rule's `ports` may list.
     pub const MAX_PORTS: usize = 16;
+
+    /// Whether the rule only lets its names be resolved (`dnsOnly: true`):
+    /// nothing to resolve ahead of time, no address to allow.
+    pub fn is_dns_only(&self) -> bool {
+        self.ports.is_empty()
+    }
 }
 
 impl Target {
@@ -284,6 +293,36 @@ impl Target {
             Self::Pattern(pattern) => pattern.matches(name),
             Self::Cidr(_) => false,
         }
+    }
+}
+
+impl Target {
+    /// Whether every name `other` matches, this matches too (a CIDR matches
+    /// no name, and covers nothing). Lets the encoder drop a `dnsOnly`
+    /// entry that a rule with ports already lets through, and learn mode
+    /// tell what a policy already allows.
+    pub fn covers_names_of(&self, other: &Target) -> bool {
+        match (self, other) {
+            (Self::Fqdn(a), Self::Fqdn(b)) => a == b,
+            (Self::Pattern(pattern), Self::Fqdn(name)) => pattern.matches(&name.0),
+            (Self::Pattern(a), Self::Pattern(b)) => a.covers(b),
+            (Self::Fqdn(_), Self::Pattern(_)) | (Self::Cidr(_), _) | (_, Self::Cidr(_)) => false,
+        }
+    }
+}
+
+impl FqdnPattern {
+    /// Whether every name `other` matches, this matches too: `**.s` covers
+    /// `*.s` and any pattern below `s`; `*.s` covers only itself.
+    fn covers(&self, other: &FqdnPattern) -> bool {
+        if self.suffix == other.suffix {
+            return self.depth == WildcardDepth::AnyDepth || other.depth == WildcardDepth::OneLabel;
+        }
+        self.depth == WildcardDepth::AnyDepth
+            && other
+                .suffix
+                .strip_suffix(self.suffix.as_str())
+                .is_some_and(|head| head.ends_with('.') && head.len() > 1)
     }
 }
 

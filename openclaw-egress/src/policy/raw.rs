@@ -76,7 +76,7 @@ pub(super) struct RawDns {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 #[serde(
-    expecting = "a rule mapping with one of fqdn, fqdnPattern or cidr, ports, and optionally tls, http, ech and quic"
+    expecting = "a rule mapping with one of fqdn, fqdnPattern or cidr, ports (or dnsOnly), and optionally tls, http, ech and quic"
 )]
 pub(super) struct RawRule {
     #[serde(default, deserialize_with = "present")]
@@ -85,7 +85,14 @@ pub(super) struct RawRule {
     pub fqdn_pattern: Option<String>,
     #[serde(default, deserialize_with = "present")]
     pub cidr: Option<String>,
-    pub ports: Vec<RawPort>,
+    /// Required unless `dns_only` (checked in `egress`, which knows the
+    /// rule's path, so both cases point at the rule).
+    #[serde(default, deserialize_with = "present")]
+    pub ports: Option<Vec<RawPort>>,
+    /// `dnsOnly: true`: the names may be resolved, nothing connected to
+    /// (what learn mode proposes for names asked but never used).
+    #[serde(default, deserialize_with = "present")]
+    pub dns_only: Option<bool>,
     /// Ports whose connections must start with a TLS ClientHello naming an
     /// allowed server (see `inspection`).
     #[serde(default, deserialize_with = "present")]

@@ -226,6 +226,55 @@ fn name_rules_become_dns_keys_and_port_lists() {
     assert!(!entries.rule_ports.iter().any(|(id, _)| *id == 3));
 }
 
+/// A `dnsOnly` rule's name is in `DNS_NAMES` (its questions pass) with an
+/// empty port list (its answers allow nothing), unless a rule with ports
+/// already matches all its names; a rule with ports naming the same target
+/// gives it its ports.
+#[test]
+fn dns_only_names_get_no_ports_and_no_entry_when_covered() {
+    let entries = static_entries(&policy(vec![
+        fqdn("nx.example.test", vec![]),
+        pattern(WildcardDepth::OneLabel, "probe.test", vec![]),
+        // Covered by rule 3 (`**.pkg.test`): no entry of its own.
+        fqdn("a.pkg.test", vec![]),
+        pattern(
+            WildcardDepth::AnyDepth,
+            "pkg.test",
+            vec![port(443, Protocol::Tcp)],
+        ),
+        pattern(WildcardDepth::OneLabel, "b.pkg.test", vec![]),
+        // Same target as rule 5 (dnsOnly first): rule 5's id, these ports.
+        fqdn("both.test", vec![]),
+        fqdn("both.test", vec![port(8443, Protocol::Tcp)]),
+    ]))
+    .unwrap();
+    let rules = |exact, one_label, any_depth| DnsNameRules {
+        exact,
+        one_label,
+        any_depth,
+    };
+    let mut expected = vec![
+        (dns_name_key("nx.example.test"), rules(0, NO_RULE, NO_RULE)),
+        (dns_name_key("probe.test"), rules(NO_RULE, 1, NO_RULE)),
+        (dns_name_key("pkg.test"), rules(NO_RULE, NO_RULE, 3)),
+        (dns_name_key("both.test"), rules(5, NO_RULE, NO_RULE)),
+    ];
+    expected.sort_by_key(|(key, _)| *key);
+    assert_eq!(entries.dns_names, expected);
+    assert_eq!(ports_of(&entries, 0), vec![]);
+    assert_eq!(ports_of(&entries, 1), vec![]);
+    assert_eq!(ports_of(&entries, 5), vec![(proto::TCP, 8443)]);
+    for dropped in [2, 4, 6] {
+        assert!(!entries.rule_ports.iter().any(|(id, _)| *id == dropped));
+    }
+    // Nothing to allow for a resolved dnsOnly name.
+    let resolved = [IpAddr::V4(Ipv4Addr::new(198, 51, 100, 7))];
+    assert_eq!(
+        allow_entries(0, &fqdn("nx.example.test", vec![]), &resolved, 1),
+        vec![]
+    );
+}
+
 #[test]
 fn too_many_ports_for_one_name_is_an_error() {
     let many = |base: u16| (0..16).map(|i| port(base + i, Protocol::Any)).collect();

@@ -46,3 +46,39 @@ fn policy_exact_names_and_targets() {
     });
     assert!(!cidr.matches_name("10.0.0.1"));
 }
+
+#[test]
+fn policy_target_covers_the_names_of_another() {
+    let target = |text: &str| match text.split_once('/') {
+        Some(_) => Target::Cidr(cidr::cidr(text).unwrap()),
+        None if text.starts_with('*') => Target::Pattern(pattern(text)),
+        None => Target::Fqdn(names::fqdn(text).unwrap()),
+    };
+    // (covering, covered, whether it covers)
+    let cases = [
+        ("a.x.com", "a.x.com", true),
+        ("a.x.com", "b.x.com", false),
+        ("*.x.com", "a.x.com", true),
+        ("*.x.com", "x.com", false),
+        ("*.x.com", "a.b.x.com", false),
+        ("**.x.com", "a.b.x.com", true),
+        ("*.x.com", "*.x.com", true),
+        ("**.x.com", "*.x.com", true),
+        ("*.x.com", "**.x.com", false),
+        ("**.x.com", "**.a.x.com", true),
+        ("**.x.com", "*.a.x.com", true),
+        ("*.x.com", "*.a.x.com", false),
+        ("**.x.com", "*.ax.com", false),
+        ("**.a.x.com", "**.x.com", false),
+        ("a.x.com", "*.x.com", false),
+        ("10.0.0.0/8", "10.0.0.0/8", false),
+        ("*.x.com", "10.0.0.0/8", false),
+    ];
+    for (covering, covered, expected) in cases {
+        assert_eq!(
+            target(covering).covers_names_of(&target(covered)),
+            expected,
+            "{covering} covers {covered}"
+        );
+    }
+}

@@ -2,6 +2,7 @@
 //! errors with exact positions out.
 
 mod capacity;
+mod dns_only;
 mod examples;
 mod field_errors;
 mod inspection;
