@@ -27,9 +27,23 @@ pub struct PolicyConfig {
     /// window, whatever the names (an attacker controlling a wildcard's zone
     /// can make up names without end).
     pub max_ips_per_pattern: u32,
+    /// [`record`] bits: what the datapath reports beyond drops. 0 (the
+    /// default) costs nothing: the bits are read only on the first packet
+    /// of a connection and on DNS messages.
+    pub record: u32,
 }
 
-const _: () = assert!(core::mem::size_of::<PolicyConfig>() == 20);
+const _: () = assert!(core::mem::size_of::<PolicyConfig>() == 24);
+
+/// Bits of [`PolicyConfig::record`].
+pub mod record {
+    /// Report the first packet of every allowed connection (`--flow-log`,
+    /// learn mode).
+    pub const FLOWS: u32 = 1;
+    /// Report every DNS question (allowed ones too) and every address in
+    /// the answers, for names no rule allows too (learn mode).
+    pub const DNS: u32 = 2;
+}
 
 impl PolicyConfig {
     pub const fn mode(&self) -> Mode {
@@ -38,5 +52,11 @@ impl PolicyConfig {
         } else {
             Mode::Enforce
         }
+    }
+
+    /// Whether the datapath reports what `bits` (of [`record`]) name.
+    #[inline(always)]
+    pub const fn records(&self, bits: u32) -> bool {
+        self.record & bits != 0
     }
 }

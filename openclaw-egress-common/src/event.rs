@@ -1,4 +1,6 @@
-//! Ring buffer records describing dropped (or, in audit mode, would-be dropped) flows.
+//! Ring buffer records: dropped (or, in audit mode, would-be dropped) flows,
+//! and, when a policy records them (`config::record`), allowed connections,
+//! DNS questions and the addresses of their answers.
 
 use crate::addr::Addr;
 
@@ -37,15 +39,20 @@ pub enum Verdict {
     Dropped = 0,
     /// Audit mode: the packet went through but would have been dropped.
     Audited = 1,
+    /// Allowed: a connection's first packet, a DNS question or an answer's
+    /// address, reported only when the policy records them. Not counted.
+    Allowed = 2,
 }
 
 impl Verdict {
-    pub const ALL: [Verdict; 2] = [Self::Dropped, Self::Audited];
+    /// The verdicts that are counted (per reason and direction).
+    pub const COUNTED: [Verdict; 2] = [Self::Dropped, Self::Audited];
 
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::Dropped => "dropped",
             Self::Audited => "audited",
+            Self::Allowed => "allowed",
         }
     }
 
@@ -53,6 +60,7 @@ impl Verdict {
         match value {
             0 => Some(Self::Dropped),
             1 => Some(Self::Audited),
+            2 => Some(Self::Allowed),
             _ => None,
         }
     }
@@ -67,6 +75,12 @@ pub enum Stage {
     /// A `connect()` or UDP `sendmsg()`, refused before any packet existed:
     /// the source is the socket's bound address, often unspecified.
     Connect = 1,
+    /// A DNS question that was allowed (recorded, see `config::record`);
+    /// a refused one is a `Packet` drop for `DnsDenied`.
+    Question = 2,
+    /// An address in a DNS answer (recorded): `dst_addr` is the address,
+    /// `dns_name` the question it answers, `src_addr` the resolver.
+    Answer = 3,
 }
 
 impl Stage {
@@ -74,6 +88,8 @@ impl Stage {
         match self {
             Self::Packet => "packet",
             Self::Connect => "connect",
+            Self::Question => "dns_question",
+            Self::Answer => "dns_answer",
         }
     }
 
@@ -81,12 +97,18 @@ impl Stage {
         match value {
             0 => Some(Self::Packet),
             1 => Some(Self::Connect),
+            2 => Some(Self::Question),
+            3 => Some(Self::Answer),
             _ => None,
         }
     }
 }
 
-/// One dropped flow, as pushed on the `EVENTS` ring buffer.
+/// A rule index meaning "no rule" in [`DropEvent::rule`].
+pub const NO_RULE: u32 = u32::MAX;
+
+/// One dropped flow (or a recorded allowed one, question or answer), as
+/// pushed on the `EVENTS` ring buffer.
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct DropEvent {
@@ -102,7 +124,7 @@ pub struct DropEvent {
     pub proto: u8,
     /// 4 or 6.
     pub family: u8,
-    /// A [`crate::DropReason`].
+    /// A [`crate::DropReason`] (meaningless when `verdict` is `Allowed`).
     pub reason: u8,
     /// A [`Direction`].
     pub direction: u8,
@@ -120,6 +142,13 @@ pub struct DropEvent {
     /// The sending socket's cookie (`SO_COOKIE`), 0 when unknown (TC): lets
     /// the daemon destroy exactly that socket.
     pub socket_cookie: u64,
+    /// The policy rule that allowed a recorded connection ([`NO_RULE`]
+    /// otherwise, or when it was allowed after inspecting its first bytes).
+    pub rule: u32,
+    /// The DNS question's type (1 = A, 28 = AAAA, ...) when `dns_name` is
+    /// a question; 0 otherwise.
+    pub dns_type: u16,
+    pub _pad3: [u8; 2],
 }
 
-const _: () = assert!(core::mem::size_of::<DropEvent>() == 328);
+const _: () = assert!(core::mem::size_of::<DropEvent>() == 336);

@@ -15,11 +15,11 @@ pub mod reason;
 pub mod workload;
 
 pub use addr::{Addr, ipv4_mapped};
-pub use config::{Mode, PolicyConfig};
+pub use config::{Mode, PolicyConfig, record};
 pub use dns::{
     DnsName, DnsNameRules, DnsStat, NameBudget, PendingQuery, PortProto, RuleKind, RulePorts,
 };
-pub use event::{DNS_NAME_MAX, Direction, DropEvent, Stage, Verdict};
+pub use event::{DNS_NAME_MAX, Direction, DropEvent, NO_RULE, Stage, Verdict};
 pub use maps::{AllowKey, AllowValue, CidrKey, CidrValue, FlowKey, inspect};
 pub use pod_gate::PodGate;
 pub use reason::DropReason;

@@ -220,4 +220,4 @@ pub const fn counter_index(
 }
 
 pub const DROP_COUNTERS_LEN: u32 =
-    (crate::Verdict::ALL.len() * crate::Direction::ALL.len() * crate::DropReason::COUNT) as u32;
+    (crate::Verdict::COUNTED.len() * crate::Direction::ALL.len() * crate::DropReason::COUNT) as u32;

@@ -10,12 +10,13 @@ use aya_ebpf::{
     helpers::{bpf_tcp_sock, generated::bpf_loop},
     programs::sk_buff::SkBuff,
 };
-use openclaw_egress_common::{DropReason, inspect, proto};
+use openclaw_egress_common::{DropReason, NO_RULE, Stage, inspect, proto, record};
 
 use crate::{
     egress_policy::{self, Decision, Hook},
     flow::Flow,
     inspection::{self, Outcome},
+    report,
     verdict_cache::{self, Cached},
 };
 
@@ -87,16 +88,18 @@ extern "C" fn slow_path(_index: u64, context: *mut c_void) -> i64 {
 /// first bytes must be inspected.
 #[inline(always)]
 fn first_packet(skb: &SkBuff, flow: &Flow, hook: Hook) -> Decision {
-    let checks =
+    let allowed =
         match egress_policy::check_destination(flow.slot(), &flow.dst, flow.proto, flow.dst_port) {
-            Ok(checks) => checks,
+            Ok(allowed) => allowed,
             Err(reason) => return Decision::Drop(reason),
         };
+    let checks = allowed.inspect;
     if flow.proto != proto::TCP
         || checks & (inspect::TLS | inspect::HTTP) == 0
         || predates_inspection(skb, flow, hook)
     {
         verdict_cache::remember(skb, flow, hook, Cached::Allowed);
+        record_allowed(skb, flow, hook, allowed.rule);
         return Decision::Pass;
     }
     if !inspection::start(skb, flow, hook, checks) {
@@ -115,6 +118,7 @@ fn inspect(skb: &SkBuff, flow: &Flow, hook: Hook) -> Decision {
         Outcome::Allowed => {
             verdict_cache::remember(skb, flow, hook, Cached::Allowed);
             inspection::finish(flow, hook);
+            record_allowed(skb, flow, hook, NO_RULE);
             Decision::Pass
         }
         Outcome::Refused(reason) => {
@@ -122,6 +126,17 @@ fn inspect(skb: &SkBuff, flow: &Flow, hook: Hook) -> Decision {
             inspection::finish(flow, hook);
             Decision::Drop(reason)
         }
+    }
+}
+
+/// Reports a connection allowed for good, if its policy records them
+/// (`--flow-log`, learn mode): once per connection, since only a packet
+/// the verdict cache knows nothing of gets here.
+#[inline(always)]
+fn record_allowed(skb: &SkBuff, flow: &Flow, hook: Hook, rule: u32) {
+    let slot = flow.slot();
+    if report::records(slot, record::FLOWS) {
+        report::allowed(flow, Stage::Packet, rule, hook.sender(skb, slot));
     }
 }
 

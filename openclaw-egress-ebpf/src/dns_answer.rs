@@ -7,6 +7,10 @@
 //! application reads the answer, its first connection is already allowed:
 //! no proxy, no delayed packet, no race. This is also what makes `fqdnPattern`
 //! rules work at all, since a wildcard cannot be resolved ahead of time.
+//!
+//! When the policy records DNS (learn mode), every address of an answer to
+//! a query the workload sent is also reported, whether a rule allows the
+//! name or not (the latter are reported, never learned).
 
 use core::{ffi::c_void, mem::MaybeUninit, ptr};
 
@@ -16,9 +20,10 @@ use aya_ebpf::{
     programs::sk_buff::SkBuff,
 };
 use openclaw_egress_common::{
-    Addr, AllowKey, AllowValue, PolicyConfig, RuleKind, RulePorts,
+    Addr, AllowKey, AllowValue, NO_RULE, PolicyConfig, RuleKind, RulePorts, Stage,
+    addr::as_ipv4,
     dns::{DnsStat, MAX_RULE_PORTS},
-    ipv4_mapped, proto,
+    ipv4_mapped, proto, record,
 };
 
 use crate::{
@@ -29,6 +34,7 @@ use crate::{
     flow::{self, Flow},
     map_types::{AnswerScratch, MAX_ANSWERS},
     maps::{ALLOW, ANSWERS, CIDR_ADDRS, CONFIGS, INTERNAL_RANGES, RULE_PORTS, count_dns},
+    report::{self, Sender},
     workload::Workload,
 };
 
@@ -97,6 +103,7 @@ fn learn_from(skb: &SkBuff, flow: &Flow) -> Result<(), ()> {
     let question = message + dns_message::HEADER_LEN;
     let name_len = dns_name::read(skb, question, scratch)?;
     let (qtype, _) = dns_message::question_type_class(skb, question + name_len).ok_or(())?;
+    store(&mut scratch.qtype, u32::from(qtype));
     // Only the answer to a query this workload sent teaches anything, and
     // only once. (NXDOMAIN and empty answers end their query too.)
     let slot = flow.slot();
@@ -107,7 +114,9 @@ fn learn_from(skb: &SkBuff, flow: &Flow) -> Result<(), ()> {
     if header.rcode != 0 || header.answers == 0 {
         return Ok(()); // NXDOMAIN, NODATA...: nothing to learn.
     }
-    if !dns_name::matching_rules(scratch, slot) {
+    let allowed = dns_name::matching_rules(scratch, slot);
+    let recording = report::records(slot, record::DNS);
+    if !allowed && !recording {
         // Not a question we allowed (it could not have left): learn nothing.
         return Ok(());
     }
@@ -155,6 +164,21 @@ fn learn_from(skb: &SkBuff, flow: &Flow) -> Result<(), ()> {
         store(&mut scratch.cursor, (rdata + rdlength) as u32);
     }
     let count = load(&answers.count);
+    if recording {
+        // SAFETY: `record_one` has the callback signature bpf_loop expects
+        // and reads its context as the flow lent here for the call.
+        unsafe {
+            bpf_loop(
+                count,
+                record_one as *const () as *mut c_void,
+                ptr::from_ref(flow).cast_mut().cast(),
+                0,
+            )
+        };
+    }
+    if !allowed {
+        return Ok(());
+    }
     let mut slot = slot;
     // SAFETY: `learn_one` has the callback signature bpf_loop expects and
     // reads its context as the `u32` lent here for the call.
@@ -167,6 +191,44 @@ fn learn_from(skb: &SkBuff, flow: &Flow) -> Result<(), ()> {
         )
     };
     Ok(())
+}
+
+/// `bpf_loop` callback: reports collected address number `index` of the
+/// answer whose flow (resolver to workload) `context` points to, as the
+/// resolver's answer to the question in the scratch area.
+#[inline(never)]
+extern "C" fn record_one(index: u64, context: *mut c_void) -> i64 {
+    const STOP: i64 = 1;
+    let index = index as usize;
+    if index >= MAX_ANSWERS {
+        return STOP;
+    }
+    // SAFETY: `learn_from` lends the answer's flow for the call.
+    let answer = unsafe { &*context.cast::<Flow>() };
+    let Some(answers) = ANSWERS.get_ptr_mut(0) else {
+        return STOP;
+    };
+    // SAFETY: per-CPU storage, used by one program run at a time on this CPU.
+    let addr = unsafe { (*answers).addresses[index] };
+    let flow = Flow {
+        src: answer.src,
+        dst: addr,
+        l4_offset: 0,
+        l3_end: 0,
+        workload: answer.workload,
+        src_port: answer.src_port,
+        dst_port: 0,
+        family: if as_ipv4(&addr).is_some() { 4 } else { 6 },
+        proto: answer.proto,
+        ip_options: false,
+    };
+    let sender = Sender {
+        slot: answer.slot(),
+        cgroup_id: 0,
+        socket_cookie: 0,
+    };
+    report::allowed(&flow, Stage::Answer, NO_RULE, sender);
+    0
 }
 
 /// `bpf_loop` callback: learns collected address number `index` for the

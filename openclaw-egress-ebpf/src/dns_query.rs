@@ -13,7 +13,7 @@
 use core::{ffi::c_void, ptr};
 
 use aya_ebpf::{bindings::__sk_buff, helpers::generated::bpf_loop, programs::sk_buff::SkBuff};
-use openclaw_egress_common::{DropReason, dns::DnsStat, proto};
+use openclaw_egress_common::{DropReason, Stage, dns::DnsStat, proto, record};
 
 use crate::{
     dns_message::{self, MAX_MESSAGES_PER_SEGMENT},
@@ -22,7 +22,7 @@ use crate::{
     egress_policy::{Decision, Hook},
     flow::Flow,
     maps::count_dns,
-    scratch_guard,
+    report, scratch_guard,
 };
 
 const CLASS_IN: u16 = 1;
@@ -104,7 +104,7 @@ fn check(skb: &SkBuff, flow: &Flow, hook: Hook) -> Result<(), DropReason> {
         if flow.l4_offset + usize::from(u16::from_be_bytes(udp_len)) != end {
             return Err(DropReason::DnsMalformed);
         }
-        return check_message(skb, flow, start, end);
+        return check_message(skb, flow, hook, start, end);
     }
     // TCP: the segment must be the next part of its stream (see
     // `dns_stream`); handshake and bare ACKs carry nothing else to check.
@@ -133,7 +133,7 @@ fn check(skb: &SkBuff, flow: &Flow, hook: Hook) -> Result<(), DropReason> {
         if message + len > end {
             return Err(DropReason::DnsMalformed);
         }
-        check_message(skb, flow, message, message + len)?;
+        check_message(skb, flow, hook, message, message + len)?;
         offset = message + len;
         if offset == end {
             dns_stream::advance(flow, hook);
@@ -156,6 +156,7 @@ fn is_gso(skb: &SkBuff) -> bool {
 struct Message {
     skb: *mut __sk_buff,
     flow: *const Flow,
+    hook: u8,
     offset: u32,
     end: u32,
     /// 0 when the message passed, else its `DropReason` plus one.
@@ -167,10 +168,17 @@ struct Message {
 /// `bpf_loop` callback, it is verified once, not once per message of a TCP
 /// segment and per way of getting here.
 #[inline(always)]
-fn check_message(skb: &SkBuff, flow: &Flow, offset: usize, end: usize) -> Result<(), DropReason> {
+fn check_message(
+    skb: &SkBuff,
+    flow: &Flow,
+    hook: Hook,
+    offset: usize,
+    end: usize,
+) -> Result<(), DropReason> {
     let mut message = Message {
         skb: skb.skb,
         flow: ptr::from_ref(flow),
+        hook: hook as u8,
         offset: offset as u32,
         end: end as u32,
         refused: DropReason::DnsMalformed as u32 + 1,
@@ -200,7 +208,14 @@ extern "C" fn check_callback(_index: u64, context: *mut c_void) -> i64 {
     let skb = SkBuff::new(message.skb);
     // SAFETY: the flow the caller lent for the call.
     let flow = unsafe { &*message.flow };
-    message.refused = match check_one(&skb, flow, message.offset as usize, message.end as usize) {
+    let hook = Hook::from_u8(message.hook);
+    message.refused = match check_one(
+        &skb,
+        flow,
+        hook,
+        message.offset as usize,
+        message.end as usize,
+    ) {
         Ok(()) => 0,
         Err(reason) => reason as u32 + 1,
     };
@@ -209,9 +224,16 @@ extern "C" fn check_callback(_index: u64, context: *mut c_void) -> i64 {
 
 /// One query spanning `offset..end`: one question for an allowed name, at
 /// most an OPT record after it, nothing else. An allowed query is remembered
-/// as outstanding, so that its answer may teach addresses.
+/// as outstanding, so that its answer may teach addresses (any query is,
+/// when the policy records DNS: its answer is then recorded, not learned).
 #[inline(always)]
-fn check_one(skb: &SkBuff, flow: &Flow, offset: usize, end: usize) -> Result<(), DropReason> {
+fn check_one(
+    skb: &SkBuff,
+    flow: &Flow,
+    hook: Hook,
+    offset: usize,
+    end: usize,
+) -> Result<(), DropReason> {
     let header = dns_message::header(skb, offset).ok_or(DropReason::DnsMalformed)?;
     // Only standard queries: no responses, updates or notifies going out, no
     // records but one EDNS OPT.
@@ -238,6 +260,7 @@ fn check_one(skb: &SkBuff, flow: &Flow, offset: usize, end: usize) -> Result<(),
     if qclass != CLASS_IN {
         return Err(DropReason::DnsMalformed);
     }
+    store(&mut scratch.qtype, u32::from(qtype));
     // Where the records end, kept in scratch memory so that the message
     // with an OPT record and the one without leave the verifier one state.
     if header.additionals == 0 {
@@ -251,9 +274,10 @@ fn check_one(skb: &SkBuff, flow: &Flow, offset: usize, end: usize) -> Result<(),
     }
     let slot = flow.slot();
     let allowed = dns_name::matching_rules(scratch, slot);
+    let recording = report::records(slot, record::DNS);
     // Remembered before the guard's check: if someone else's name is in
     // the scratch area, an entry for it answers nothing this query asked.
-    if allowed {
+    if allowed || recording {
         dns_pending::remember(scratch, flow, header.id, qtype);
     }
     if !scratch_guard::held(ticket) {
@@ -264,6 +288,9 @@ fn check_one(skb: &SkBuff, flow: &Flow, offset: usize, end: usize) -> Result<(),
         return Err(DropReason::DnsDenied);
     }
     count_dns(slot, DnsStat::QueriesAllowed);
+    if recording {
+        report::allowed(flow, Stage::Question, u32::MAX, hook.sender(skb, slot));
+    }
     Ok(())
 }
 

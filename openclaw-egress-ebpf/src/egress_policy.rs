@@ -226,24 +226,40 @@ pub fn is_resolver(slot: u32, addr: &Addr) -> bool {
         .is_some_and(|resolvers| resolvers.get_ptr(addr).is_some())
 }
 
-/// Looks the destination up in the allow maps of `slot`. Returns the
-/// `inspect` bits of the entry that allows it: what its first bytes must say.
+/// What allows a destination: the entry's `inspect` bits (what a
+/// connection's first bytes must say) and its rule.
+#[derive(Clone, Copy)]
+pub struct Allowed {
+    pub inspect: u8,
+    pub rule: u32,
+}
+
+/// Looks the destination up in the allow maps of `slot`.
 #[inline(always)]
-pub fn check_destination(slot: u32, dst: &Addr, proto: u8, port: u16) -> Result<u8, DropReason> {
+pub fn check_destination(
+    slot: u32,
+    dst: &Addr,
+    proto: u8,
+    port: u16,
+) -> Result<Allowed, DropReason> {
     let mut reason = DropReason::NoRule;
     let key = AllowKey::new(*dst, proto, port);
     if let Some(entry) = ALLOW.get(slot).and_then(|allow| allow.get_ptr(&key)) {
         // SAFETY: the pointer comes from a successful lookup and is only read.
-        let (expires_at_ns, inspect) = unsafe { ((*entry).expires_at_ns, (*entry).inspect) };
+        let (expires_at_ns, inspect, rule) =
+            unsafe { ((*entry).expires_at_ns, (*entry).inspect, (*entry).rule) };
         // SAFETY: a plain read of the monotonic clock.
         if unsafe { bpf_ktime_get_ns() } < expires_at_ns {
-            return Ok(inspect);
+            return Ok(Allowed { inspect, rule });
         }
         reason = DropReason::Expired;
     }
     let key = Key::new(CidrKey::FULL_PREFIX_BITS, CidrKey::new(*dst, proto, port));
     if let Some(entry) = CIDR.get(slot).and_then(|cidr| cidr.get(&key)) {
-        return Ok(entry.inspect);
+        return Ok(Allowed {
+            inspect: entry.inspect,
+            rule: entry.rule,
+        });
     }
     Err(reason)
 }

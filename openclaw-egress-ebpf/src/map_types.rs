@@ -26,6 +26,9 @@ pub struct DnsScratch {
     pub query: PendingQuery,
     /// The name in dotted form, for drop events.
     pub dotted: [u8; DNS_NAME_KEY_LEN],
+    /// The question's type, for events about it (written by whoever reads
+    /// a question, before it may be reported).
+    pub qtype: u32,
     /// Bytes of the wire-format name without the root label.
     pub(crate) name_len: u32,
     /// Loop-carried cursor (see the module comment).

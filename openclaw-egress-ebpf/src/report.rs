@@ -1,20 +1,26 @@
 //! Counting and reporting drops: a per-CPU counter always, and an event on the
 //! ring buffer when there is room (else the lost-events counter moves, so
-//! userspace knows its event stream has a gap).
+//! userspace knows its event stream has a gap). Also reporting what a
+//! policy records (`record` bits of its config): allowed connections, DNS
+//! questions and answers' addresses, uncounted.
 
 use core::ptr::{self, addr_of_mut};
 
 use aya_ebpf::helpers::bpf_ktime_get_ns;
 use openclaw_egress_common::{
-    DNS_NAME_MAX, Direction, DropEvent, DropReason, Stage, Verdict, maps::counter_index,
-    workload::counters,
+    DNS_NAME_MAX, Direction, DropEvent, DropReason, NO_RULE, PolicyConfig, Stage, Verdict,
+    maps::counter_index, workload::counters,
 };
 
 use crate::{
     dns_name,
     flow::Flow,
-    maps::{EVENTS, count},
+    maps::{CONFIGS, EVENTS, count},
 };
+
+/// `what` of an allowed report: no reason, and a rule index that fits 16
+/// bits (`RULES_MAX` does) or `RULE_NONE`.
+const RULE_NONE: u32 = 0xffff;
 
 /// What a drop is: why, which way, with what outcome, at which stage.
 #[derive(Clone, Copy)]
@@ -56,6 +62,29 @@ pub struct Sender {
     pub socket_cookie: u64,
 }
 
+/// Whether the policy in `slot` records what `bits` (of `record`) name.
+#[inline(always)]
+pub fn records(slot: u32, bits: u32) -> bool {
+    CONFIGS
+        .get(slot)
+        .is_some_and(|config: &PolicyConfig| config.records(bits))
+}
+
+/// Reports something allowed that the policy records: a connection's first
+/// packet (with the rule that allowed it, if known), a DNS question or an
+/// answer's address (`stage`). Not counted.
+#[inline(always)]
+pub fn allowed(flow: &Flow, stage: Stage, rule: u32, sender: Sender) {
+    let rule = if rule < RULE_NONE { rule } else { RULE_NONE };
+    report(
+        ptr::from_ref(flow),
+        rule | (Verdict::Allowed as u32) << 16 | (stage as u32) << 24,
+        sender.slot,
+        sender.cgroup_id,
+        sender.socket_cookie,
+    );
+}
+
 /// Counts `what` and reports it with `flow`'s 5-tuple, if known.
 #[inline(always)]
 pub fn drop(flow: Option<&Flow>, what: Drop, sender: Sender) {
@@ -78,7 +107,11 @@ fn report(flow: *const Flow, what: u32, slot: u32, cgroup_id: u64, socket_cookie
     let reason = DropReason::from_u8(what as u8).unwrap_or(DropReason::Malformed);
     let direction = Direction::from_u8((what >> 8) as u8).unwrap_or(Direction::Egress);
     let verdict = Verdict::from_u8((what >> 16) as u8).unwrap_or(Verdict::Dropped);
-    count(slot, counter_index(verdict, direction, reason));
+    let stage = (what >> 24) as u8;
+    let allowed = verdict == Verdict::Allowed;
+    if !allowed {
+        count(slot, counter_index(verdict, direction, reason));
+    }
     let Some(mut entry) = EVENTS.reserve::<DropEvent>(0) else {
         count(slot, counters::EVENTS_LOST);
         return;
@@ -92,23 +125,39 @@ fn report(flow: *const Flow, what: u32, slot: u32, cgroup_id: u64, socket_cookie
         addr_of_mut!((*event).slot).write(slot);
         addr_of_mut!((*event).cgroup_id).write(cgroup_id);
         addr_of_mut!((*event).socket_cookie).write(socket_cookie);
-        addr_of_mut!((*event).reason).write(what as u8);
-        addr_of_mut!((*event).direction).write((what >> 8) as u8);
         addr_of_mut!((*event).verdict).write((what >> 16) as u8);
-        addr_of_mut!((*event).stage).write((what >> 24) as u8);
+        addr_of_mut!((*event).stage).write(stage);
         addr_of_mut!((*event).dns_name_len).write(0);
+        addr_of_mut!((*event).dns_type).write(0);
+        addr_of_mut!((*event)._pad3).write([0; 2]);
+        if allowed {
+            let rule = what & RULE_NONE;
+            addr_of_mut!((*event).reason).write(u8::MAX);
+            addr_of_mut!((*event).direction).write(Direction::Egress as u8);
+            addr_of_mut!((*event).rule).write(if rule == RULE_NONE { NO_RULE } else { rule });
+        } else {
+            addr_of_mut!((*event).reason).write(what as u8);
+            addr_of_mut!((*event).direction).write((what >> 8) as u8);
+            addr_of_mut!((*event).rule).write(NO_RULE);
+        }
         // The name that was refused (a DNS question, a TLS server name, an
-        // HTTP Host) is in this CPU's DNS scratch area: it was just read.
-        if matches!(
-            reason,
-            DropReason::DnsDenied | DropReason::SniDenied | DropReason::HostDenied
-        ) && let Some(scratch) = dns_name::scratch()
+        // HTTP Host) or recorded (a question, the question of an answer) is
+        // in this CPU's DNS scratch area: it was just read.
+        let question = (!allowed && reason == DropReason::DnsDenied)
+            || (allowed && (stage == Stage::Question as u8 || stage == Stage::Answer as u8));
+        let server_name =
+            !allowed && matches!(reason, DropReason::SniDenied | DropReason::HostDenied);
+        if (question || server_name)
+            && let Some(scratch) = dns_name::scratch()
         {
             let len = scratch.dotted_len().min(DNS_NAME_MAX);
             // The whole buffer, whatever the length: a copy without a
             // branch per byte. Bytes past the length are not read.
             (*event).dns_name = *ptr::from_ref(&scratch.dotted).cast::<[u8; DNS_NAME_MAX]>();
             addr_of_mut!((*event).dns_name_len).write(len as u16);
+            if question {
+                addr_of_mut!((*event).dns_type).write(scratch.qtype as u16);
+            }
         }
         match flow.as_ref() {
             Some(flow) => {

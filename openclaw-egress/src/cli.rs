@@ -96,6 +96,16 @@ pub enum Command {
         /// so they are refused unless this is given.
         #[arg(long)]
         allow_host_cgroup: bool,
+        /// Log every allowed connection once (its first packet: policy,
+        /// rule, destination), beside the drop events and in the same JSON
+        /// schema, for a SIEM that wants the whole picture.
+        #[arg(long)]
+        flow_log: bool,
+        /// With --flow-log: at most this many allowed connections logged per
+        /// second; the rest are counted in
+        /// openclaw_egress_flow_log_suppressed_total.
+        #[arg(long, default_value_t = 100, requires = "flow_log", value_parser = clap::value_parser!(u32).range(1..))]
+        flow_log_rate: u32,
     },
     /// Validate a policy and have the daemon swap it in atomically.
     Apply {
@@ -130,9 +140,18 @@ pub enum Command {
     /// applied under its own name (`<name>-exec-<pid>`), then removed when the
     /// command ends.
     Exec {
-        /// Policy file (YAML).
-        #[arg(long)]
-        policy: PathBuf,
+        /// Policy file (YAML). With --learn, optional: the command then runs
+        /// under a policy that allows nothing but reports everything (audit
+        /// mode), asking the resolvers of /etc/resolv.conf.
+        #[arg(long, required_unless_present = "learn")]
+        policy: Option<PathBuf>,
+        /// Learn mode: run the command in audit mode, record every DNS
+        /// question, answer and connection, and write the policy that allows
+        /// exactly what it did to this file.
+        #[arg(long, value_name = "OUT.yaml")]
+        learn: Option<PathBuf>,
+        #[command(flatten)]
+        proposal: ProposalArgs,
         /// Keep the command's capabilities. By default it loses those that
         /// could undo enforcement (CAP_NET_RAW, CAP_NET_ADMIN, CAP_SYS_ADMIN,
         /// CAP_BPF, CAP_PERFMON, CAP_SYS_PTRACE, CAP_SYS_MODULE,
@@ -142,6 +161,22 @@ pub enum Command {
         /// The command and its arguments.
         #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
         command: Vec<String>,
+    },
+    /// Learn mode on an applied policy: record everything its workloads do
+    /// for a while (put the policy in audit mode first, or what it refuses
+    /// stays refused), then write the policy that allows exactly that.
+    Learn {
+        /// The applied policy to watch.
+        #[arg(long)]
+        policy: String,
+        /// How long to watch (Ctrl-C stops earlier and still writes).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        duration: std::time::Duration,
+        /// Where to write the proposed policy.
+        #[arg(short, long, value_name = "OUT.yaml")]
+        output: PathBuf,
+        #[command(flatten)]
+        proposal: ProposalArgs,
     },
     /// Remove every policy and every pin, and stop the daemon. Works without
     /// a running daemon too (it then removes the pins and records itself).
@@ -155,6 +190,23 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// How learn mode writes its proposal.
+#[derive(Clone, Debug, clap::Args)]
+pub struct ProposalArgs {
+    /// Collapse sibling names into a `*.parent` pattern from this many
+    /// names on (never at or above a public suffix such as `com`, `co.uk`).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(2..))]
+    pub collapse_threshold: u32,
+    /// Propose additions to this policy only: the output is this file with
+    /// the new rules appended, and the difference is printed.
+    #[arg(long, value_name = "EXISTING.yaml")]
+    pub merge: Option<PathBuf>,
+    /// The proposed policy's name (default: the learned command's or
+    /// policy's).
+    #[arg(long)]
+    pub name: Option<String>,
 }
 
 /// Where the daemon keeps what must outlive it.

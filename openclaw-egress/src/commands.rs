@@ -11,7 +11,7 @@ use crate::{
     },
     cli::{Cli, Command, LogFormat, StateDirs},
     daemon::{self, DaemonConfig},
-    exec, policy,
+    exec, learn, policy,
 };
 
 /// Runs a subcommand; the exit code is the command's own for `exec`.
@@ -20,9 +20,28 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Exec {
             policy,
+            learn: None,
+            proposal: _,
             command,
             keep_capabilities,
-        } => exec::run(socket, &policy, &command, keep_capabilities).await,
+        } => {
+            let policy = policy.context("--policy is required without --learn")?;
+            exec::run(socket, &policy, &command, keep_capabilities).await
+        }
+        Command::Exec {
+            policy,
+            learn: Some(output),
+            proposal,
+            command,
+            keep_capabilities,
+        } => {
+            let run = learn::ExecLearning {
+                policy: policy.as_deref(),
+                output: &output,
+                proposal: &proposal,
+            };
+            learn::exec(socket, run, &command, keep_capabilities).await
+        }
         command => run_other(socket, command).await.map(|()| ExitCode::SUCCESS),
     }
 }
@@ -41,6 +60,8 @@ async fn run_other(socket: &Path, command: Command) -> anyhow::Result<()> {
             cluster_dns,
             policy_dir,
             allow_host_cgroup,
+            flow_log,
+            flow_log_rate,
         } => {
             init_logging(log_format, "info");
             daemon::run(DaemonConfig {
@@ -55,10 +76,17 @@ async fn run_other(socket: &Path, command: Command) -> anyhow::Result<()> {
                 cluster_network_policy: cluster_network_policy.then_some(cluster_dns),
                 policy_dir,
                 allow_host_cgroup,
+                flow_log: flow_log.then_some(flow_log_rate),
             })
             .await
         }
         Command::Uninstall { dirs } => uninstall(socket, &dirs).await,
+        Command::Learn {
+            policy,
+            duration,
+            output,
+            proposal,
+        } => learn::watch(socket, &policy, duration, &output, &proposal).await,
         Command::Exec { .. } => unreachable!("handled by run"),
         Command::Apply { file } => apply(socket, &file).await,
         Command::Validate { files } => validate(&files),

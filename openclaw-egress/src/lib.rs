@@ -15,6 +15,7 @@ pub mod datapath;
 pub mod error_text;
 pub mod exec;
 pub mod k8s;
+pub mod learn;
 pub mod netlink;
 pub mod pod_network;
 pub mod policy;

@@ -6,6 +6,9 @@ use serde::Deserialize;
 
 /// The `target` of the daemon's drop-event log lines.
 pub const DROP_EVENT_TARGET: &str = "openclaw_egress::drop";
+/// The `target` of the daemon's allowed-flow log lines (`--flow-log`), which
+/// have the same fields.
+pub const FLOW_EVENT_TARGET: &str = "openclaw_egress::flow";
 
 /// One drop event (or, for an audit-mode policy, a would-be drop): a JSON
 /// log line of target [`DROP_EVENT_TARGET`]. Unknown fields are ignored.
@@ -41,12 +44,26 @@ pub struct DropEvent {
     /// When the kernel saw the packet (RFC 3339).
     #[serde(default)]
     pub event_time: String,
+    /// The question's type (`A`, `AAAA`, ...) with `dns_name`; empty otherwise.
+    #[serde(default)]
+    pub dns_type: String,
+    /// The rule that allowed an allowed flow; empty otherwise.
+    #[serde(default)]
+    pub rule: String,
 }
 
 impl DropEvent {
     /// The event in a daemon log line, if the line is one.
     pub fn from_log_line(line: &serde_json::Value) -> Option<Self> {
         if line.get("target")? != DROP_EVENT_TARGET {
+            return None;
+        }
+        serde_json::from_value(line.clone()).ok()
+    }
+
+    /// The allowed flow in a daemon log line (`--flow-log`), if the line is one.
+    pub fn from_flow_log_line(line: &serde_json::Value) -> Option<Self> {
+        if line.get("target")? != FLOW_EVENT_TARGET {
             return None;
         }
         serde_json::from_value(line.clone()).ok()

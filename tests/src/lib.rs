@@ -93,7 +93,7 @@ pub use background::Background;
 pub use bins::binary_path;
 pub use cgroup::{cgroup2_mount, remove_cgroup};
 pub use daemon::Daemon;
-pub use events::{DROP_EVENT_TARGET, DropEvent};
+pub use events::{DROP_EVENT_TARGET, DropEvent, FLOW_EVENT_TARGET};
 pub use metrics::{Metrics, Sample};
 pub use policy::{DEFAULT_POLICY_NAME, PolicyYaml};
 pub use probe::{HoldReport, ProbeOutcome, ResolveConnectReport, RoundFailure, probe_error};

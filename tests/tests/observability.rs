@@ -296,7 +296,7 @@ fn drop_events_carry_the_five_tuple_in_the_log_and_the_monitor() {
         };
         assert_eq!(logged["dns_name"], name, "{logged}");
 
-        // The same event on the monitor stream (a DropRecord).
+        // The same event on the monitor stream (a FlowRecord).
         let streamed = monitor
             .next_matching(
                 |v| is_drop_event_from_record(v, *src),

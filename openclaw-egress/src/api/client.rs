@@ -4,7 +4,10 @@ use std::path::Path;
 
 use tokio::{
     io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines},
-    net::{UnixStream, unix::OwnedReadHalf},
+    net::{
+        UnixStream,
+        unix::{OwnedReadHalf, OwnedWriteHalf},
+    },
 };
 
 use super::{MAX_REQUEST_BYTES, MAX_REQUEST_TEXT, Request, Response};
@@ -48,6 +51,9 @@ pub enum ClientError {
 /// An open request whose response lines can be read one by one.
 pub struct Exchange {
     lines: Lines<BufReader<OwnedReadHalf>>,
+    /// A session's end of the connection, kept open: the daemon takes its
+    /// closing (this exchange dropped) as the end of the session.
+    _session: Option<OwnedWriteHalf>,
 }
 
 impl Exchange {
@@ -62,6 +68,16 @@ impl Exchange {
 /// Sends `request` and returns the stream of responses. A request larger
 /// than the daemon reads is refused before connecting.
 pub async fn open(socket: &Path, request: &Request) -> Result<Exchange, ClientError> {
+    send(socket, request, false).await
+}
+
+/// [`open`], for a request that lasts until the client hangs up (`learn`):
+/// the connection stays open both ways until the exchange is dropped.
+pub async fn open_session(socket: &Path, request: &Request) -> Result<Exchange, ClientError> {
+    send(socket, request, true).await
+}
+
+async fn send(socket: &Path, request: &Request, session: bool) -> Result<Exchange, ClientError> {
     let mut line = serde_json::to_vec(request)?;
     line.push(b'\n');
     if line.len() as u64 > MAX_REQUEST_BYTES {
@@ -75,6 +91,7 @@ pub async fn open(socket: &Path, request: &Request) -> Result<Exchange, ClientEr
         })?;
     let (read, mut write) = stream.into_split();
     match write.write_all(&line).await {
+        Ok(()) if session => {}
         Ok(()) => write.shutdown().await?,
         // The daemon stopped reading before the end (an older daemon with
         // a smaller limit, say); the answer it left says why.
@@ -83,6 +100,7 @@ pub async fn open(socket: &Path, request: &Request) -> Result<Exchange, ClientEr
     }
     Ok(Exchange {
         lines: BufReader::new(read).lines(),
+        _session: session.then_some(write),
     })
 }
 

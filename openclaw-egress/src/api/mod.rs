@@ -5,6 +5,7 @@
 //! The socket is created mode 0600: only root may change policies.
 
 pub mod client;
+pub mod dns_types;
 
 use std::path::PathBuf;
 
@@ -36,6 +37,9 @@ pub struct Overrides {
     pub name: Option<String>,
     /// Select only this cgroup (absolute path) instead of `spec.selector`.
     pub cgroup: Option<PathBuf>,
+    /// Audit mode whatever `spec.mode` says (`exec --learn`).
+    #[serde(default)]
+    pub audit: bool,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -57,8 +61,14 @@ pub enum Request {
     Status,
     /// The Prometheus text exposition, as served on /metrics.
     Metrics,
-    /// Stream drop events.
+    /// Stream drop events (and allowed flows, under `daemon --flow-log`).
     Monitor,
+    /// Record everything a policy's workloads do (allowed connections, DNS
+    /// questions, answers' addresses) and stream it, until the client hangs
+    /// up: the first line is `learning`, then `event` lines.
+    Learn {
+        policy: String,
+    },
     /// Remove every policy and every pin, then stop the daemon.
     Uninstall,
 }
@@ -67,12 +77,33 @@ pub enum Request {
 #[serde(tag = "response", rename_all = "snake_case")]
 pub enum Response {
     Applied(ApplyReport),
-    Removed { name: String },
-    Uninstalled { policies: Vec<String> },
+    Removed {
+        name: String,
+    },
+    Uninstalled {
+        policies: Vec<String>,
+    },
     Status(StatusReport),
-    Metrics { text: String },
-    Event(DropRecord),
-    Error { message: String },
+    Metrics {
+        text: String,
+    },
+    Event(FlowRecord),
+    /// The start of a `learn` stream: the policy as applied.
+    Learning(LearningStart),
+    Error {
+        message: String,
+    },
+}
+
+/// What a learner needs to know of the policy it watches.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LearningStart {
+    pub policy: String,
+    /// `enforce` or `audit`.
+    pub mode: String,
+    pub resolvers: Vec<std::net::IpAddr>,
+    /// The policy file as applied (its selector is the proposal's).
+    pub yaml: String,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -149,20 +180,27 @@ pub struct LearnedAddress {
     pub expires_in_secs: u64,
 }
 
-/// A dropped (or, in audit mode, would-be dropped) flow, as shown to people
-/// and SIEMs.
+/// A flow as shown to people and SIEMs: dropped, or in audit mode
+/// would-be dropped; allowed (the first packet of a connection, under
+/// `daemon --flow-log` or while learning); or, while learning, a DNS
+/// question or an address of an answer. One schema for all of them.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DropRecord {
+pub struct FlowRecord {
     /// RFC 3339 with milliseconds.
     pub time: String,
     pub policy: String,
-    /// `dropped` or `audited`.
+    /// `dropped`, `audited` or `allowed`.
     pub verdict: String,
+    /// Why it was (or would have been) dropped; `allowed` for allowed ones.
     pub reason: String,
     pub direction: String,
-    /// `packet` (a packet was dropped), or `connect` (a `connect()` or UDP
-    /// `sendmsg()` was refused with EPERM before any packet: `src` is then
-    /// the socket's bound address, often unspecified).
+    /// `packet` (a packet: for drops, the one dropped; for allowed flows,
+    /// the connection's first), `connect` (a `connect()` or UDP `sendmsg()`
+    /// was refused with EPERM before any packet: `src` is then the socket's
+    /// bound address, often unspecified), `dns_question` (an allowed DNS
+    /// question, recorded while learning) or `dns_answer` (an address in a
+    /// DNS answer, recorded while learning: `dst` is the address, `src` the
+    /// resolver, `dns_name` the question).
     pub stage: String,
     /// `tcp`, `udp`, `icmp`, `icmpv6` or the protocol number.
     pub proto: String,
@@ -171,14 +209,23 @@ pub struct DropRecord {
     pub dst: Option<std::net::IpAddr>,
     pub dst_port: u16,
     pub cgroup_id: u64,
-    /// The DNS question a `dns_denied` drop refused.
+    /// The DNS question a `dns_denied` drop refused, or that a
+    /// `dns_question` or `dns_answer` record is about.
     pub dns_name: Option<String>,
+    /// The question's type (`A`, `AAAA`, or its number) with `dns_name`.
+    #[serde(default)]
+    pub dns_type: Option<String>,
     /// The TLS server name or HTTP `Host` a connection was refused for
     /// (`sni_denied`, `host_denied`), when one was read.
     pub server_name: Option<String>,
+    /// The rule that allowed an allowed flow (its `fqdn`, `fqdnPattern` or
+    /// `cidr`), when known (not for connections allowed after their first
+    /// bytes were inspected).
+    #[serde(default)]
+    pub rule: Option<String>,
 }
 
-impl std::fmt::Display for DropRecord {
+impl std::fmt::Display for FlowRecord {
     /// One human-readable line, e.g.
     /// `2026-11-25T03:19:10.123Z dropped egress tcp 10.77.0.2:40000 -> 203.0.113.20:443 no_rule policy=openclaw-agent`.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -203,8 +250,14 @@ impl std::fmt::Display for DropRecord {
         if let Some(name) = &self.dns_name {
             write!(f, " name={name}")?;
         }
+        if let Some(kind) = &self.dns_type {
+            write!(f, " type={kind}")?;
+        }
         if let Some(name) = &self.server_name {
             write!(f, " server_name={name}")?;
+        }
+        if let Some(rule) = &self.rule {
+            write!(f, " rule={rule}")?;
         }
         if self.stage == "connect" {
             f.write_str(" (refused at connect)")?;

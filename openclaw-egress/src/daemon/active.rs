@@ -98,7 +98,7 @@ impl ActivePolicy {
         let mut counts = self.counts();
         counts.add(retired);
         let mut drops = Vec::new();
-        for verdict in Verdict::ALL {
+        for verdict in Verdict::COUNTED {
             for direction in Direction::ALL {
                 for reason in DropReason::ALL {
                     let count = counts.drops(verdict, direction, reason);

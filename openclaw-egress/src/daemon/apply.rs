@@ -207,14 +207,9 @@ impl Daemon {
                 entries,
                 allow: &allow,
                 flows: &flows,
+                record: self.recording.bits(&policy.name),
             };
-            match Instance::build(
-                &policy.name,
-                workload,
-                &self.datapath,
-                &filling,
-                &self.slot_names,
-            ) {
+            match Instance::build(policy, workload, &self.datapath, &filling, &self.slot_names) {
                 Ok(instance) => built.push(instance),
                 Err(error) => {
                     for instance in &built {
@@ -289,6 +284,9 @@ fn apply_overrides(policy: &mut Policy, overrides: &Overrides) -> Result<(), App
             cgroup_path: Some(cgroup.clone()),
             ..Selector::default()
         };
+    }
+    if overrides.audit {
+        policy.mode = crate::policy::Mode::Audit;
     }
     Ok(())
 }

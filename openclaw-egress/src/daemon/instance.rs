@@ -6,9 +6,16 @@ use std::sync::{Arc, Mutex, RwLock};
 use openclaw_egress_common::{AllowKey, AllowValue, FlowKey};
 
 use super::{
-    apply::ApplyError, counts::Counts, events::SlotNames, state::InstanceRecord, workload::Workload,
+    apply::ApplyError,
+    counts::Counts,
+    events::{SlotNames, SlotPolicy},
+    state::InstanceRecord,
+    workload::Workload,
 };
-use crate::datapath::{Capacities, Datapath, PolicyDatapath, StaticEntries};
+use crate::{
+    datapath::{Capacities, Datapath, PolicyDatapath, StaticEntries},
+    policy::Policy,
+};
 
 /// What a new instance holds before it is attached.
 pub struct Filling<'a> {
@@ -20,6 +27,9 @@ pub struct Filling<'a> {
     /// Flows allowed under the version being replaced that the new one
     /// allows too (TC verdict cache).
     pub flows: &'a [FlowKey],
+    /// What the programs report beyond drops (`record` bits, see
+    /// `recording`).
+    pub record: u32,
 }
 
 pub struct Instance {
@@ -39,21 +49,24 @@ impl Instance {
     /// policy) and puts them in force on the workload. On failure nothing of
     /// it is left, and whatever was in force before still is.
     pub fn build(
-        policy: &str,
+        policy: &Policy,
         workload: &Workload,
         shared: &Arc<Datapath>,
         filling: &Filling<'_>,
         slot_names: &SlotNames,
     ) -> Result<Arc<Self>, ApplyError> {
         let datapath_error = |error| ApplyError::Datapath {
-            name: policy.to_string(),
+            name: policy.name.clone(),
             workload: workload.to_string(),
             error: Box::new(error),
         };
         let capacities = Capacities::for_policy(filling.entries);
         let mut datapath = PolicyDatapath::create(shared, workload.hooks(), &capacities)
             .map_err(datapath_error)?;
-        slot_names.name(datapath.slot(), policy);
+        slot_names.name(
+            datapath.slot(),
+            SlotPolicy::new(&policy.name, &policy.egress),
+        );
         let filled = (|| -> Result<(), ApplyError> {
             datapath
                 .upsert_allow(filling.allow)
@@ -64,10 +77,15 @@ impl Instance {
             datapath
                 .install_static(filling.entries)
                 .map_err(datapath_error)?;
+            if filling.record != 0 {
+                datapath
+                    .set_record(filling.record)
+                    .map_err(datapath_error)?;
+            }
             workload
                 .attach(&mut datapath)
                 .map_err(|error| ApplyError::Attach {
-                    name: policy.to_string(),
+                    name: policy.name.clone(),
                     workload: workload.to_string(),
                     error: Box::new(error),
                 })

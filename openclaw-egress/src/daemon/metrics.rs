@@ -29,6 +29,7 @@ struct Families {
     memory: IntGaugeVec,
     gate_held: IntCounterVec,
     gate_armed: IntGaugeVec,
+    flow_log_suppressed: IntCounterVec,
 }
 
 impl Families {
@@ -105,10 +106,15 @@ impl Families {
                 "1 while a selected pod is awaited and new pod cgroups are held until marked (DaemonSet mode).",
                 &[],
             ),
+            flow_log_suppressed: counter(
+                "openclaw_egress_flow_log_suppressed_total",
+                "Allowed connections not logged because of --flow-log-rate (only with --flow-log).",
+                &[],
+            ),
         }
     }
 
-    fn collectors(&self) -> [&dyn Collector; 13] {
+    fn collectors(&self) -> [&dyn Collector; 14] {
         [
             &self.drops,
             &self.audited,
@@ -123,6 +129,7 @@ impl Families {
             &self.memory,
             &self.gate_held,
             &self.gate_armed,
+            &self.flow_log_suppressed,
         ]
     }
 }
@@ -253,6 +260,12 @@ impl Collector for DaemonCollector {
             .gate_armed
             .with_label_values::<&str>(&[])
             .set(i64::from(gate.is_armed()));
+        if let Some(flow_log) = &daemon.flow_log {
+            families
+                .flow_log_suppressed
+                .with_label_values::<&str>(&[])
+                .inc_by(flow_log.suppressed());
+        }
         families
             .collectors()
             .iter()

@@ -12,6 +12,7 @@ mod api_policies;
 mod apply;
 mod counts;
 mod events;
+mod flow_log;
 mod heap;
 mod host_cgroup;
 mod http;
@@ -23,6 +24,7 @@ mod peer;
 mod pod_start;
 mod pods;
 mod policy_dir;
+mod recording;
 mod restore;
 mod server;
 mod state;
@@ -47,7 +49,7 @@ use state::StateDir;
 pub use workload::Workload;
 
 use crate::{
-    api::{DropRecord, StatusReport},
+    api::{FlowRecord, StatusReport},
     bpffs,
     datapath::{Build, Datapath},
 };
@@ -86,6 +88,8 @@ pub struct DaemonConfig {
     /// Let policies select the cgroup2 root, the daemon's own cgroup or its
     /// ancestors (refused otherwise: they hold the host).
     pub allow_host_cgroup: bool,
+    /// Log allowed connections, at most this many per second.
+    pub flow_log: Option<u32>,
 }
 
 pub struct Daemon {
@@ -94,7 +98,7 @@ pub struct Daemon {
     retired: Mutex<BTreeMap<String, Counts>>,
     /// Serialises applies and removals.
     apply_lock: tokio::sync::Mutex<()>,
-    events: broadcast::Sender<DropRecord>,
+    events: broadcast::Sender<FlowRecord>,
     metrics_addr: Mutex<Option<SocketAddr>>,
     registry: prometheus::Registry,
     state: StateDir,
@@ -105,6 +109,10 @@ pub struct Daemon {
     datapath: Arc<Datapath>,
     /// The policy of each slot, for naming drop events.
     slot_names: SlotNames,
+    /// What each policy's instances report beyond drops.
+    recording: recording::Recording,
+    /// `--flow-log`'s rate limit (and what it held back).
+    flow_log: Option<Arc<flow_log::FlowLog>>,
     /// Signalled by `uninstall`: the daemon exits once it is done.
     exit: Notify,
     pods: pods::Pods,
@@ -119,6 +127,7 @@ impl Daemon {
         state_root: PathBuf,
         pins_root: PathBuf,
         datapath: Arc<Datapath>,
+        flow_log: Option<u32>,
     ) -> Arc<Self> {
         let (events, _) = broadcast::channel(MONITOR_BACKLOG);
         Arc::new_cyclic(|daemon| {
@@ -138,6 +147,8 @@ impl Daemon {
                 pins_root,
                 datapath,
                 slot_names: SlotNames::default(),
+                recording: recording::Recording::new(flow_log.is_some()),
+                flow_log: flow_log.map(|rate| Arc::new(flow_log::FlowLog::new(rate))),
                 exit: Notify::new(),
                 pods: RwLock::new(None),
                 pod_start: Mutex::default(),
@@ -230,8 +241,46 @@ impl Daemon {
         }
     }
 
-    pub fn subscribe(&self) -> broadcast::Receiver<DropRecord> {
+    pub fn subscribe(&self) -> broadcast::Receiver<FlowRecord> {
         self.events.subscribe()
+    }
+
+    /// Starts recording everything `policy`'s workloads do, until the
+    /// returned guard is dropped; with the policy as applied. Events are
+    /// read with [`Self::subscribe`] (subscribe first: nothing is lost).
+    pub fn learn(&self, policy: &str) -> Result<(Learner<'_>, crate::api::LearningStart), String> {
+        let active = self
+            .policies
+            .read()
+            .expect("policies lock")
+            .get(policy)
+            .cloned()
+            .ok_or_else(|| format!("no policy named {policy} is applied"))?;
+        let bits = self.recording.add_learner(policy);
+        self.set_record(&active, bits);
+        let start = crate::api::LearningStart {
+            policy: policy.to_string(),
+            mode: active::mode_name(active.policy.mode).to_string(),
+            resolvers: active.policy.dns.resolvers.clone(),
+            yaml: active.yaml.clone(),
+        };
+        tracing::info!(policy, "learning: recording every flow and DNS question");
+        Ok((
+            Learner {
+                daemon: self,
+                policy: policy.to_string(),
+            },
+            start,
+        ))
+    }
+
+    /// Writes `bits` into every instance of `active`.
+    fn set_record(&self, active: &ActivePolicy, bits: u32) {
+        for instance in active.instances() {
+            if let Some(Err(error)) = instance.with(|datapath| datapath.set_record(bits)) {
+                tracing::error!(policy = %active.policy.name, "setting what is recorded: {error}");
+            }
+        }
     }
 
     /// The Prometheus text exposition of every metric.
@@ -239,6 +288,29 @@ impl Daemon {
         prometheus::TextEncoder::new()
             .encode_to_string(&self.registry.gather())
             .unwrap_or_else(|error| format!("# encoding metrics failed: {error}\n"))
+    }
+}
+
+/// A learner of one policy: recording goes on while it lives.
+pub struct Learner<'a> {
+    daemon: &'a Daemon,
+    policy: String,
+}
+
+impl Drop for Learner<'_> {
+    fn drop(&mut self) {
+        let bits = self.daemon.recording.remove_learner(&self.policy);
+        let active = self
+            .daemon
+            .policies
+            .read()
+            .expect("policies lock")
+            .get(&self.policy)
+            .cloned();
+        if let Some(active) = active {
+            self.daemon.set_record(&active, bits);
+        }
+        tracing::info!(policy = %self.policy, "learning stopped");
     }
 }
 
@@ -277,12 +349,23 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
     if build == Build::Trace {
         trace::forward(&datapath)?;
     }
-    let daemon = Daemon::new(state, state_root, config.bpffs_dir.clone(), datapath);
+    let daemon = Daemon::new(
+        state,
+        state_root,
+        config.bpffs_dir.clone(),
+        datapath,
+        config.flow_log,
+    );
     // Adopt before serving: no request may see (or change) a half-restored state.
     restore::adopt_all(&daemon);
     heap::give_back_freed();
     if let Some(ring) = daemon.datapath.take_events() {
-        let forwarding = events::forward(ring, daemon.slot_names.clone(), daemon.events.clone());
+        let forwarding = events::forward(
+            ring,
+            daemon.slot_names.clone(),
+            daemon.flow_log.clone(),
+            daemon.events.clone(),
+        );
         tokio::spawn(async move {
             if let Err(error) = forwarding.await {
                 tracing::error!("reading drop events stopped: {error}");

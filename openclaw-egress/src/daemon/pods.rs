@@ -346,14 +346,10 @@ impl Daemon {
             entries: &entries,
             allow: &allow,
             flows: &[],
+            record: self.recording.bits(&policy.name),
         };
-        let instance = Instance::build(
-            &policy.name,
-            workload,
-            &self.datapath,
-            &filling,
-            &self.slot_names,
-        )?;
+        let instance =
+            Instance::build(policy, workload, &self.datapath, &filling, &self.slot_names)?;
         active
             .instances
             .write()

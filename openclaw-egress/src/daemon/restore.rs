@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use super::{
     Daemon,
     active::ActivePolicy,
+    events::SlotPolicy,
     instance::{Instance, Instances},
     names,
     state::PolicyRecord,
@@ -74,7 +75,15 @@ fn adopt(daemon: &Daemon, record: &PolicyRecord) -> Result<Arc<ActivePolicy>, St
         );
         match adopted {
             Ok(datapath) => {
-                daemon.slot_names.name(instance.slot, &policy.name);
+                daemon
+                    .slot_names
+                    .name(instance.slot, SlotPolicy::new(&policy.name, &policy.egress));
+                // What the daemon records now (say, no more `--flow-log`),
+                // not what the one before it did.
+                let bits = daemon.recording.bits(&policy.name);
+                if let Err(error) = datapath.set_record(bits) {
+                    tracing::error!(policy = %record.name, "setting what is recorded: {error}");
+                }
                 instances
                     .write()
                     .expect("instances lock")

@@ -133,6 +133,10 @@ async fn handle(stream: UnixStream, daemon: &Daemon) -> io::Result<()> {
             let mut events = daemon.subscribe();
             loop {
                 match events.recv().await {
+                    // What learners record is theirs: questions and answers
+                    // are not flows.
+                    Ok(record)
+                        if record.stage == "dns_question" || record.stage == "dns_answer" => {}
                     Ok(record) => send(&mut write, &Response::Event(record)).await?,
                     Err(RecvError::Lagged(missed)) => {
                         let message = format!("monitor fell behind: {missed} events skipped");
@@ -141,6 +145,37 @@ async fn handle(stream: UnixStream, daemon: &Daemon) -> io::Result<()> {
                     Err(RecvError::Closed) => return Ok(()),
                 }
             }
+        }
+        Request::Learn { policy } => {
+            let mut events = daemon.subscribe();
+            let (learner, start) = match daemon.learn(&policy) {
+                Ok(learning) => learning,
+                Err(message) => return send(&mut write, &Response::Error { message }).await,
+            };
+            send(&mut write, &Response::Learning(start)).await?;
+            // Until the learner hangs up: a write then fails. A quiet
+            // workload sends nothing for long, so the socket is also
+            // watched for its end while waiting.
+            let mut hangup = [0u8; 1];
+            loop {
+                let record = tokio::select! {
+                    received = events.recv() => received,
+                    _ = reader.read(&mut hangup) => break,
+                };
+                match record {
+                    Ok(record) if record.policy == policy => {
+                        send(&mut write, &Response::Event(record)).await?;
+                    }
+                    Ok(_) => {}
+                    Err(RecvError::Lagged(missed)) => {
+                        let message = format!("learning fell behind: {missed} events skipped");
+                        send(&mut write, &Response::Error { message }).await?;
+                    }
+                    Err(RecvError::Closed) => break,
+                }
+            }
+            drop(learner);
+            Ok(())
         }
     }
 }

@@ -90,6 +90,8 @@ pub fn static_entries(policy: &Policy) -> Result<StaticEntries, EncodeError> {
             min_ttl_secs: u32::try_from(policy.dns.min_ttl.as_secs()).unwrap_or(u32::MAX),
             max_ips_per_name: policy.dns.max_ips_per_name,
             max_ips_per_pattern: policy.dns.max_ips_per_pattern,
+            // Set per instance by the daemon (see `PolicyDatapath::set_record`).
+            record: 0,
         },
         resolvers: policy.dns.resolvers.iter().copied().map(addr_of).collect(),
         cidrs,

@@ -286,6 +286,12 @@ impl PolicyDatapath {
         self.shared.set_config(self.slot, &entries.config)
     }
 
+    /// What the programs report of this version beyond drops: allowed
+    /// connections, DNS questions and answers (`record` bits of the config).
+    pub fn set_record(&self, record: u32) -> Result<()> {
+        self.shared.set_record(self.slot, record)
+    }
+
     pub fn upsert_allow(&mut self, entries: &[(AllowKey, AllowValue)]) -> Result<()> {
         for (key, value) in entries {
             self.maps

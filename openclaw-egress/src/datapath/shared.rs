@@ -420,6 +420,16 @@ impl Datapath {
             .map_err(map_error(names::CONFIGS))
     }
 
+    /// Sets the `record` bits of `slot`'s config, the rest as it is.
+    pub(super) fn set_record(&self, slot: u32, record: u32) -> Result<()> {
+        let mut configs = self.configs.lock().expect("configs lock");
+        let mut config = configs.get(&slot, 0).map_err(map_error(names::CONFIGS))?;
+        config.record = record;
+        configs
+            .set(slot, config, 0)
+            .map_err(map_error(names::CONFIGS))
+    }
+
     /// Empties `slot` (its maps go when nothing else holds them) and puts
     /// its number in quarantine.
     pub(super) fn free_slot(&self, slot: u32) {
@@ -429,6 +439,7 @@ impl Datapath {
             min_ttl_secs: 0,
             max_ips_per_name: 0,
             max_ips_per_pattern: 0,
+            record: 0,
         };
         if let Err(error) = self.set_config(slot, &zero) {
             tracing::error!(slot, "clearing a slot's config: {error}");

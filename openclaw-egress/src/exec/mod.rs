@@ -37,6 +37,42 @@ pub async fn run(
 ) -> anyhow::Result<ExitCode> {
     let yaml = read_policy(policy_file)?;
     let source = policy_file.display().to_string();
+    let run = Run {
+        source,
+        yaml,
+        audit: false,
+        keep_capabilities,
+    };
+    let (code, ()) = run_under(socket, run, command, async |_: &str| Ok(())).await?;
+    Ok(code)
+}
+
+/// A policy to run a command under.
+pub struct Run {
+    /// The policy file's name, for messages.
+    pub source: String,
+    pub yaml: String,
+    /// Audit mode whatever the policy says.
+    pub audit: bool,
+    pub keep_capabilities: bool,
+}
+
+/// Runs `command` under `run`'s policy. `applied` is called with the name
+/// the policy was applied under, once it is in force and before the
+/// command starts; what it returns comes back with the exit code, after the
+/// command ended and the policy was removed.
+pub async fn run_under<T>(
+    socket: &Path,
+    run: Run,
+    command: &[String],
+    applied: impl AsyncFnOnce(&str) -> anyhow::Result<T>,
+) -> anyhow::Result<(ExitCode, T)> {
+    let Run {
+        source,
+        yaml,
+        audit,
+        keep_capabilities,
+    } = run;
     let policy = policy::parse_str(&source, &yaml)?;
 
     let pid = std::process::id();
@@ -66,12 +102,20 @@ pub async fn run(
         overrides: Overrides {
             name: Some(name.clone()),
             cgroup: Some(sandbox.path.clone()),
+            audit,
         },
     };
     match ask(socket, &request).await? {
         Response::Applied(_) => {}
         other => return Err(unexpected(other).into()),
     }
+    let watching = match applied(&name).await {
+        Ok(watching) => watching,
+        Err(error) => {
+            let _ = ask(socket, &Request::Remove { name: name.clone() }).await;
+            return Err(error);
+        }
+    };
     eprintln!(
         "openclaw-egress: running {:?} under policy {} (as {name}, cgroup {})",
         command.join(" "),
@@ -85,7 +129,7 @@ pub async fn run(
     }
     drop(sandbox);
     let status = status?;
-    Ok(exit_code(status))
+    Ok((exit_code(status), watching))
 }
 
 /// The shell convention: the exit code, or 128 + the signal that killed it.

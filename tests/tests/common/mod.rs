@@ -111,7 +111,16 @@ impl Rig {
         Self::start_on(world, DaemonSide::Both)
     }
 
+    /// [`Rig::start`] with these daemon flags (e.g. `--flow-log`).
+    pub fn start_with_args(world: &WorldConfig, daemon_args: &[&str]) -> Self {
+        Self::start_with(world, DaemonSide::Agent, daemon_args)
+    }
+
     fn start_on(world: &WorldConfig, side: DaemonSide) -> Self {
+        Self::start_with(world, side, &[])
+    }
+
+    fn start_with(world: &WorldConfig, side: DaemonSide, daemon_args: &[&str]) -> Self {
         let sandbox = Sandbox::new().expect("creating the sandbox");
         let world = sandbox
             .start_world(world)
@@ -123,8 +132,10 @@ impl Rig {
             bin.display()
         );
         let daemon = match side {
-            DaemonSide::Agent => sandbox.spawn_daemon(&bin),
-            DaemonSide::World | DaemonSide::Both => sandbox.spawn_daemon_in_world(&bin, &[]),
+            DaemonSide::Agent => sandbox.spawn_daemon_with_args(&bin, daemon_args),
+            DaemonSide::World | DaemonSide::Both => {
+                sandbox.spawn_daemon_in_world(&bin, daemon_args)
+            }
         }
         .unwrap_or_else(|e| panic!("starting the daemon: {e:#}"));
         Self {

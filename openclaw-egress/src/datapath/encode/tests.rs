@@ -74,6 +74,7 @@ fn config_and_resolvers() {
             min_ttl_secs: 30,
             max_ips_per_name: 8,
             max_ips_per_pattern: DnsConfig::DEFAULT_MAX_IPS_PER_PATTERN,
+            record: 0,
         }
     );
     assert_eq!(

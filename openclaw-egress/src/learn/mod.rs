@@ -1,0 +1,9 @@
+//! Learn mode: watch what a workload really does and propose the minimal
+//! policy that allows it (`exec --learn`, `learn --policy`).
+
+pub mod observations;
+mod recorder;
+mod run;
+mod write;
+
+pub use run::{ExecLearning, exec, watch};
