@@ -50,6 +50,31 @@ pub fn check_name(name: &str) -> Result<(), String> {
     names::policy_name(name).map(drop)
 }
 
+/// Checks a DNS name as an `fqdn` rule would (at least two labels, valid
+/// characters and lengths) and returns it lowercased, without the trailing
+/// dot; the message says what is wrong. For tools that write policies
+/// (learn mode), so that they never write a rule the parser refuses.
+pub fn parse_fqdn(name: &str) -> Result<Fqdn, String> {
+    names::fqdn(name)
+}
+
+/// Where the `spec.egress` key is in `yaml`, a policy [`parse_str`]
+/// accepts: its 1-based line and column. For tools that add rules to the
+/// text and keep its comments and layout (learn mode's merge).
+pub fn egress_key_position(yaml: &str) -> Option<(usize, usize)> {
+    let path = path::FieldPath::root().key("spec").key("egress");
+    let location = locate::locate(yaml, &path, locate::Part::Key)?;
+    // `locate` falls back to an enclosing key when the path is missing.
+    let line = yaml.lines().nth(location.line.checked_sub(1)?)?;
+    let at_key = line
+        .chars()
+        .skip(location.column.checked_sub(1)?)
+        .collect::<String>();
+    at_key
+        .starts_with("egress")
+        .then_some((location.line, location.column))
+}
+
 /// Reads and parses the policy file at `path`.
 pub fn load_file(path: &Path) -> Result<Policy, PolicyError> {
     let source = path.display().to_string();
