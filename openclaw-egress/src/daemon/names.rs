@@ -80,7 +80,11 @@ pub type Names = Arc<Mutex<BTreeMap<Fqdn, NameState>>>;
 pub fn names_of(policy: &Policy) -> BTreeMap<Fqdn, NameState> {
     let mut names: BTreeMap<Fqdn, NameState> = BTreeMap::new();
     for (index, rule) in policy.egress.iter().enumerate() {
-        if let Target::Fqdn(name) = &rule.target {
+        // A dnsOnly name opens nothing: resolving it ahead would only make
+        // noise (and retries, for one that does not exist).
+        if let Target::Fqdn(name) = &rule.target
+            && !rule.is_dns_only()
+        {
             names
                 .entry(name.clone())
                 .or_default()

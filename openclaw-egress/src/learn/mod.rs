@@ -2,6 +2,8 @@
 //! policy that allows it (`exec --learn`, `learn --policy`).
 
 pub mod observations;
+pub mod proposal;
+pub mod public_suffix;
 mod recorder;
 mod run;
 mod write;
