@@ -328,6 +328,10 @@ fn learn_address(
         let Some(ports) = rule_ports.get(rule) else {
             continue;
         };
+        // A dnsOnly rule takes no address: nothing to charge or count.
+        if ports.count == 0 {
+            continue;
+        }
         let decision = if ports.kind != RuleKind::Pattern as u32 {
             TAKE
         } else {
