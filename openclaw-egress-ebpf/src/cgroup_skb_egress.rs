@@ -5,12 +5,9 @@ use aya_ebpf::{macros::cgroup_skb, programs::SkBuffContext};
 
 use crate::{
     egress_policy::{self, Fate, Hook},
+    return_code::{SK_DROP, SK_PASS},
     trace,
 };
-
-/// cgroup_skb verdicts (the kernel defines no names for them).
-const PASS: i32 = 1;
-const DROP: i32 = 0;
 
 #[cgroup_skb(egress)]
 pub fn egress(ctx: SkBuffContext) -> i32 {
@@ -19,7 +16,7 @@ pub fn egress(ctx: SkBuffContext) -> i32 {
     let fate = egress_policy::enforce(&ctx.skb, 0, Hook::Cgroup);
     trace::cgroup_egress(&ctx, fate);
     match fate {
-        Fate::Pass => PASS,
-        Fate::Drop | Fate::Reset => DROP,
+        Fate::Pass => SK_PASS,
+        Fate::Drop | Fate::Reset => SK_DROP,
     }
 }

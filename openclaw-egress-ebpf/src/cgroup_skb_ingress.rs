@@ -4,13 +4,10 @@
 
 use aya_ebpf::{macros::cgroup_skb, programs::SkBuffContext};
 
-use crate::dns_answer;
-
-/// cgroup_skb verdicts (the kernel defines no names for them).
-const PASS: i32 = 1;
+use crate::{dns_answer, return_code::SK_PASS};
 
 #[cgroup_skb(ingress)]
 pub fn ingress(ctx: SkBuffContext) -> i32 {
     dns_answer::learn(&ctx.skb, 0);
-    PASS
+    SK_PASS
 }

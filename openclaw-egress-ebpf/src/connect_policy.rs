@@ -15,13 +15,14 @@ use crate::{
     flow::Flow,
     maps::CONFIGS,
     report::{self, Drop, Sender},
+    return_code::{SK_DROP, SK_PASS},
     workload::Workload,
 };
 
-/// Return values of `cgroup_sock_addr` programs.
-const ALLOW: i32 = 1;
+/// The system call goes on.
+const ALLOW: i32 = SK_PASS;
 /// The system call fails with EPERM.
-const REFUSE: i32 = 0;
+const REFUSE: i32 = SK_DROP;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Family {
@@ -136,7 +137,7 @@ fn refuse(ctx: &SockAddrContext, family: Family, reason: DropReason, workload: W
         cgroup_id,
         socket_cookie: 0,
     };
-    report::drop(Some(&flow), what, sender);
+    report::drop(Some(&flow), what, sender, None);
     REFUSE
 }
 

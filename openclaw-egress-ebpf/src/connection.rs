@@ -136,7 +136,7 @@ fn inspect(skb: &SkBuff, flow: &Flow, hook: Hook) -> Decision {
 fn record_allowed(skb: &SkBuff, flow: &Flow, hook: Hook, rule: u32) {
     let slot = flow.slot();
     if report::records(slot, record::FLOWS) {
-        report::allowed(flow, Stage::Packet, rule, hook.sender(skb, slot));
+        report::allowed(flow, Stage::Packet, rule, hook.sender(skb, slot), None);
     }
 }
 

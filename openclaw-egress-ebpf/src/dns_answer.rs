@@ -205,7 +205,9 @@ extern "C" fn record_one(index: u64, context: *mut c_void) -> i64 {
     }
     // SAFETY: `learn_from` lends the answer's flow for the call.
     let answer = unsafe { &*context.cast::<Flow>() };
-    let Some(answers) = ANSWERS.get_ptr_mut(0) else {
+    // SAFETY: only read: the question `learn_from` read, left for the loop.
+    let (Some(answers), Some(scratch)) = (ANSWERS.get_ptr_mut(0), unsafe { dns_name::scratch() })
+    else {
         return STOP;
     };
     // SAFETY: per-CPU storage, used by one program run at a time on this CPU.
@@ -227,7 +229,7 @@ extern "C" fn record_one(index: u64, context: *mut c_void) -> i64 {
         cgroup_id: 0,
         socket_cookie: 0,
     };
-    report::allowed(&flow, Stage::Answer, NO_RULE, sender);
+    report::allowed(&flow, Stage::Answer, NO_RULE, sender, Some(scratch));
     0
 }
 

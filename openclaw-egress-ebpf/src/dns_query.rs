@@ -13,7 +13,7 @@
 use core::{ffi::c_void, ptr};
 
 use aya_ebpf::{bindings::__sk_buff, helpers::generated::bpf_loop, programs::sk_buff::SkBuff};
-use openclaw_egress_common::{DropReason, Stage, dns::DnsStat, proto, record};
+use openclaw_egress_common::{DropReason, NO_RULE, Stage, dns::DnsStat, proto, record};
 
 use crate::{
     dns_message::{self, MAX_MESSAGES_PER_SEGMENT},
@@ -289,7 +289,13 @@ fn check_one(
     }
     count_dns(slot, DnsStat::QueriesAllowed);
     if recording {
-        report::allowed(flow, Stage::Question, u32::MAX, hook.sender(skb, slot));
+        report::allowed(
+            flow,
+            Stage::Question,
+            NO_RULE,
+            hook.sender(skb, slot),
+            Some(scratch),
+        );
     }
     Ok(())
 }

@@ -89,6 +89,7 @@ pub fn enforce(skb: &SkBuff, l3: usize, hook: Hook) -> Fate {
                 None,
                 Drop::egress(DropReason::NotReady, Verdict::Dropped),
                 hook.sender(skb, slot),
+                None,
             );
             return Fate::Drop;
         }
@@ -104,7 +105,12 @@ pub fn enforce(skb: &SkBuff, l3: usize, hook: Hook) -> Fate {
     let flow = match flow::parse(skb, l3, workload, &mut parsed) {
         Ok(flow) => flow,
         Err(reason) => {
-            report::drop(None, Drop::egress(reason, verdict), hook.sender(skb, slot));
+            report::drop(
+                None,
+                Drop::egress(reason, verdict),
+                hook.sender(skb, slot),
+                None,
+            );
             return pass_if(verdict == Verdict::Audited);
         }
     };
@@ -119,6 +125,7 @@ pub fn enforce(skb: &SkBuff, l3: usize, hook: Hook) -> Fate {
         Some(flow),
         Drop::egress(reason, verdict),
         hook.sender(skb, slot),
+        report::refused_name(reason),
     );
     // Audit mode reports a flow once, not every packet of it. (Not DNS:
     // every query is its own question.)

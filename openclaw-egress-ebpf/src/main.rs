@@ -44,6 +44,7 @@ mod map_types;
 mod maps;
 mod pod_gate;
 mod report;
+mod return_code;
 mod scratch_guard;
 mod server_name;
 mod socket_verdict;

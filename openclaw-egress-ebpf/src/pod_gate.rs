@@ -9,19 +9,19 @@ use aya_ebpf::{
 };
 use openclaw_egress_common::pod_gate::{GATE_DESCEND, GATE_PASS};
 
-use crate::maps::{POD_GATE, POD_GATE_HELD, POD_GATE_MARKS};
-
-const PASS: i32 = 1;
-const DROP: i32 = 0;
+use crate::{
+    maps::{POD_GATE, POD_GATE_HELD, POD_GATE_MARKS},
+    return_code::{SK_DROP, SK_PASS},
+};
 
 #[cgroup_skb(egress)]
 pub fn pod_gate(ctx: SkBuffContext) -> i32 {
     let Some(gate) = POD_GATE.get(0) else {
-        return PASS;
+        return SK_PASS;
     };
     let armed_after = gate.armed_after;
     if armed_after == 0 {
-        return PASS;
+        return SK_PASS;
     }
     let ancestor = |level: u32| {
         // SAFETY: the context's own skb; a level below the packet's cgroup
@@ -30,29 +30,29 @@ pub fn pod_gate(ctx: SkBuffContext) -> i32 {
     };
     let mut pod = ancestor(gate.root_level + 1);
     if pod == 0 {
-        return PASS; // Not below the root: the root's own processes.
+        return SK_PASS; // Not below the root: the root's own processes.
     }
     // SAFETY: reading a value of a map of plain integers.
     match unsafe { POD_GATE_MARKS.get(&pod) }.copied() {
-        Some(GATE_PASS) => return PASS,
+        Some(GATE_PASS) => return SK_PASS,
         Some(GATE_DESCEND) => {
             pod = ancestor(gate.root_level + 2);
             if pod == 0 {
-                return PASS; // A process of the QoS-class cgroup itself.
+                return SK_PASS; // A process of the QoS-class cgroup itself.
             }
         }
         _ => {}
     }
     if pod <= armed_after {
-        return PASS; // It existed before the gate was armed.
+        return SK_PASS; // It existed before the gate was armed.
     }
     // SAFETY: as above.
     if unsafe { POD_GATE_MARKS.get(&pod) }.copied() == Some(GATE_PASS) {
-        return PASS;
+        return SK_PASS;
     }
     if let Some(held) = POD_GATE_HELD.get_ptr_mut(0) {
         // SAFETY: this CPU's counter; nothing else writes it meanwhile.
         unsafe { *held += 1 };
     }
-    DROP
+    SK_DROP
 }

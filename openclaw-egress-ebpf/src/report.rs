@@ -15,6 +15,7 @@ use openclaw_egress_common::{
 use crate::{
     dns_name,
     flow::Flow,
+    map_types::DnsScratch,
     maps::{CONFIGS, EVENTS, count},
 };
 
@@ -52,6 +53,23 @@ impl Drop {
     }
 }
 
+/// The name a drop for `reason` is about, if it is about one: the check
+/// that refused it read it into this CPU's scratch area (`dns_query` a
+/// question, `tls_hello` and `http_request` a server name), and nothing ran
+/// on this CPU since.
+#[inline(always)]
+pub fn refused_name(reason: DropReason) -> Option<&'static DnsScratch> {
+    if matches!(
+        reason,
+        DropReason::DnsDenied | DropReason::SniDenied | DropReason::HostDenied
+    ) {
+        // SAFETY: only read, right after the check that wrote it.
+        unsafe { dns_name::scratch() }.map(|scratch| &*scratch)
+    } else {
+        None
+    }
+}
+
 /// Who sent what is reported: the slot of the workload's policy (whose
 /// counters count it; 0 when none is in force, then only the event tells),
 /// the sending cgroup and socket (0 each where unknown, e.g. on TC hooks).
@@ -60,6 +78,14 @@ pub struct Sender {
     pub slot: u32,
     pub cgroup_id: u64,
     pub socket_cookie: u64,
+}
+
+impl Sender {
+    /// `what` (a packed report) with the slot beside it, for [`report`].
+    #[inline(always)]
+    const fn with(&self, what: u32) -> u64 {
+        (self.slot as u64) << 32 | what as u64
+    }
 }
 
 /// Whether the policy in `slot` records what `bits` (of `record`) name.
@@ -72,38 +98,50 @@ pub fn records(slot: u32, bits: u32) -> bool {
 
 /// Reports something allowed that the policy records: a connection's first
 /// packet (with the rule that allowed it, if known), a DNS question or an
-/// answer's address (`stage`). Not counted.
+/// answer's address (`stage`; `name` holds the question). Not counted.
 #[inline(always)]
-pub fn allowed(flow: &Flow, stage: Stage, rule: u32, sender: Sender) {
+pub fn allowed(flow: &Flow, stage: Stage, rule: u32, sender: Sender, name: Option<&DnsScratch>) {
     let rule = if rule < RULE_NONE { rule } else { RULE_NONE };
     report(
         ptr::from_ref(flow),
-        rule | (Verdict::Allowed as u32) << 16 | (stage as u32) << 24,
-        sender.slot,
+        sender.with(rule | (Verdict::Allowed as u32) << 16 | (stage as u32) << 24),
         sender.cgroup_id,
         sender.socket_cookie,
+        name.map_or(ptr::null(), ptr::from_ref),
     );
 }
 
-/// Counts `what` and reports it with `flow`'s 5-tuple, if known.
+/// Counts `what` and reports it with `flow`'s 5-tuple, if known, and the
+/// name it refused (see [`refused_name`]), if any.
 #[inline(always)]
-pub fn drop(flow: Option<&Flow>, what: Drop, sender: Sender) {
+pub fn drop(flow: Option<&Flow>, what: Drop, sender: Sender, name: Option<&DnsScratch>) {
     let flow = match flow {
         Some(flow) => ptr::from_ref(flow),
         None => ptr::null(),
     };
     report(
         flow,
-        what.pack(),
-        sender.slot,
+        sender.with(what.pack()),
         sender.cgroup_id,
         sender.socket_cookie,
+        name.map_or(ptr::null(), ptr::from_ref),
     );
 }
 
 /// Out of line: one copy for every caller, in a stack frame of its own.
+/// `what` is a packed report in its low half and the slot in its high half
+/// (a BPF function takes five arguments, all in registers: nothing on the
+/// stack, whose 512 bytes the callers use up). `flow` and `name` may be null.
 #[inline(never)]
-fn report(flow: *const Flow, what: u32, slot: u32, cgroup_id: u64, socket_cookie: u64) {
+fn report(
+    flow: *const Flow,
+    what: u64,
+    cgroup_id: u64,
+    socket_cookie: u64,
+    name: *const DnsScratch,
+) {
+    let slot = (what >> 32) as u32;
+    let what = what as u32;
     let reason = DropReason::from_u8(what as u8).unwrap_or(DropReason::Malformed);
     let direction = Direction::from_u8((what >> 8) as u8).unwrap_or(Direction::Egress);
     let verdict = Verdict::from_u8((what >> 16) as u8).unwrap_or(Verdict::Dropped);
@@ -140,16 +178,12 @@ fn report(flow: *const Flow, what: u32, slot: u32, cgroup_id: u64, socket_cookie
             addr_of_mut!((*event).direction).write((what >> 8) as u8);
             addr_of_mut!((*event).rule).write(NO_RULE);
         }
-        // The name that was refused (a DNS question, a TLS server name, an
-        // HTTP Host) or recorded (a question, the question of an answer) is
-        // in this CPU's DNS scratch area: it was just read.
+        // The name refused (a DNS question, a TLS server name, an HTTP
+        // Host) or recorded (a question, the question of an answer); a
+        // question's type comes with it.
         let question = (!allowed && reason == DropReason::DnsDenied)
             || (allowed && (stage == Stage::Question as u8 || stage == Stage::Answer as u8));
-        let server_name =
-            !allowed && matches!(reason, DropReason::SniDenied | DropReason::HostDenied);
-        if (question || server_name)
-            && let Some(scratch) = dns_name::scratch()
-        {
+        if let Some(scratch) = name.as_ref() {
             let len = scratch.dotted_len().min(DNS_NAME_MAX);
             // The whole buffer, whatever the length: a copy without a
             // branch per byte. Bytes past the length are not read.

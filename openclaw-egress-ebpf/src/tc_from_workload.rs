@@ -3,23 +3,16 @@
 //! for workloads whose cgroup cannot be used (e.g. another node agent owns
 //! it). There is no socket here, so no per-socket verdict cache either.
 
-use aya_ebpf::{
-    bindings::{TC_ACT_SHOT, TC_ACT_UNSPEC},
-    macros::classifier,
-    programs::TcContext,
-};
+use aya_ebpf::{macros::classifier, programs::TcContext};
 use openclaw_egress_common::{DropReason, Verdict};
 
 use crate::{
     egress_policy::{self, Fate, Hook},
     report::{self, Drop, Sender},
+    return_code::{TC_NEXT, TC_SHOT},
     tcp_reset, trace,
     workload::Workload,
 };
-
-/// Let the packet continue (to other TC programs, then the stack).
-const TC_NEXT: i32 = TC_ACT_UNSPEC;
-const TC_SHOT: i32 = TC_ACT_SHOT;
 
 const ETH_HEADER_LEN: usize = 14;
 const ETHERTYPE_IPV4: u16 = 0x0800;
@@ -56,6 +49,7 @@ pub fn tc_from_workload(ctx: TcContext) -> i32 {
                     cgroup_id: 0,
                     socket_cookie: 0,
                 },
+                None,
             );
             TC_SHOT
         }

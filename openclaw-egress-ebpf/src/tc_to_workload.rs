@@ -2,12 +2,10 @@
 //! workload leave as *egress*: learns addresses from DNS answers on their way
 //! to the workload, like `cgroup_skb_ingress`. Never drops.
 
-use aya_ebpf::{bindings::TC_ACT_UNSPEC, macros::classifier, programs::TcContext};
+use aya_ebpf::{macros::classifier, programs::TcContext};
 
-use crate::dns_answer;
+use crate::{dns_answer, return_code::TC_NEXT};
 
-/// Let the packet continue (to other TC programs, then the stack).
-const TC_NEXT: i32 = TC_ACT_UNSPEC;
 const ETH_HEADER_LEN: usize = 14;
 
 #[classifier]
