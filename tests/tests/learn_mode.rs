@@ -74,8 +74,10 @@ fn exec(rig: &Rig, args: &[&str]) -> Output {
 #[track_caller]
 fn assert_agent_worked(output: &Output) {
     let stdout = String::from_utf8_lossy(&output.stdout);
+    // (With --merge, the difference follows the agent's lines.)
     let lines: Vec<serde_json::Value> = stdout
         .lines()
+        .filter(|line| line.starts_with('{'))
         .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
         .collect();
     assert_eq!(lines.len(), CDN_NAMES.len() + 3, "{stdout}");
@@ -270,4 +272,54 @@ fn learn_watches_an_applied_policy_for_a_while() {
     rig.daemon
         .wait_for_log(|v| v["message"] == "learning stopped", EVENT_TIMEOUT)
         .unwrap();
+}
+
+#[test]
+fn merge_proposes_only_what_a_policy_lacks_and_prints_the_difference() {
+    if skip_unless_root() {
+        return;
+    }
+    let rig = Rig::start(&world());
+    let dir = rig.sandbox.scratch_dir();
+    let existing = rig
+        .policy()
+        .name("agent")
+        .fqdn("api.example.test", &["8443/tcp"])
+        .write(dir, "existing.yaml")
+        .unwrap();
+    let before = std::fs::read_to_string(&existing).unwrap();
+    let out = dir.join("merged.yaml");
+    let learned = exec(
+        &rig,
+        &[
+            "--learn",
+            &out.display().to_string(),
+            "--policy",
+            &existing.display().to_string(),
+            "--merge",
+            &existing.display().to_string(),
+        ],
+    );
+    assert_agent_worked(&learned);
+    let merged = std::fs::read_to_string(&out).unwrap();
+    // The existing text is kept, the rest appended; the diff shows only
+    // additions (the agent's own output comes first on stdout).
+    assert!(merged.starts_with(before.trim_end()), "{merged}");
+    assert_proposal(&merged);
+    let stdout = String::from_utf8_lossy(&learned.stdout);
+    let diff: Vec<&str> = stdout
+        .lines()
+        .filter(|line| line.starts_with('+') || line.starts_with('-'))
+        .filter(|line| !line.starts_with("+++") && !line.starts_with("---"))
+        .collect();
+    assert!(diff.iter().all(|line| line.starts_with('+')), "{stdout}");
+    assert!(
+        diff.iter().any(|line| line.contains("*.cdn.test")),
+        "{stdout}"
+    );
+    assert!(
+        !diff.iter().any(|line| line.contains("api.example.test")),
+        "{stdout}"
+    );
+    assert_valid(&rig, &out);
 }
