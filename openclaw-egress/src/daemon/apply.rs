@@ -16,73 +16,22 @@ use openclaw_egress_common::{AllowKey, AllowValue};
 use super::{
     Daemon,
     active::ActivePolicy,
+    error::ApplyError,
     heap,
     instance::{Filling, Instance, Instances},
     learned,
     names::{self, Names},
+    node_pods,
     state::{PolicyRecord, unix_millis},
     targets,
-    workload::{self, AttachError, Workload},
+    workload::{self, Workload},
 };
 use crate::{
     api::{ApplyReport, Overrides},
-    cgroup::CgroupError,
-    datapath::{DatapathError, EncodeError, StaticEntries, encode},
-    policy::{self, Policy, PolicyError, Selector},
-    resolve::{NameResolver, ResolveError},
+    datapath::{StaticEntries, encode},
+    policy::{self, Policy, Selector},
+    resolve::NameResolver,
 };
-
-#[derive(Debug, thiserror::Error)]
-pub enum ApplyError {
-    #[error(transparent)]
-    Policy(#[from] PolicyError),
-    #[error("{source_name}: spec.selector: {message}")]
-    Selector {
-        source_name: String,
-        message: String,
-    },
-    #[error("{source_name}: spec.selector.cgroupPath: {error}")]
-    Cgroup {
-        source_name: String,
-        #[source]
-        error: CgroupError,
-    },
-    #[error("{source_name}: spec.dns.resolvers: {error}")]
-    Resolver {
-        source_name: String,
-        #[source]
-        error: Box<ResolveError>,
-    },
-    #[error("{source_name}: spec.egress: {error}")]
-    Encode {
-        source_name: String,
-        #[source]
-        error: EncodeError,
-    },
-    #[error("loading the datapath for {workload} of policy {name}: {error}")]
-    Datapath {
-        name: String,
-        workload: String,
-        #[source]
-        error: Box<DatapathError>,
-    },
-    #[error("attaching policy {name} to {workload}: {error}")]
-    Attach {
-        name: String,
-        workload: String,
-        #[source]
-        error: Box<AttachError>,
-    },
-    #[error("recording policy {name} in {dir}: {error}")]
-    State {
-        name: String,
-        dir: String,
-        #[source]
-        error: std::io::Error,
-    },
-    #[error("{0}")]
-    Invalid(String),
-}
 
 impl Daemon {
     pub async fn apply(
@@ -95,7 +44,7 @@ impl Daemon {
         let mut policy = policy::parse_str(source, yaml)?;
         apply_overrides(&mut policy, overrides)?;
         let policy = Arc::new(policy);
-        let pods = super::pods::selected(&self.pods, &policy);
+        let pods = node_pods::selected(&self.pods, &policy);
         let workloads = targets::workloads_of(source, &policy, pods)?;
         let entries = encode::static_entries(&policy).map_err(|error| ApplyError::Encode {
             source_name: source.into(),

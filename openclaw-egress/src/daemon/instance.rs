@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex, RwLock};
 use openclaw_egress_common::{AllowKey, AllowValue, FlowKey};
 
 use super::{
-    apply::ApplyError,
     counts::Counts,
+    error::ApplyError,
     events::{SlotNames, SlotPolicy},
     state::InstanceRecord,
     workload::Workload,

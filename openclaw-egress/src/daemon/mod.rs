@@ -11,6 +11,7 @@ mod active;
 mod api_policies;
 mod apply;
 mod counts;
+mod error;
 mod events;
 mod flow_log;
 mod heap;
@@ -20,6 +21,7 @@ mod instance;
 mod learned;
 mod metrics;
 mod names;
+mod node_pods;
 mod peer;
 mod pod_start;
 mod pods;
@@ -43,8 +45,8 @@ use anyhow::Context as _;
 use tokio::sync::{Notify, broadcast};
 
 use active::ActivePolicy;
-pub use apply::ApplyError;
 pub use counts::Counts;
+pub use error::{ApplyError, DaemonError};
 use state::StateDir;
 pub use workload::Workload;
 
@@ -115,7 +117,7 @@ pub struct Daemon {
     flow_log: Option<Arc<flow_log::FlowLog>>,
     /// Signalled by `uninstall`: the daemon exits once it is done.
     exit: Notify,
-    pods: pods::Pods,
+    pods: node_pods::Pods,
     pod_start: Mutex<pod_start::PodStart>,
     /// Itself, for the tasks an apply starts.
     this: std::sync::Weak<Daemon>,
@@ -174,11 +176,11 @@ impl Daemon {
     }
 
     /// Detaches and forgets a policy.
-    pub async fn remove(&self, name: &str) -> Result<(), String> {
+    pub async fn remove(&self, name: &str) -> Result<(), DaemonError> {
         let _serialized = self.apply_lock.lock().await;
         let removed = self.policies.write().expect("policies lock").remove(name);
         let Some(active) = removed else {
-            return Err(format!("no policy named {name} is applied"));
+            return Err(DaemonError::NotApplied { name: name.into() });
         };
         // Forget the record first: should the daemon die half way, a restart
         // must not resurrect a policy the user removed (its leftover pins are
@@ -248,14 +250,19 @@ impl Daemon {
     /// Starts recording everything `policy`'s workloads do, until the
     /// returned guard is dropped; with the policy as applied. Events are
     /// read with [`Self::subscribe`] (subscribe first: nothing is lost).
-    pub fn learn(&self, policy: &str) -> Result<(Learner<'_>, crate::api::LearningStart), String> {
+    pub fn learn(
+        &self,
+        policy: &str,
+    ) -> Result<(Learner<'_>, crate::api::LearningStart), DaemonError> {
         let active = self
             .policies
             .read()
             .expect("policies lock")
             .get(policy)
             .cloned()
-            .ok_or_else(|| format!("no policy named {policy} is applied"))?;
+            .ok_or_else(|| DaemonError::NotApplied {
+                name: policy.into(),
+            })?;
         let bits = self.recording.add_learner(policy);
         self.set_record(&active, bits);
         let start = crate::api::LearningStart {

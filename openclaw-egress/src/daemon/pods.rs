@@ -7,20 +7,17 @@
 //! A packet must pass both. The veth layer learns only from DNS answers that
 //! cross the veth, so nothing forged inside the pod opens it.
 
-use std::{
-    collections::BTreeMap,
-    path::PathBuf,
-    sync::{Arc, RwLock},
-    time::Duration,
-};
+use std::{collections::BTreeMap, path::PathBuf, sync::Arc, time::Duration};
 
 use futures::StreamExt as _;
 
 use super::{
-    ApplyError, Daemon,
+    Daemon,
     active::ActivePolicy,
+    error::ApplyError,
     instance::{Filling, Instance},
     names,
+    node_pods::Pod,
     workload::Workload,
 };
 use crate::{
@@ -29,79 +26,17 @@ use crate::{
     error_text::full_message,
     k8s::{self, CgroupLayout, DirEvent, KubepodsWatch, PodWatcher, WorkloadEvent},
     pod_network::{self, PodNetwork, PodNetworkError},
-    policy::Policy,
 };
 
 /// How often a pod whose network is not known yet (no process in its cgroup)
 /// is looked at again.
 const NETWORK_RETRY: Duration = Duration::from_secs(2);
 
-/// A running pod on this node, as last reported by the watcher.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Pod {
-    pub namespace: String,
-    pub name: String,
-    pub uid: String,
-    pub labels: BTreeMap<String, String>,
-    pub cgroup: PathBuf,
-    /// `None` while it could not be found out (the pod has no process yet).
-    pub network: Option<PodNetwork>,
-}
-
-impl Pod {
-    /// The workloads that enforce a policy on the pod: its cgroup, and the
-    /// host side of each of its veths.
-    pub fn workloads(&self) -> Vec<Workload> {
-        let mut workloads = vec![Workload::Pod {
-            namespace: self.namespace.clone(),
-            name: self.name.clone(),
-            uid: self.uid.clone(),
-            cgroup: self.cgroup.clone(),
-        }];
-        if let Some(PodNetwork::Veths(interfaces)) = &self.network {
-            workloads.extend(interfaces.iter().map(|interface| Workload::PodInterface {
-                namespace: self.namespace.clone(),
-                name: self.name.clone(),
-                uid: self.uid.clone(),
-                interface: interface.clone(),
-            }));
-        }
-        workloads
-    }
-}
-
-/// Running pods by UID; `None` unless the daemon runs with `--kubernetes`.
-pub type Pods = RwLock<Option<BTreeMap<String, Pod>>>;
-
-/// The pod workloads `policy` selects now.
-pub fn selected(pods: &Pods, policy: &Policy) -> Option<Vec<Workload>> {
-    let pods = pods.read().expect("pods lock");
-    let pods = pods.as_ref()?;
-    Some(
-        pods.values()
-            .filter(|pod| k8s::selects_pod(policy, &pod.labels))
-            .flat_map(Pod::workloads)
-            .collect(),
-    )
-}
-
 /// The next events of the kubepods watch; never, without one.
 async fn next_dirs(watch: Option<&mut KubepodsWatch>) -> std::io::Result<Vec<DirEvent>> {
     match watch {
         Some(watch) => watch.next().await,
         None => std::future::pending().await,
-    }
-}
-
-impl Daemon {
-    /// How many running pods of this node `policy` selects.
-    pub(super) fn pods_selected(&self, policy: &Policy) -> u32 {
-        let pods = self.pods.read().expect("pods lock");
-        pods.as_ref().map_or(0, |pods| {
-            pods.values()
-                .filter(|pod| k8s::selects_pod(policy, &pod.labels))
-                .count() as u32
-        })
     }
 }
 
@@ -300,7 +235,7 @@ impl Daemon {
             .collect();
         for active in policies {
             let wanted: Vec<Workload> = pod
-                .filter(|pod| k8s::selects_pod(&active.policy, &pod.labels))
+                .filter(|pod| pod.is_selected_by(&active.policy))
                 .map(Pod::workloads)
                 .unwrap_or_default();
             let current: Vec<Arc<Instance>> = active

@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use super::{
     Daemon,
     active::ActivePolicy,
+    error::DaemonError,
     events::SlotPolicy,
     instance::{Instance, Instances},
     names,
@@ -58,12 +59,12 @@ pub fn adopt_all(daemon: &Arc<Daemon>) {
     report_other_datapaths(daemon);
 }
 
-fn adopt(daemon: &Daemon, record: &PolicyRecord) -> Result<Arc<ActivePolicy>, String> {
-    let mut policy = policy::parse_str(&record.source, &record.yaml).map_err(|e| e.to_string())?;
+fn adopt(daemon: &Daemon, record: &PolicyRecord) -> Result<Arc<ActivePolicy>, DaemonError> {
+    let mut policy = policy::parse_str(&record.source, &record.yaml)?;
     // The record's name wins: it may be an override (e.g. `exec`).
     policy.name = record.name.clone();
     let policy = Arc::new(policy);
-    let resolver = NameResolver::new(&policy.dns.resolvers).map_err(|e| e.to_string())?;
+    let resolver = NameResolver::new(&policy.dns.resolvers)?;
     let instances: Instances = Arc::new(RwLock::new(Vec::new()));
     for instance in &record.instances {
         let adopted = PolicyDatapath::adopt(

@@ -114,7 +114,9 @@ async fn handle(stream: UnixStream, daemon: &Daemon) -> io::Result<()> {
         Request::Remove { name } => {
             let response = match daemon.remove(&name).await {
                 Ok(()) => Response::Removed { name },
-                Err(message) => Response::Error { message },
+                Err(error) => Response::Error {
+                    message: error.to_string(),
+                },
             };
             send(&mut write, &response).await
         }
@@ -150,7 +152,10 @@ async fn handle(stream: UnixStream, daemon: &Daemon) -> io::Result<()> {
             let mut events = daemon.subscribe();
             let (learner, start) = match daemon.learn(&policy) {
                 Ok(learning) => learning,
-                Err(message) => return send(&mut write, &Response::Error { message }).await,
+                Err(error) => {
+                    let message = error.to_string();
+                    return send(&mut write, &Response::Error { message }).await;
+                }
             };
             send(&mut write, &Response::Learning(start)).await?;
             // Until the learner hangs up: a write then fails. A quiet

@@ -1,7 +1,7 @@
 //! Turning a policy's selector into workloads: its cgroup and/or host-side
 //! interfaces (pods come from the Kubernetes watcher).
 
-use super::{apply::ApplyError, host_cgroup, workload::Workload};
+use super::{error::ApplyError, host_cgroup, workload::Workload};
 use crate::{cgroup, policy::Policy};
 
 /// The workloads a policy selects, each checked to exist. Selectors this
