@@ -588,7 +588,7 @@ fn status_and_monitor_show_workloads_drops_names_and_five_tuples() {
             .map(drop)
             .ok_or_else(|| format!("no line yet; monitor printed {:?}", monitor.seen()))
     });
-    // `<time> dropped egress <proto> <src> -> <dst> <reason> policy=<p>[ name=<n>]`
+    // `<time> dropped egress <proto> <src> -> <dst> <reason> policy=<p>[ name=<n> type=<t>]`
     let mut expect_line = |outcome: ProbeOutcome, proto: &str, rest: String| {
         let local: SocketAddr = outcome.local.expect("the probe's local address");
         let src = match local {
@@ -640,7 +640,7 @@ fn status_and_monitor_show_workloads_drops_names_and_five_tuples() {
     expect_line(
         dns,
         "udp",
-        format!("10.77.0.1:53 dns_denied policy={POLICY} name=evil.example"),
+        format!("10.77.0.1:53 dns_denied policy={POLICY} name=evil.example type=A"),
     );
 }
 
