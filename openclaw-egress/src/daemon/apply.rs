@@ -19,7 +19,7 @@ use super::{
     error::ApplyError,
     heap,
     instance::{Filling, Instance, Instances},
-    learned,
+    learned, lookups, name_refresher,
     names::{self, Names},
     node_pods,
     state::{PolicyRecord, unix_millis},
@@ -68,12 +68,12 @@ impl Daemon {
             .cloned();
 
         let names: Names = Arc::new(Mutex::new(names::names_of(&policy)));
-        let (resolved, warnings) = names::resolve_all(&resolver, &policy, &names).await;
+        let (resolved, warnings) = lookups::resolve_all(&resolver, &policy, &names).await;
         let instances =
             self.build_instances(&policy, &workloads, &entries, &resolved, old.as_deref())?;
 
         // The refresher picks up where the first resolutions left off.
-        let resolver_task = names::spawn_refresher(resolver, &policy, &names, &instances);
+        let resolver_task = name_refresher::spawn(resolver, &policy, &names, &instances);
         let active = Arc::new(ActivePolicy {
             policy: Arc::clone(&policy),
             source: source.into(),

@@ -1,8 +1,10 @@
 //! The learned-address table: what the `ALLOW` map currently holds for each
 //! name rule, whether the daemon resolved it or the kernel learned it from a
-//! DNS answer. The map is the single source of truth; nothing is mirrored.
+//! DNS answer. The map is the single source of truth; nothing is mirrored:
+//! these functions read a map's entries and say what they mean (the status
+//! of each name, what a new version of the policy keeps, what expired).
 
-use std::{collections::BTreeMap, net::IpAddr};
+use std::{collections::BTreeMap, net::IpAddr, time::Duration};
 
 use openclaw_egress_common::{AllowKey, AllowValue, FlowKey};
 
@@ -13,6 +15,10 @@ use crate::{
     datapath::{encode, ip_of},
     policy::{EgressRule, Fqdn, Policy, Target},
 };
+
+/// Expired entries linger this long before garbage collection, so drops to a
+/// recently expired address are reported as `expired` rather than `no_rule`.
+pub const GC_GRACE: Duration = Duration::from_secs(300);
 
 /// rule id -> address -> latest expiry (`CLOCK_MONOTONIC` ns).
 pub type ByRule = BTreeMap<u32, BTreeMap<IpAddr, u64>>;
@@ -167,4 +173,48 @@ pub fn flows_still_allowed(
         })
         .copied()
         .collect()
+}
+
+/// The keys of `entries` expired for longer than [`GC_GRACE`] at `now`
+/// (`CLOCK_MONOTONIC` ns): what garbage collection removes.
+pub fn expired(entries: &[(AllowKey, AllowValue)], now: u64) -> Vec<AllowKey> {
+    let cutoff = now.saturating_sub(GC_GRACE.as_nanos() as u64);
+    entries
+        .iter()
+        .filter(|(_, value)| value.expires_at_ns < cutoff)
+        .map(|(key, _)| *key)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{IpAddr, Ipv4Addr};
+
+    use super::*;
+    use crate::datapath::encode::addr_of;
+
+    #[test]
+    fn entries_expire_for_garbage_collection_only_past_the_grace() {
+        let entry = |last: u8, expires_at_ns: u64| {
+            let ip = IpAddr::V4(Ipv4Addr::new(203, 0, 113, last));
+            let key = AllowKey::new(addr_of(ip), 6, 443);
+            let value = AllowValue {
+                expires_at_ns,
+                rule: 0,
+                inspect: 0,
+                _pad: [0; 3],
+            };
+            (key, value)
+        };
+        let grace = GC_GRACE.as_nanos() as u64;
+        let now = 10 * grace;
+        let entries = [
+            entry(1, now),
+            entry(2, now - grace),
+            entry(3, now - grace - 1),
+        ];
+        assert_eq!(expired(&entries, now), [entries[2].0]);
+        // Early on, nothing is old enough.
+        assert_eq!(expired(&entries, grace / 2), []);
+    }
 }

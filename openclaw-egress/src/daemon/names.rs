@@ -1,6 +1,12 @@
-//! Keeping `fqdn` rules resolved: the first resolution happens before a policy
-//! is attached (so the first connection is never dropped), then each name is
-//! re-resolved before its answer expires, and expired addresses are removed.
+//! The names of a policy's `fqdn` rules and what the daemon knows of each:
+//! when it resolves them, what their last answer was and which `ALLOW`
+//! entries that answer stands for. The first resolution happens before a
+//! policy is attached (so the first connection is never dropped), then each
+//! name is re-resolved before its answer expires.
+//!
+//! Nothing here writes into a workload's maps: recording an answer returns
+//! the entries it stands for, and the daemon writes them into every
+//! instance of the policy (see `name_refresher`).
 
 use std::{
     collections::BTreeMap,
@@ -10,15 +16,13 @@ use std::{
 };
 
 use openclaw_egress_common::{AllowKey, AllowValue};
-use tokio::{sync::Semaphore, task::JoinSet};
 
-use super::instance::Instances;
 use crate::{
     clock,
     datapath::encode,
     policy::{Fqdn, Policy, Target},
     rebinding,
-    resolve::NameResolver,
+    resolve::{Resolution, ResolveError},
 };
 
 /// Re-resolve when this fraction of the effective TTL has passed, so fresh
@@ -27,12 +31,8 @@ const REFRESH_AT_TTL_FRACTION: f64 = 0.75;
 /// Retry a failed resolution after this long (doubling up to the max).
 const RETRY_MIN: Duration = Duration::from_secs(2);
 const RETRY_MAX: Duration = Duration::from_secs(60);
-/// Expired entries linger this long before garbage collection, so drops to a
-/// recently expired address are reported as `expired` rather than `no_rule`.
-pub const GC_GRACE: Duration = Duration::from_secs(300);
-/// Lookups in flight at once (each asks for A and AAAA).
-const MAX_CONCURRENT_LOOKUPS: usize = 64;
-/// The refresher never sleeps longer than this (garbage collection cadence).
+/// Names are looked at again at least this often, so that garbage
+/// collection (which runs with each look) keeps its cadence.
 const MAX_SLEEP: Duration = Duration::from_secs(10);
 
 /// What we know about one name of a policy.
@@ -72,11 +72,84 @@ impl NameState {
             })
             .collect()
     }
+
+    /// Records `name`'s answer, received at `now` (`CLOCK_MONOTONIC` ns):
+    /// its addresses less those rebinding protection and the policy's
+    /// per-name cap refuse, valid for at least the policy's minimum TTL.
+    /// Returns the `ALLOW` entries the answer stands for, and a warning for
+    /// the person applying the policy when something is off.
+    pub fn record_answer(
+        &mut self,
+        name: &Fqdn,
+        resolution: Resolution,
+        policy: &Policy,
+        now: u64,
+    ) -> (Vec<(AllowKey, AllowValue)>, Option<String>) {
+        let mut warnings = Vec::new();
+        let mut ips: Vec<IpAddr> = Vec::new();
+        for ip in resolution.ips {
+            if let Some(kind) = rebinding::refusal(ip, policy) {
+                self.refused_internal += 1;
+                warnings.push(format!("{name} resolved to {ip} ({kind}): refused"));
+            } else if ips.len() >= policy.dns.max_ips_per_name as usize {
+                self.refused_cap += 1;
+                warnings.push(format!(
+                    "{name}: more than maxIPsPerName={} addresses; {ip} refused",
+                    policy.dns.max_ips_per_name
+                ));
+            } else {
+                ips.push(ip);
+            }
+        }
+        let ttl = resolution.ttl.max(policy.dns.min_ttl);
+        self.addresses = ips;
+        self.expires_at_ns = after(now, ttl);
+        self.empty = self.addresses.is_empty();
+        self.next_refresh_ns = after(
+            now,
+            ttl.mul_f64(REFRESH_AT_TTL_FRACTION)
+                .max(Duration::from_secs(1)),
+        );
+        self.failures = 0;
+        self.last_error = None;
+        self.resolutions_ok += 1;
+        if self.empty && warnings.is_empty() {
+            warnings.push(format!("{name} has no A/AAAA records yet; retrying"));
+        }
+        let warning = (!warnings.is_empty()).then(|| warnings.join("; "));
+        (self.allow_entries(policy), warning)
+    }
+
+    /// Records a failed resolution at `now`: the addresses of the last one
+    /// stay until they expire, and the name is tried again sooner than its
+    /// TTL would say, backing off while it keeps failing. Returns the
+    /// warning for the person applying the policy.
+    pub fn record_failure(&mut self, error: &ResolveError, now: u64) -> String {
+        let retry = RETRY_MIN
+            .saturating_mul(1 << self.failures.min(5))
+            .min(RETRY_MAX);
+        self.failures += 1;
+        self.resolutions_failed += 1;
+        self.next_refresh_ns = after(now, retry);
+        self.last_error = Some(error.to_string());
+        format!(
+            "{error} (its addresses stay blocked; retrying in {}s)",
+            retry.as_secs()
+        )
+    }
 }
 
+/// `CLOCK_MONOTONIC` nanoseconds `duration` after `now`, saturating.
+fn after(now: u64, duration: Duration) -> u64 {
+    now.saturating_add(u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX))
+}
+
+/// Every name of an applied policy and its state; shared by the task that
+/// keeps them resolved, the builder of a joining workload's instance and
+/// the metrics.
 pub type Names = Arc<Mutex<BTreeMap<Fqdn, NameState>>>;
 
-/// The names of a policy's `fqdn` rules, none resolved yet.
+/// The names of a policy's `fqdn` rules, none resolved yet (so all due).
 pub fn names_of(policy: &Policy) -> BTreeMap<Fqdn, NameState> {
     let mut names: BTreeMap<Fqdn, NameState> = BTreeMap::new();
     for (index, rule) in policy.egress.iter().enumerate() {
@@ -106,205 +179,119 @@ pub fn allow_entries(policy: &Policy, names: &Names) -> Vec<(AllowKey, AllowValu
         .collect()
 }
 
-/// Resolves `name` once and records the result in `names`. Returns the
-/// `ALLOW` entries to write into every instance (none when the resolution
-/// failed: the addresses of the last one stay until they expire), and a
-/// warning for the person applying the policy when something is off.
-pub async fn refresh(
-    resolver: &NameResolver,
-    policy: &Policy,
-    name: &Fqdn,
-    names: &Names,
-) -> (Vec<(AllowKey, AllowValue)>, Option<String>) {
-    let result = resolver.resolve(name).await;
-    let mut names = names.lock().expect("names lock");
-    let Some(state) = names.get_mut(name) else {
-        return (Vec::new(), None);
-    };
-    match result {
-        Ok(resolution) => {
-            let mut warnings = Vec::new();
-            let mut ips: Vec<IpAddr> = Vec::new();
-            for ip in resolution.ips {
-                if let Some(kind) = rebinding::refusal(ip, policy) {
-                    state.refused_internal += 1;
-                    warnings.push(format!("{name} resolved to {ip} ({kind}): refused"));
-                } else if ips.len() >= policy.dns.max_ips_per_name as usize {
-                    state.refused_cap += 1;
-                    warnings.push(format!(
-                        "{name}: more than maxIPsPerName={} addresses; {ip} refused",
-                        policy.dns.max_ips_per_name
-                    ));
-                } else {
-                    ips.push(ip);
-                }
-            }
-            let ttl = resolution.ttl.max(policy.dns.min_ttl);
-            state.addresses = ips;
-            state.expires_at_ns = clock::monotonic_ns_after(ttl);
-            state.empty = state.addresses.is_empty();
-            state.next_refresh_ns = clock::monotonic_ns_after(
-                ttl.mul_f64(REFRESH_AT_TTL_FRACTION)
-                    .max(Duration::from_secs(1)),
-            );
-            state.failures = 0;
-            state.last_error = None;
-            state.resolutions_ok += 1;
-            if state.empty && warnings.is_empty() {
-                warnings.push(format!("{name} has no A/AAAA records yet; retrying"));
-            }
-            let warning = (!warnings.is_empty()).then(|| warnings.join("; "));
-            (state.allow_entries(policy), warning)
-        }
-        Err(error) => {
-            let retry = RETRY_MIN
-                .saturating_mul(1 << state.failures.min(5))
-                .min(RETRY_MAX);
-            state.failures += 1;
-            state.resolutions_failed += 1;
-            state.next_refresh_ns = clock::monotonic_ns_after(retry);
-            state.last_error = Some(error.to_string());
-            let warning = format!(
-                "{error} (its addresses stay blocked; retrying in {}s)",
-                retry.as_secs()
-            );
-            (Vec::new(), Some(warning))
-        }
-    }
+/// The names due for resolution at `now`.
+pub fn due(names: &Names, now: u64) -> Vec<Fqdn> {
+    names
+        .lock()
+        .expect("names lock")
+        .iter()
+        .filter(|(_, state)| state.next_refresh_ns <= now)
+        .map(|(name, _)| name.clone())
+        .collect()
 }
 
-/// Resolves every name of the policy (each recorded in `names`); returns
-/// the entries to install and the warnings, sorted.
-pub async fn resolve_all(
-    resolver: &NameResolver,
-    policy: &Arc<Policy>,
-    names: &Names,
-) -> (Vec<(AllowKey, AllowValue)>, Vec<String>) {
-    let all: Vec<_> = names.lock().expect("names lock").keys().cloned().collect();
-    let mut entries = Vec::new();
-    let mut warnings = Vec::new();
-    for (found, warning) in refresh_concurrently(resolver, policy, all, names).await {
-        entries.extend(found);
-        warnings.extend(warning);
-    }
-    warnings.sort();
-    (entries, warnings)
+/// How long until a name is due again (at most [`MAX_SLEEP`]).
+pub fn until_next_due(names: &Names) -> Duration {
+    names
+        .lock()
+        .expect("names lock")
+        .values()
+        .map(|state| clock::until(state.next_refresh_ns))
+        .min()
+        .unwrap_or(MAX_SLEEP)
+        .min(MAX_SLEEP)
 }
 
-/// [`refresh`]es `due`, at most [`MAX_CONCURRENT_LOOKUPS`] at a time: a
-/// policy of 10 000 names is resolved in parallel without 20 000 queries
-/// in flight at once (which a resolver would drop, and retries would make
-/// slower than waiting).
-async fn refresh_concurrently(
-    resolver: &NameResolver,
-    policy: &Arc<Policy>,
-    due: Vec<Fqdn>,
-    names: &Names,
-) -> Vec<(Vec<(AllowKey, AllowValue)>, Option<String>)> {
-    let resolver = Arc::new(resolver.clone());
-    let permits = Arc::new(Semaphore::new(MAX_CONCURRENT_LOOKUPS));
-    let mut lookups = JoinSet::new();
-    for name in due {
-        let (resolver, policy, names, permits) = (
-            Arc::clone(&resolver),
-            Arc::clone(policy),
-            Arc::clone(names),
-            Arc::clone(&permits),
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use super::*;
+    use crate::policy;
+
+    const POLICY: &str = "\
+apiVersion: openclaw.io/v1
+kind: EgressPolicy
+metadata:
+  name: agent
+spec:
+  selector:
+    cgroupPath: /sys/fs/cgroup/agent
+  dns:
+    resolvers: [10.96.0.10]
+    maxIPsPerName: 2
+    minTTL: 30
+  egress:
+    - fqdn: api.example.com
+      ports: [443/tcp]
+    - fqdn: api.example.com
+      ports: [8443/tcp]
+    - fqdn: quiet.example.com
+      dnsOnly: true
+";
+
+    fn ip(last: u8) -> IpAddr {
+        IpAddr::V4(Ipv4Addr::new(203, 0, 113, last))
+    }
+
+    #[test]
+    fn an_answer_stands_for_its_allowed_addresses_on_every_rule_of_the_name() {
+        let policy = policy::parse_str("t", POLICY).unwrap();
+        let names = names_of(&policy);
+        // dnsOnly names are not resolved ahead.
+        assert_eq!(
+            names.keys().map(ToString::to_string).collect::<Vec<_>>(),
+            ["api.example.com"]
         );
-        lookups.spawn(async move {
-            // The semaphore is never closed.
-            let _permit = permits.acquire_owned().await.expect("open semaphore");
-            refresh(&resolver, &policy, &name, &names).await
-        });
+        let name: Fqdn = names.keys().next().unwrap().clone();
+        let mut state = names[&name].clone();
+        assert_eq!(state.rules, [0, 1]);
+        let answer = Resolution {
+            ips: vec![IpAddr::V4(Ipv4Addr::LOCALHOST), ip(1), ip(2), ip(3)],
+            ttl: Duration::from_secs(5),
+        };
+        let now = 1_000_000_000;
+        let (entries, warning) = state.record_answer(&name, answer, &policy, now);
+        assert_eq!(state.addresses, [ip(1), ip(2)]);
+        assert_eq!((state.refused_internal, state.refused_cap), (1, 1));
+        // Two addresses on two rules of one port each.
+        assert_eq!(entries.len(), 4);
+        // The policy's minimum TTL wins over a shorter answer.
+        assert_eq!(state.expires_at_ns, now + 30_000_000_000);
+        assert_eq!(state.next_refresh_ns, now + 22_500_000_000);
+        assert!(
+            entries
+                .iter()
+                .all(|(_, value)| value.expires_at_ns == state.expires_at_ns)
+        );
+        let warning = warning.unwrap();
+        assert!(warning.contains("127.0.0.1"), "{warning}");
+        assert!(warning.contains("maxIPsPerName=2"), "{warning}");
     }
-    lookups.join_all().await
-}
 
-/// Writes `entries` into every instance; failures are logged (a missing
-/// entry keeps its destination closed).
-fn install(policy: &str, instances: &Instances, entries: &[(AllowKey, AllowValue)]) {
-    if entries.is_empty() {
-        return;
-    }
-    for instance in instances.read().expect("instances lock").iter() {
-        if let Some(Err(error)) = instance.with(|datapath| datapath.upsert_allow(entries)) {
-            tracing::error!(
-                policy,
-                workload = %instance.workload,
-                "cannot allow resolved addresses: {error}"
-            );
-        }
-    }
-}
-
-/// Starts [`keep_resolved`] for an applied policy; the handle stops it.
-pub fn spawn_refresher(
-    resolver: NameResolver,
-    policy: &Arc<Policy>,
-    names: &Names,
-    instances: &Instances,
-) -> tokio::task::AbortHandle {
-    tokio::spawn(keep_resolved(
-        resolver,
-        Arc::clone(policy),
-        Arc::clone(names),
-        Arc::clone(instances),
-    ))
-    .abort_handle()
-}
-
-/// Runs for the life of an applied policy (it is aborted when the policy
-/// goes): re-resolves names when due (all of them at once when it starts
-/// from scratch) and garbage-collects expired entries.
-async fn keep_resolved(
-    resolver: NameResolver,
-    policy: Arc<Policy>,
-    names: Names,
-    instances: Instances,
-) {
-    loop {
-        let now = clock::monotonic_ns();
-        let due: Vec<Fqdn> = names
-            .lock()
-            .expect("names lock")
-            .iter()
-            .filter(|(_, state)| state.next_refresh_ns <= now)
-            .map(|(name, _)| name.clone())
+    #[test]
+    fn failures_keep_the_last_answer_and_back_off() {
+        let policy = policy::parse_str("t", POLICY).unwrap();
+        let name: Fqdn = names_of(&policy).into_keys().next().unwrap();
+        let mut state = NameState::default();
+        let answer = Resolution {
+            ips: vec![ip(1)],
+            ttl: Duration::from_secs(60),
+        };
+        state.record_answer(&name, answer, &policy, 0);
+        let error = ResolveError::Setup {
+            servers: Vec::new(),
+            source: "no servers".into(),
+        };
+        let retries: Vec<u64> = (0..7)
+            .map(|_| {
+                state.record_failure(&error, 0);
+                state.next_refresh_ns / 1_000_000_000
+            })
             .collect();
-        let mut entries = Vec::new();
-        for (found, warning) in refresh_concurrently(&resolver, &policy, due, &names).await {
-            if let Some(warning) = warning {
-                tracing::warn!(policy = %policy.name, "{warning}");
-            }
-            entries.extend(found);
-        }
-        install(&policy.name, &instances, &entries);
-        collect_garbage(&instances);
-        let next = names
-            .lock()
-            .expect("names lock")
-            .values()
-            .map(|state| clock::until(state.next_refresh_ns))
-            .min()
-            .unwrap_or(MAX_SLEEP)
-            .min(MAX_SLEEP);
-        tokio::time::sleep(next).await;
-    }
-}
-
-/// Removes entries expired for longer than [`GC_GRACE`], whether the daemon
-/// or the kernel (from a DNS answer) put them there.
-fn collect_garbage(instances: &Instances) {
-    let cutoff = clock::monotonic_ns().saturating_sub(GC_GRACE.as_nanos() as u64);
-    for instance in instances.read().expect("instances lock").iter() {
-        instance.with(|datapath| {
-            for (key, value) in datapath.allow_entries() {
-                if value.expires_at_ns < cutoff
-                    && let Err(error) = datapath.remove_allow(&key)
-                {
-                    tracing::error!("garbage collection: {error}");
-                }
-            }
-        });
+        assert_eq!(retries, [2, 4, 8, 16, 32, 60, 60]);
+        assert_eq!(state.addresses, [ip(1)]);
+        assert_eq!((state.resolutions_ok, state.resolutions_failed), (1, 7));
+        assert!(state.last_error.is_some());
     }
 }

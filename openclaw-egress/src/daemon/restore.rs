@@ -18,7 +18,7 @@ use super::{
     error::DaemonError,
     events::SlotPolicy,
     instance::{Instance, Instances},
-    names,
+    name_refresher, names,
     state::PolicyRecord,
 };
 use crate::{datapath::PolicyDatapath, policy, resolve::NameResolver};
@@ -102,7 +102,7 @@ fn adopt(daemon: &Daemon, record: &PolicyRecord) -> Result<Arc<ActivePolicy>, Da
     }
     let names = Arc::new(Mutex::new(names::names_of(&policy)));
     // Every name is due at once: the refresher resolves them right away.
-    let resolver_task = names::spawn_refresher(resolver, &policy, &names, &instances);
+    let resolver_task = name_refresher::spawn(resolver, &policy, &names, &instances);
     Ok(Arc::new(ActivePolicy {
         policy,
         source: record.source.clone(),
