@@ -11,6 +11,7 @@
 mod active;
 mod attachment;
 pub mod encode;
+#[cfg(feature = "test-helpers")]
 pub mod frames;
 mod numbers;
 mod pins;
@@ -18,6 +19,8 @@ pub mod pod_gate;
 mod shared;
 mod slot;
 mod stub;
+#[cfg(feature = "test-helpers")]
+mod test_helpers;
 
 use std::{net::IpAddr, path::PathBuf, sync::Arc};
 
@@ -39,11 +42,11 @@ pub use encode::{CidrEntry, EncodeError, PrefixEntry, StaticEntries};
 pub use shared::Datapath;
 pub use slot::Capacities;
 pub use stub::{Entry, WORKLOAD_CB_OFFSET};
+#[cfg(feature = "test-helpers")]
+pub use test_helpers::{TestRun, object};
 
 use attachment::Holder;
 use slot::SlotMaps;
-
-pub use crate::bpf_sys::TestRun;
 
 /// The eBPF object built from `openclaw-egress-ebpf` by build.rs.
 static EBPF_OBJECT: &[u8] =
@@ -69,11 +72,6 @@ impl Build {
             Build::Trace => EBPF_OBJECT_TRACE,
         }
     }
-}
-
-/// The embedded eBPF object (e.g. to measure what verifying it costs).
-pub fn object() -> &'static [u8] {
-    EBPF_OBJECT
 }
 
 /// Program names, i.e. the function names in the eBPF crate.
@@ -124,6 +122,7 @@ pub enum DatapathError {
         #[source]
         source: std::io::Error,
     },
+    #[cfg(feature = "test-helpers")]
     #[error("test run of `{name}`: {source}")]
     TestRun {
         name: &'static str,
@@ -157,6 +156,7 @@ pub enum DatapathError {
     Full { what: &'static str, max: u32 },
     #[error("the datapath is not pinned, so there is nothing to adopt")]
     NotPinned,
+    #[cfg(feature = "test-helpers")]
     #[error("this policy was not attached here to run its programs (tests run them unattached)")]
     NotRunnable,
 }
@@ -177,36 +177,11 @@ pub struct PolicyDatapath {
     /// The claims on workloads this policy version holds.
     holders: Vec<Holder>,
     /// A workload number with the slot in force but no hooks attached: for
-    /// test runs of the programs.
+    /// test runs of the programs (set only with feature `test-helpers`).
     unattached: Option<u32>,
 }
 
 impl PolicyDatapath {
-    /// Loads a private datapath with one slot of the largest capacities,
-    /// runnable without attaching (for tests and benchmarks); nothing is
-    /// in force until [`Self::install_static`] marks it ready.
-    pub fn load(hooks: Hooks) -> Result<Self> {
-        Self::unattached(&Arc::new(Datapath::load()?), hooks, &Capacities::MAX)
-    }
-
-    /// Like [`Self::create`], and in force for a workload number of its
-    /// own with no hooks attached, so that its programs can be run on test
-    /// packets (tests, benchmarks).
-    pub fn unattached(
-        shared: &Arc<Datapath>,
-        hooks: Hooks,
-        capacities: &Capacities,
-    ) -> Result<Self> {
-        let mut datapath = Self::create(shared, hooks, capacities)?;
-        let workload = shared.allocate_workload()?;
-        shared.active().set(
-            workload,
-            openclaw_egress_common::workload::active_entry(datapath.slot, datapath.epoch),
-        );
-        datapath.unattached = Some(workload);
-        Ok(datapath)
-    }
-
     /// A new slot of `shared` for a policy, with maps of `capacities` (and
     /// those of TC hooks if `hooks.interfaces`): empty, and not ready.
     pub fn create(shared: &Arc<Datapath>, hooks: Hooks, capacities: &Capacities) -> Result<Self> {
@@ -266,11 +241,6 @@ impl PolicyDatapath {
 
     pub fn epoch(&self) -> u32 {
         self.epoch
-    }
-
-    /// The workload number test runs run as, if this version is unattached.
-    pub fn unattached_workload(&self) -> Option<u32> {
-        self.unattached
     }
 
     /// The workload numbers this version is attached to.
@@ -375,50 +345,6 @@ impl PolicyDatapath {
             .counter_sums(counters::EVENTS_LOST..counters::LEN)?
             .iter()
             .sum())
-    }
-
-    /// Runs the egress program on `frame` (an IP packet, as cgroup hooks
-    /// see it) `repeat` times without attaching it, through
-    /// `BPF_PROG_TEST_RUN`. For tests and benchmarks; the return value is
-    /// 1 for pass, 0 for drop.
-    pub fn test_run_egress(&self, frame: &[u8], repeat: u32) -> Result<TestRun> {
-        self.test_run(Entry::Egress, frame, None, repeat)
-    }
-
-    /// Like [`Self::test_run_egress`], for the ingress (DNS learning) program.
-    pub fn test_run_ingress(&self, frame: &[u8]) -> Result<TestRun> {
-        self.test_run(Entry::Ingress, frame, None, 1)
-    }
-
-    /// Like [`Self::test_run_egress`], for the TC program that sees what the
-    /// workload sends (the frame keeps its Ethernet header; TC_ACT_SHOT = 2
-    /// is a drop, -1 = continue).
-    pub fn test_run_tc_from_workload(&self, frame: &[u8]) -> Result<TestRun> {
-        self.test_run(Entry::TcFromWorkload, frame, None, 1)
-    }
-
-    /// Like [`Self::test_run_ingress`], for the TC program on the way to the workload.
-    pub fn test_run_tc_to_workload(&self, frame: &[u8]) -> Result<TestRun> {
-        self.test_run(Entry::TcToWorkload, frame, None, 1)
-    }
-
-    /// Like [`Self::test_run_egress`] (one run), with `context` as the
-    /// packet's `struct __sk_buff` (e.g. to mark it as a GSO packet); its
-    /// `cb[0]` is set to the workload, as the stub would.
-    pub fn test_run_egress_with_context(&self, frame: &[u8], context: &[u8]) -> Result<TestRun> {
-        self.test_run(Entry::Egress, frame, Some(context), 1)
-    }
-
-    fn test_run(
-        &self,
-        entry: Entry,
-        frame: &[u8],
-        context: Option<&[u8]>,
-        repeat: u32,
-    ) -> Result<TestRun> {
-        let workload = self.unattached.ok_or(DatapathError::NotRunnable)?;
-        self.shared
-            .test_run(entry, workload, frame, context, repeat)
     }
 
     /// The flows the TC verdict cache holds as allowed.

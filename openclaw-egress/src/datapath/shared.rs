@@ -36,11 +36,9 @@ use super::{
     pins,
     pod_gate::PodGate,
     slot::{Kind, SlotMaps},
-    stub::{Entry, WORKLOAD_CB_OFFSET},
+    stub::Entry,
 };
 
-/// `sizeof(struct __sk_buff)`: the context given to test runs.
-const SK_BUFF_LEN: usize = 192;
 use crate::bpf_sys;
 
 /// The `connect()`/`sendmsg()` programs and their attach types.
@@ -97,11 +95,6 @@ const SHARED_MAPS: [&str; 11] = [
 ];
 
 impl Datapath {
-    /// Loads and verifies the programs, unpinned (gone with the process).
-    pub fn load() -> Result<Self> {
-        Self::load_into(None, Build::Plain)
-    }
-
     /// The datapath pinned under `dir` if an earlier daemon left one there
     /// (nothing is loaded or verified then), else a freshly loaded one of
     /// `build`, pinned there (`dir` names the build: see
@@ -137,16 +130,21 @@ impl Datapath {
     /// build's log map is found (`aya_log::EbpfLogger::init_from_id`),
     /// whether it was loaded or adopted.
     pub fn egress_program_id(&self) -> std::io::Result<u32> {
-        let (_, fd) = self
-            .programs
-            .entries
-            .iter()
-            .find(|(entry, _)| *entry == Entry::Egress)
-            .expect("the egress program is loaded");
-        bpf_sys::program_id(fd.as_fd())
+        bpf_sys::program_id(self.entry_program(Entry::Egress))
     }
 
-    fn load_into(pin_dir: Option<&Path>, build: Build) -> Result<Self> {
+    /// The shared program of `entry`.
+    pub(super) fn entry_program(&self, entry: Entry) -> BorrowedFd<'_> {
+        self.programs
+            .entries
+            .iter()
+            .find(|(e, _)| *e == entry)
+            .expect("every entry is loaded")
+            .1
+            .as_fd()
+    }
+
+    pub(super) fn load_into(pin_dir: Option<&Path>, build: Build) -> Result<Self> {
         let mut ebpf = Ebpf::load(build.object())?;
         let mut entries = Vec::new();
         for entry in Entry::CGROUP {
@@ -351,7 +349,7 @@ impl Datapath {
 
     /// A free slot and a new epoch for it.
     pub(super) fn allocate_slot(&self) -> Result<(u32, u32)> {
-        self.numbers.lock().expect("numbers lock").allocate_slot()
+        self.numbers().allocate_slot()
     }
 
     /// Places the maps of `slot` in the arrays (and pins them, for a
@@ -453,7 +451,7 @@ impl Datapath {
         if let Some(dir) = &self.pin_dir {
             pins::remove_slot_maps(dir, slot);
         }
-        self.numbers.lock().expect("numbers lock").free_slot(slot);
+        self.numbers().free_slot(slot);
     }
 
     fn outer(&self, kind: Kind) -> &MapData {
@@ -514,13 +512,18 @@ impl Datapath {
             .iter()
             .map(|workload| active_slot(self.active.get(*workload)))
             .collect();
-        let used = self.numbers.lock().expect("numbers lock").used_slots();
+        let used = self.numbers().used_slots();
         for slot in used {
             if !held_slots.contains(&slot) && !in_force_elsewhere.contains(&slot) {
                 self.free_slot(slot);
             }
         }
         stray_workloads
+    }
+
+    /// The workload, slot and epoch numbers (see `numbers`), locked.
+    pub(super) fn numbers(&self) -> std::sync::MutexGuard<'_, Numbers> {
+        self.numbers.lock().expect("numbers lock")
     }
 
     pub(super) fn active(&self) -> &ActiveTable {
@@ -548,77 +551,14 @@ impl Datapath {
             .map(|(attach_type, fd)| (*attach_type, fd.as_fd()))
     }
 
-    fn entry_program(&self, entry: Entry) -> BorrowedFd<'_> {
-        self.programs
-            .entries
-            .iter()
-            .find(|(e, _)| *e == entry)
-            .expect("every entry is loaded")
-            .1
-            .as_fd()
-    }
-
-    /// Workload numbers for tests and benchmarks that run the programs
-    /// without attaching them.
+    /// A free workload number (see `numbers`).
     pub(super) fn allocate_workload(&self) -> Result<u32> {
-        self.numbers
-            .lock()
-            .expect("numbers lock")
-            .allocate_workload()
+        self.numbers().allocate_workload()
     }
 
     pub(super) fn free_workload(&self, workload: u32) {
         self.active.set(workload, 0);
-        self.numbers
-            .lock()
-            .expect("numbers lock")
-            .free_workload(workload);
-    }
-
-    /// Runs the shared program of `entry` `repeat` times on `frame` as the
-    /// stub of workload number `workload` would (through
-    /// `BPF_PROG_TEST_RUN`; `context`, if given, is the packet's `struct
-    /// __sk_buff`, whose `cb[0]` is set to the workload). For tests and
-    /// benchmarks.
-    pub fn test_run(
-        &self,
-        entry: Entry,
-        workload: u32,
-        frame: &[u8],
-        context: Option<&[u8]>,
-        repeat: u32,
-    ) -> Result<bpf_sys::TestRun> {
-        let mut skb = context.map_or_else(|| vec![0u8; SK_BUFF_LEN], <[u8]>::to_vec);
-        if skb.len() < WORKLOAD_CB_OFFSET + 4 {
-            skb.resize(WORKLOAD_CB_OFFSET + 4, 0);
-        }
-        skb[WORKLOAD_CB_OFFSET..WORKLOAD_CB_OFFSET + 4].copy_from_slice(&workload.to_ne_bytes());
-        bpf_sys::test_run(self.entry_program(entry), frame, Some(&skb), repeat).map_err(|source| {
-            DatapathError::TestRun {
-                name: entry.program(),
-                source,
-            }
-        })
-    }
-
-    /// The slot and epoch in force for workload number `workload`, if any.
-    pub fn in_force(&self, workload: u32) -> Option<(u32, u32)> {
-        let entry = self.active.get(workload);
-        (entry != 0).then(|| {
-            (
-                active_slot(entry),
-                openclaw_egress_common::workload::active_epoch(entry),
-            )
-        })
-    }
-
-    /// Slots in use (for status and tests).
-    pub fn slots_in_use(&self) -> usize {
-        self.numbers
-            .lock()
-            .expect("numbers lock")
-            .used_slots()
-            .len()
+        self.numbers().free_workload(workload);
     }
 }
 

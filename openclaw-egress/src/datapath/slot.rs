@@ -227,6 +227,7 @@ impl Capacities {
 
     /// The largest of everything (tests and benchmarks that fill maps to
     /// the brim).
+    #[cfg(feature = "test-helpers")]
     pub const MAX: Self = Self {
         allow: ALLOW_MAX_ENTRIES,
         cidr: CIDR_MAX_ENTRIES,
