@@ -14,10 +14,11 @@ pub mod daemon;
 pub mod datapath;
 pub mod error_text;
 pub mod exec;
+pub mod fqdn;
 pub mod k8s;
 pub mod learn;
 pub mod netlink;
 pub mod pod_network;
 pub mod policy;
-pub mod rebinding;
-pub mod resolve;
+// Their paths before they joined `fqdn`, which the datapath and the tests use.
+pub use fqdn::{rebinding, resolve};

@@ -10,12 +10,11 @@ use super::{
     counts::Counts,
     events,
     instance::{Instance, Instances},
-    learned,
-    names::Names,
     workload::{self, Workload},
 };
 use crate::{
     api::{DropCount, NameStatus, PolicyStatus},
+    fqdn::{learned, names::Names},
     policy::{Mode, Policy},
 };
 

@@ -19,9 +19,7 @@ use super::{
     error::ApplyError,
     heap,
     instance::{Filling, Instance, Instances},
-    learned, lookups, name_refresher,
-    names::{self, Names},
-    node_pods,
+    name_refresher, node_pods,
     state::{PolicyRecord, unix_millis},
     targets,
     workload::{self, Workload},
@@ -29,8 +27,12 @@ use super::{
 use crate::{
     api::{ApplyReport, Overrides},
     datapath::{StaticEntries, encode},
+    fqdn::{
+        learned, lookups,
+        names::{self, Names},
+        resolve::NameResolver,
+    },
     policy::{self, Policy, Selector},
-    resolve::NameResolver,
 };
 
 impl Daemon {

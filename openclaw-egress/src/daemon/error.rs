@@ -10,8 +10,8 @@ use super::workload::AttachError;
 use crate::{
     cgroup::CgroupError,
     datapath::{DatapathError, EncodeError},
+    fqdn::resolve::ResolveError,
     policy::PolicyError,
-    resolve::ResolveError,
 };
 
 /// Why a policy (or one more workload of an applied one) cannot be put in

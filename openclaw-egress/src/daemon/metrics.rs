@@ -218,8 +218,9 @@ impl Collector for DaemonCollector {
 
             // The daemon's own resolutions refuse addresses by the same rules.
             let names = active.names.lock().expect("names lock");
-            let sum =
-                |field: fn(&super::names::NameState) -> u64| names.values().map(field).sum::<u64>();
+            let sum = |field: fn(&crate::fqdn::names::NameState) -> u64| {
+                names.values().map(field).sum::<u64>()
+            };
             families
                 .refused
                 .with_label_values(&[name, "internal"])

@@ -1,18 +1,22 @@
 //! The task that keeps an applied policy's names resolved in its instances
-//! for as long as it is applied: `lookups` and `names` decide what the
-//! `ALLOW` maps need and `learned` what expired, and this writes it into
-//! every instance (the only part of name keeping that touches the maps).
+//! for as long as it is applied: `fqdn` decides what the `ALLOW` maps need
+//! (`lookups`, `names`) and what expired (`learned`), and this writes it
+//! into every instance (the only part of name keeping that touches maps).
 
 use std::sync::Arc;
 
 use openclaw_egress_common::{AllowKey, AllowValue};
 
-use super::{
-    instance::Instances,
-    learned, lookups,
-    names::{self, Names},
+use super::instance::Instances;
+use crate::{
+    clock,
+    fqdn::{
+        learned, lookups,
+        names::{self, Names},
+        resolve::NameResolver,
+    },
+    policy::Policy,
 };
-use crate::{clock, policy::Policy, resolve::NameResolver};
 
 /// Starts [`keep_resolved`] for an applied policy; the handle stops it.
 pub fn spawn(

@@ -2,7 +2,7 @@
 //! change (or even read) the policies that filter it. `exec` makes the
 //! socket's directory read-only for its command, but a unix socket on a
 //! read-only mount can still be connected to, so the daemon checks the
-//! client's cgroup itself: SO_PEERCRED gives its pid, /proc/<pid>/cgroup
+//! client's cgroup itself: SO_PEERCRED gives its pid, `/proc/<pid>/cgroup`
 //! its cgroup, compared by device and inode with every filtered cgroup and
 //! their descendants.
 

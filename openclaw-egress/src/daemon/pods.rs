@@ -16,7 +16,6 @@ use super::{
     active::ActivePolicy,
     error::ApplyError,
     instance::{Filling, Instance},
-    names,
     node_pods::Pod,
     workload::Workload,
 };
@@ -24,6 +23,7 @@ use crate::{
     cgroup,
     datapath::encode,
     error_text::full_message,
+    fqdn::names,
     k8s::{self, CgroupLayout, DirEvent, KubepodsWatch, PodWatcher, WorkloadEvent},
     pod_network::{self, PodNetwork, PodNetworkError},
 };

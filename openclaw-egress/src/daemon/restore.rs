@@ -18,10 +18,14 @@ use super::{
     error::DaemonError,
     events::SlotPolicy,
     instance::{Instance, Instances},
-    name_refresher, names,
+    name_refresher,
     state::PolicyRecord,
 };
-use crate::{datapath::PolicyDatapath, policy, resolve::NameResolver};
+use crate::{
+    datapath::PolicyDatapath,
+    fqdn::{names, resolve::NameResolver},
+    policy,
+};
 
 pub fn adopt_all(daemon: &Arc<Daemon>) {
     let (records, unreadable) = daemon.state.load_all();

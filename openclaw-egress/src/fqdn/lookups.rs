@@ -1,18 +1,20 @@
 //! Resolving a policy's names against its own resolvers, many at once, and
 //! recording each answer in the name's state (see `names`). What comes back
 //! is the `ALLOW` entries to write and the warnings to show; writing them
-//! into the policy's instances is the daemon's (see `name_refresher`).
+//! into the policy's instances is the daemon's (see `daemon::name_refresher`).
 
 use std::sync::Arc;
 
 use openclaw_egress_common::{AllowKey, AllowValue};
 use tokio::{sync::Semaphore, task::JoinSet};
 
-use super::names::{self, Names};
+use super::{
+    names::{self, Names},
+    resolve::NameResolver,
+};
 use crate::{
     clock,
     policy::{Fqdn, Policy},
-    resolve::NameResolver,
 };
 
 /// Lookups in flight at once (each asks for A and AAAA).

@@ -6,7 +6,7 @@
 //!
 //! Nothing here writes into a workload's maps: recording an answer returns
 //! the entries it stands for, and the daemon writes them into every
-//! instance of the policy (see `name_refresher`).
+//! instance of the policy (see `daemon::name_refresher`).
 
 use std::{
     collections::BTreeMap,
@@ -17,12 +17,14 @@ use std::{
 
 use openclaw_egress_common::{AllowKey, AllowValue};
 
+use super::{
+    rebinding,
+    resolve::{Resolution, ResolveError},
+};
 use crate::{
     clock,
     datapath::encode,
     policy::{Fqdn, Policy, Target},
-    rebinding,
-    resolve::{Resolution, ResolveError},
 };
 
 /// Re-resolve when this fraction of the effective TTL has passed, so fresh
@@ -190,7 +192,7 @@ pub fn due(names: &Names, now: u64) -> Vec<Fqdn> {
         .collect()
 }
 
-/// How long until a name is due again (at most [`MAX_SLEEP`]).
+/// How long until a name is due again (at most `MAX_SLEEP`).
 pub fn until_next_due(names: &Names) -> Duration {
     names
         .lock()
