@@ -18,6 +18,7 @@ mod heap;
 mod host_cgroup;
 mod http;
 mod instance;
+mod learning;
 mod metrics;
 mod name_refresher;
 mod node_pods;
@@ -46,6 +47,7 @@ use tokio::sync::{Notify, broadcast};
 use active::ActivePolicy;
 pub use counts::Counts;
 pub use error::{ApplyError, DaemonError};
+pub use learning::Learner;
 use state::StateDir;
 pub use workload::Workload;
 
@@ -246,77 +248,11 @@ impl Daemon {
         self.events.subscribe()
     }
 
-    /// Starts recording everything `policy`'s workloads do, until the
-    /// returned guard is dropped; with the policy as applied. Events are
-    /// read with [`Self::subscribe`] (subscribe first: nothing is lost).
-    pub fn learn(
-        &self,
-        policy: &str,
-    ) -> Result<(Learner<'_>, crate::api::LearningStart), DaemonError> {
-        let active = self
-            .policies
-            .read()
-            .expect("policies lock")
-            .get(policy)
-            .cloned()
-            .ok_or_else(|| DaemonError::NotApplied {
-                name: policy.into(),
-            })?;
-        let bits = self.recording.add_learner(policy);
-        self.set_record(&active, bits);
-        let start = crate::api::LearningStart {
-            policy: policy.to_string(),
-            mode: active::mode_name(active.policy.mode).to_string(),
-            resolvers: active.policy.dns.resolvers.clone(),
-            yaml: active.yaml.clone(),
-        };
-        tracing::info!(policy, "learning: recording every flow and DNS question");
-        Ok((
-            Learner {
-                daemon: self,
-                policy: policy.to_string(),
-            },
-            start,
-        ))
-    }
-
-    /// Writes `bits` into every instance of `active`.
-    fn set_record(&self, active: &ActivePolicy, bits: u32) {
-        for instance in active.instances() {
-            if let Some(Err(error)) = instance.with(|datapath| datapath.set_record(bits)) {
-                tracing::error!(policy = %active.policy.name, "setting what is recorded: {error}");
-            }
-        }
-    }
-
     /// The Prometheus text exposition of every metric.
     pub fn metrics_text(&self) -> String {
         prometheus::TextEncoder::new()
             .encode_to_string(&self.registry.gather())
             .unwrap_or_else(|error| format!("# encoding metrics failed: {error}\n"))
-    }
-}
-
-/// A learner of one policy: recording goes on while it lives.
-pub struct Learner<'a> {
-    daemon: &'a Daemon,
-    policy: String,
-}
-
-impl Drop for Learner<'_> {
-    fn drop(&mut self) {
-        let bits = self.daemon.recording.remove_learner(&self.policy);
-        let active = self
-            .daemon
-            .policies
-            .read()
-            .expect("policies lock")
-            .get(&self.policy)
-            .cloned();
-        if let Some(active) = active {
-            self.daemon.set_record(&active, bits);
-        }
-        tracing::info!(policy = %self.policy, "learning stopped");
     }
 }
 
