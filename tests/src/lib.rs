@@ -72,6 +72,12 @@
 //! [`Sandbox::spawn_in_cgroup`]; a daemon following pods from the world
 //! netns is [`Sandbox::spawn_daemon_in_world_with_env`] with
 //! [`Sandbox::bind_tcp_in_world`].
+//!
+//! For the tests themselves, and `xtask demo`: [`Monitor`] runs
+//! `openclaw-egress monitor` and reads its lines, [`poll_until`] waits for
+//! a condition that settles asynchronously, [`TempDir`] is a scratch
+//! directory without a sandbox, and [`skip_unless_root`] is the root check
+//! of every root-only test.
 
 mod background;
 mod bins;
@@ -80,12 +86,16 @@ mod daemon;
 mod events;
 pub mod kube;
 pub mod metrics;
+mod monitor;
 mod netns;
 mod placement;
 mod policy;
+mod poll;
 mod probe;
 mod process;
+mod root;
 mod sandbox;
+mod temp_dir;
 mod tls_server;
 mod world;
 
@@ -95,11 +105,15 @@ pub use cgroup::{cgroup2_mount, remove_cgroup};
 pub use daemon::Daemon;
 pub use events::{DROP_EVENT_TARGET, DropEvent, FLOW_EVENT_TARGET};
 pub use metrics::{Metrics, Sample};
+pub use monitor::Monitor;
 pub use policy::{DEFAULT_POLICY_NAME, PolicyYaml};
+pub use poll::poll_until;
 pub use probe::{HoldReport, ProbeOutcome, ResolveConnectReport, RoundFailure, probe_error};
 pub use process::{LogLine, Stream, run_with_deadline};
+pub use root::{is_root, skip_unless_root};
 pub use sandbox::{
-    AGENT_IPV4, AGENT_IPV6, Sandbox, WORLD_IPV4, WORLD_IPV6, is_root, remove_stale_sandboxes,
+    AGENT_IPV4, AGENT_IPV6, Sandbox, WORLD_IPV4, WORLD_IPV6, remove_stale_sandboxes,
 };
+pub use temp_dir::TempDir;
 pub use tls_server::TlsServers;
 pub use world::{DnsQueryLog, TcpSyn, UdpReceived, World, WorldConfig};

@@ -27,6 +27,7 @@ use crate::{
     placement::Placement,
     probe::{ProbeOutcome, parse_last_line},
     process::{ChildGuard, run_with_deadline},
+    root::is_root,
     world::{World, WorldConfig},
 };
 
@@ -46,12 +47,6 @@ const NAME_PREFIX: &str = "oce-";
 
 /// Longest a probe may run; its own timeouts are much shorter.
 const PROBE_DEADLINE: Duration = Duration::from_secs(30);
-
-/// True if running as root, which every sandbox needs.
-pub fn is_root() -> bool {
-    // SAFETY: geteuid(2) cannot fail.
-    unsafe { libc::geteuid() == 0 }
-}
 
 /// A directory removed on drop.
 #[derive(Debug)]

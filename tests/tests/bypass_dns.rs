@@ -81,6 +81,34 @@ const SMUGGLERS: &[(&str, &[&str])] = &[
 /// bit, as stub resolvers send it.
 const GOOD_OPT: &[&str] = &["--opt-cookie", "--opt-do"];
 
+/// Asserts that the query `args` (built by `dns-craft`) is answered with
+/// `expected`: the positive controls.
+#[track_caller]
+fn assert_answered(rig: &Rig, args: &[&str], expected: &str) {
+    let answer = rig.assert_allowed(args);
+    assert_eq!(answer.answers, [expected], "{args:?}: {answer:?}");
+}
+
+/// Asserts that no query for `name` (fully qualified) reached the world's
+/// resolver, once a later allowed query has (the sync point).
+#[track_caller]
+fn assert_never_asked(rig: &Rig, name: &str) {
+    rig.assert_allowed(&["dns", "10.77.0.1", "sync.pkg.test"]);
+    rig.world
+        .wait_for_dns_query("sync.pkg.test", Duration::from_secs(5))
+        .expect("the world logged the sync query");
+    let seen: Vec<String> = rig
+        .world
+        .dns_queries()
+        .into_iter()
+        .map(|q| q.name)
+        .collect();
+    assert!(
+        !seen.iter().any(|n| n == name),
+        "the denied name {name} reached the world: {seen:?}"
+    );
+}
+
 #[test]
 fn udp_queries_carry_one_question_and_nothing_else() {
     if skip_unless_root() {
@@ -102,18 +130,25 @@ fn udp_queries_carry_one_question_and_nothing_else() {
     let before = rig.counter(DROPS_TOTAL, &[("reason", "dns_malformed")]);
 
     // Positive control: the plain query and the small OPT record pass.
-    for extra in [&[][..], GOOD_OPT] {
-        let args = [&["dns-craft", "10.77.0.1", ALLOWED][..], extra].concat();
-        let answer = rig.assert_allowed(&args);
-        assert_eq!(answer.answers, ["203.0.113.10"], "{args:?}: {answer:?}");
+    for (query, extra, expected) in [
+        (
+            &["dns-craft", "10.77.0.1", ALLOWED][..],
+            &[][..],
+            "203.0.113.10",
+        ),
+        (
+            &["dns-craft", "10.77.0.1", ALLOWED][..],
+            GOOD_OPT,
+            "203.0.113.10",
+        ),
+        (
+            &["dns-craft", "[fd77::1]:53", ALLOWED, "--type", "AAAA"][..],
+            GOOD_OPT,
+            "2001:db8:1::10",
+        ),
+    ] {
+        assert_answered(&rig, &[query, extra].concat(), expected);
     }
-    let args = [
-        &["dns-craft", "[fd77::1]:53", ALLOWED, "--type", "AAAA"][..],
-        GOOD_OPT,
-    ]
-    .concat();
-    let answer = rig.assert_allowed(&args);
-    assert_eq!(answer.answers, ["2001:db8:1::10"], "{args:?}: {answer:?}");
 
     // Each smuggler: EPERM at send (the datagram never left) and a
     // dns_malformed event for this socket, on both families.
@@ -197,8 +232,7 @@ fn dns_over_tcp_checks_each_message_whole() {
     // Positive control: whole messages, with and without a small OPT.
     rig.assert_allowed(&["dns", "10.77.0.1", ALLOWED, "--tcp"]);
     let args = [&["dns-craft", "10.77.0.1", ALLOWED, "--tcp"][..], GOOD_OPT].concat();
-    let answer = rig.assert_allowed(&args);
-    assert_eq!(answer.answers, ["203.0.113.10"], "{answer:?}");
+    assert_answered(&rig, &args, "203.0.113.10");
 
     // Trailing bytes inside the length prefix, over both families: the
     // handshake passes, the segment with the message is dropped (and
@@ -261,21 +295,8 @@ fn one_gso_send_cannot_carry_a_second_query() {
     let args = gso("gso2.x.attacker.example");
     rig.assert_dropped(&args, probe_error::PERMISSION_DENIED, "dns_malformed");
 
-    // The denied name never reached the resolver (sync: a later query).
-    rig.assert_allowed(&["dns", "10.77.0.1", "sync.pkg.test"]);
-    rig.world
-        .wait_for_dns_query("sync.pkg.test", Duration::from_secs(5))
-        .expect("the world logged the sync query");
-    let seen: Vec<String> = rig
-        .world
-        .dns_queries()
-        .into_iter()
-        .map(|q| q.name)
-        .collect();
-    assert!(
-        !seen.iter().any(|n| n == "gso2.x.attacker.example."),
-        "the denied name in the GSO send reached the world: {seen:?}"
-    );
+    // The denied name never reached the resolver.
+    assert_never_asked(&rig, "gso2.x.attacker.example.");
 }
 
 #[test]
@@ -293,8 +314,7 @@ fn on_the_veth_a_query_carries_only_its_question() {
 
     // Positive control, as the agent's stub resolver would ask.
     let args = [&["dns-craft", "10.77.0.1", ALLOWED][..], GOOD_OPT].concat();
-    let answer = rig.assert_allowed(&args);
-    assert_eq!(answer.answers, ["203.0.113.10"], "{answer:?}");
+    assert_answered(&rig, &args, "203.0.113.10");
 
     // A TC drop gives no error at send: the answer just never comes.
     for (what, extra) in SMUGGLERS {
@@ -345,18 +365,5 @@ fn on_the_veth_a_query_carries_only_its_question() {
         DROPPED_UDP_TIMEOUT_MS,
     ];
     rig.assert_dropped(&gso, probe_error::TIMEOUT, "dns_malformed");
-    rig.assert_allowed(&["dns", "10.77.0.1", "sync.pkg.test"]);
-    rig.world
-        .wait_for_dns_query("sync.pkg.test", Duration::from_secs(5))
-        .expect("the world logged the sync query");
-    let seen: Vec<String> = rig
-        .world
-        .dns_queries()
-        .into_iter()
-        .map(|q| q.name)
-        .collect();
-    assert!(
-        !seen.iter().any(|n| n == "tcgso.x.attacker.example."),
-        "the denied name in the GSO send reached the world: {seen:?}"
-    );
+    assert_never_asked(&rig, "tcgso.x.attacker.example.");
 }

@@ -35,12 +35,6 @@ use common::{
 };
 use openclaw_egress_e2e::WorldConfig;
 
-#[track_caller]
-fn lookup(rig: &Rig, server: &str, name: &str, qtype: &str, expected: &str) {
-    let answer = rig.assert_allowed(&["dns", server, name, "--type", qtype]);
-    assert_eq!(answer.answers, [expected], "{name}: {answer:?}");
-}
-
 #[test]
 fn a_wildcard_opens_at_most_max_ips_per_pattern_addresses() {
     if skip_unless_root() {
@@ -74,7 +68,7 @@ fn a_wildcard_opens_at_most_max_ips_per_pattern_addresses() {
 
     // The agent gets every answer; the first three addresses open.
     for (name, ip) in &hosts {
-        lookup(&rig, "10.77.0.1", name, "A", ip);
+        rig.lookup("10.77.0.1", name, "A", &[ip]);
     }
     for (_, ip) in &hosts[..3] {
         rig.assert_allowed(&["tcp", &format!("{ip}:443")]);
@@ -153,20 +147,13 @@ fn addresses_embedding_internal_ones_are_not_learned() {
     // The names are allowed, so every answer reaches the agent...
     for (label, ip, _) in INTERNAL {
         let qtype = if ip.contains(':') { "AAAA" } else { "A" };
-        lookup(
-            &rig,
-            "10.77.0.1",
-            &format!("{label}.rebind.test"),
-            qtype,
-            ip,
-        );
+        rig.lookup("10.77.0.1", &format!("{label}.rebind.test"), qtype, &[ip]);
     }
-    lookup(
-        &rig,
+    rig.lookup(
         "[fd77::1]:53",
         "public64.rebind.test",
         "AAAA",
-        PUBLIC_NAT64,
+        &[PUBLIC_NAT64],
     );
 
     // ...but none of the internal ones opened.

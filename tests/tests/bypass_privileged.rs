@@ -28,7 +28,9 @@ mod common;
 
 use common::{
     PolicyYaml, Rig,
-    bypass::{assert_arrived, assert_not_arrived, drop_from_port, marker, port_of},
+    bypass::{
+        assert_arrived, assert_dropped_on_veth, assert_not_arrived, drop_from_port, marker, port_of,
+    },
     skip_unless_root,
 };
 use openclaw_egress_e2e::{Sandbox, WorldConfig, probe_error};
@@ -145,11 +147,7 @@ fn packet_socket_frames_are_judged_on_the_veth() {
         Some(FORBIDDEN_SINK.parse().unwrap()),
         "{event:?}"
     );
-    assert_eq!(
-        (event.reason.as_str(), event.cgroup_id),
-        ("no_rule", 0),
-        "dropped on the veth: {event:?}"
-    );
+    assert_dropped_on_veth(&event);
 
     let syn = rig.sandbox.probe(&syn_args).unwrap();
     syn.assert_ok();
@@ -205,11 +203,7 @@ fn packets_forwarded_from_a_tun_device_are_judged_on_the_veth() {
     let event = common::bypass::wait_for_drop(&rig, "the forwarded packet", |e| {
         e.src == "10.77.0.3" && e.src_port == 40123
     });
-    assert_eq!(
-        (event.reason.as_str(), event.cgroup_id),
-        ("no_rule", 0),
-        "dropped on the veth: {event:?}"
-    );
+    assert_dropped_on_veth(&event);
 }
 
 #[test]
@@ -296,9 +290,5 @@ fn a_destination_rewritten_after_the_cgroup_hook_is_judged_on_the_veth() {
         Some(FORBIDDEN_SINK_2.parse().unwrap()),
         "{event:?}"
     );
-    assert_eq!(
-        (event.reason.as_str(), event.cgroup_id),
-        ("no_rule", 0),
-        "dropped on the veth: {event:?}"
-    );
+    assert_dropped_on_veth(&event);
 }

@@ -574,7 +574,7 @@ fn status_and_monitor_show_workloads_drops_names_and_five_tuples() {
     // monitor: one line per drop, with the 5-tuple, the reason and the
     // policy (and the refused name for a DNS drop). It says nothing when it
     // has subscribed: warm up until a drop shows.
-    let mut monitor = Monitor::spawn_human(&rig.daemon);
+    let mut monitor = Monitor::spawn_human(&rig.daemon).unwrap_or_else(|e| panic!("{e:#}"));
     poll_until("monitor subscribed", Duration::from_secs(20), || {
         let local = rig
             .probe(&["udp", W_UDP, "--payload", "warm-up"])

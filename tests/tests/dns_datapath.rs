@@ -18,30 +18,13 @@ use common::{
     DNS_ANSWERS_TOTAL, DNS_LEARNED_TOTAL, DNS_QUERIES_TOTAL, DNS_REFUSED_TOTAL,
     DROPPED_TCP_TIMEOUT_MS, DROPS_TOTAL, Rig, skip_unless_root,
 };
-use openclaw_egress_e2e::{
-    HoldReport, ProbeOutcome, ResolveConnectReport, WorldConfig, probe_error,
-};
+use openclaw_egress_e2e::{HoldReport, ResolveConnectReport, WorldConfig, probe_error};
 
 /// How long the world may take to log a query it answered.
 const WORLD_LOG_TIMEOUT: Duration = Duration::from_secs(5);
 
 fn ips(list: &[&str]) -> BTreeSet<IpAddr> {
     list.iter().map(|ip| ip.parse().unwrap()).collect()
-}
-
-/// Looks `name` up through the world's resolver (`server`, e.g.
-/// `10.77.0.1` or `[fd77::1]:53`) from inside the cgroup and asserts the
-/// answer: NOERROR with `expected` addresses, in order.
-#[track_caller]
-fn lookup(rig: &Rig, server: &str, name: &str, qtype: &str, expected: &[&str]) -> ProbeOutcome {
-    let answer = rig.assert_allowed(&["dns", server, name, "--type", qtype]);
-    assert_eq!(
-        answer.rcode.as_deref(),
-        Some("NOERROR"),
-        "{name}: {answer:?}"
-    );
-    assert_eq!(answer.answers, expected, "{name}: {answer:?}");
-    answer
 }
 
 /// A query for `name` through the allowed resolver, dropped because no rule
@@ -117,10 +100,9 @@ fn dns_queries_for_unlisted_names_never_leave_the_agent() {
         assert_query_denied(&rig, server, name, false);
     }
     // The allowed name is answered, in any case, over both families.
-    lookup(&rig, "10.77.0.1", "api.example.com", "A", &["203.0.113.10"]);
-    lookup(&rig, "10.77.0.1", "API.Example.COM", "A", &["203.0.113.10"]);
-    lookup(
-        &rig,
+    rig.lookup("10.77.0.1", "api.example.com", "A", &["203.0.113.10"]);
+    rig.lookup("10.77.0.1", "API.Example.COM", "A", &["203.0.113.10"]);
+    rig.lookup(
         "[fd77::1]:53",
         "api.example.com",
         "AAAA",
@@ -129,11 +111,7 @@ fn dns_queries_for_unlisted_names_never_leave_the_agent() {
 
     // UDP queries are one packet each, so the counters are exact.
     let after = rig.metrics();
-    let delta = |name: &str, labels: &[(&str, &str)]| {
-        let mut all = vec![("policy", common::POLICY)];
-        all.extend_from_slice(labels);
-        after.sum(name, &all) - before.sum(name, &all)
-    };
+    let delta = |name: &str, labels: &[(&str, &str)]| common::delta(&before, &after, name, labels);
     let denied = udp_denied.len() as u64;
     assert_eq!(delta(DNS_QUERIES_TOTAL, &[("verdict", "denied")]), denied);
     assert_eq!(delta(DNS_QUERIES_TOTAL, &[("verdict", "allowed")]), 3);
@@ -226,9 +204,8 @@ fn wildcard_patterns_open_what_the_agents_own_lookups_return() {
     rig.assert_tcp_dropped("203.0.113.54:443", "no_rule");
 
     // `*.` is one label (any case), on both families.
-    lookup(&rig, "10.77.0.1", "MIRROR.Pkg.Test", "A", &["203.0.113.50"]);
-    lookup(
-        &rig,
+    rig.lookup("10.77.0.1", "MIRROR.Pkg.Test", "A", &["203.0.113.50"]);
+    rig.lookup(
         "[fd77::1]:53",
         "mirror.pkg.test",
         "AAAA",
@@ -247,15 +224,15 @@ fn wildcard_patterns_open_what_the_agents_own_lookups_return() {
     assert_query_denied(&rig, "10.77.0.1", "pkg.test", false);
 
     // `**.` is one or more labels.
-    lookup(&rig, "10.77.0.1", "x.cdn.test", "A", &["203.0.113.53"]);
-    lookup(&rig, "10.77.0.1", "a.b.cdn.test", "A", &["203.0.113.54"]);
+    rig.lookup("10.77.0.1", "x.cdn.test", "A", &["203.0.113.53"]);
+    rig.lookup("10.77.0.1", "a.b.cdn.test", "A", &["203.0.113.54"]);
     rig.assert_allowed(&["tcp", "203.0.113.53:443"]);
     rig.assert_allowed(&["tcp", "203.0.113.54:443"]);
     assert_query_denied(&rig, "10.77.0.1", "cdn.test", false);
 
     // A CNAME chain: the allowed question's answer opens the address at the
     // end of the chain, although its own name is not allowed.
-    let chain = lookup(&rig, "10.77.0.1", "www.pkg.test", "A", &["203.0.113.56"]);
+    let chain = rig.lookup("10.77.0.1", "www.pkg.test", "A", &["203.0.113.56"]);
     assert_eq!(chain.cnames, ["edge.elsewhere.test."], "{chain:?}");
     rig.assert_allowed(&["tcp", "203.0.113.56:443"]);
     assert_query_denied(&rig, "10.77.0.1", "edge.elsewhere.test", false);
@@ -335,11 +312,7 @@ fn connect_right_after_each_lookup_of_a_fresh_address_is_never_dropped() {
 
     let retransmits = rig.sandbox.agent_tcp_retransmits().unwrap() - retransmits_before;
     let after = rig.metrics();
-    let delta = |name: &str, labels: &[(&str, &str)]| {
-        let mut all = vec![("policy", common::POLICY)];
-        all.extend_from_slice(labels);
-        after.sum(name, &all) - before.sum(name, &all)
-    };
+    let delta = |name: &str, labels: &[(&str, &str)]| common::delta(&before, &after, name, labels);
     let drops = after.drop_series();
     for (report, rounds) in [(&v4, V4_ROUNDS), (&v6, V6_ROUNDS)] {
         assert_eq!(report.count, rounds);
@@ -528,29 +501,15 @@ fn names_resolving_to_internal_addresses_open_nothing_unless_a_cidr_rule_covers_
     let learned_before = rig.counter(DNS_LEARNED_TOTAL, &[]);
 
     // The names are allowed, so the answers reach the agent...
-    lookup(&rig, "10.77.0.1", "private.rebind.test", "A", &["10.1.2.3"]);
-    lookup(&rig, "10.77.0.1", "loop.rebind.test", "A", &["127.0.0.1"]);
-    lookup(
-        &rig,
-        "10.77.0.1",
-        "meta.rebind.test",
-        "A",
-        &["169.254.169.254"],
-    );
-    lookup(
-        &rig,
-        "[fd77::1]:53",
-        "ula.rebind.test",
-        "AAAA",
-        &["fd12:3456::3"],
-    );
-    lookup(
-        &rig,
-        "10.77.0.1",
-        "public.rebind.test",
-        "A",
-        &["203.0.113.80"],
-    );
+    for (server, name, qtype, address) in [
+        ("10.77.0.1", "private.rebind.test", "A", "10.1.2.3"),
+        ("10.77.0.1", "loop.rebind.test", "A", "127.0.0.1"),
+        ("10.77.0.1", "meta.rebind.test", "A", "169.254.169.254"),
+        ("[fd77::1]:53", "ula.rebind.test", "AAAA", "fd12:3456::3"),
+        ("10.77.0.1", "public.rebind.test", "A", "203.0.113.80"),
+    ] {
+        rig.lookup(server, name, qtype, &[address]);
+    }
     // ...but only the public address opened.
     rig.assert_allowed(&["tcp", "203.0.113.80:443"]);
     for target in internal.into_iter().chain(["127.0.0.1:443"]) {
@@ -574,19 +533,18 @@ fn names_resolving_to_internal_addresses_open_nothing_unless_a_cidr_rule_covers_
     );
     rig.assert_tcp_dropped("10.1.2.3:443", "no_rule");
     let refused_before = rig.counter(DNS_REFUSED_TOTAL, &[("reason", "internal")]);
-    lookup(&rig, "10.77.0.1", "private.rebind.test", "A", &["10.1.2.3"]);
+    rig.lookup("10.77.0.1", "private.rebind.test", "A", &["10.1.2.3"]);
     rig.assert_allowed(&["tcp", "10.1.2.3:443"]);
     // The others stay refused.
-    lookup(&rig, "10.77.0.1", "loop.rebind.test", "A", &["127.0.0.1"]);
-    lookup(
-        &rig,
-        "10.77.0.1",
-        "meta.rebind.test",
-        "A",
-        &["169.254.169.254"],
-    );
-    rig.assert_tcp_dropped("127.0.0.1:443", "no_rule");
-    rig.assert_tcp_dropped("169.254.169.254:443", "no_rule");
+    for (name, address) in [
+        ("loop.rebind.test", "127.0.0.1"),
+        ("meta.rebind.test", "169.254.169.254"),
+    ] {
+        rig.lookup("10.77.0.1", name, "A", &[address]);
+    }
+    for target in ["127.0.0.1:443", "169.254.169.254:443"] {
+        rig.assert_tcp_dropped(target, "no_rule");
+    }
     assert_eq!(
         rig.counter(DNS_REFUSED_TOTAL, &[("reason", "internal")]) - refused_before,
         2
@@ -628,7 +586,7 @@ fn a_name_opens_at_most_max_ips_per_name_addresses() {
     let cap_before = cap();
 
     // The agent gets the whole answer; two of its addresses are opened.
-    lookup(&rig, "10.77.0.1", "three.cap.test", "A", &all);
+    rig.lookup("10.77.0.1", "three.cap.test", "A", &all);
     let connectable = |rig: &Rig| -> BTreeSet<IpAddr> {
         all.iter()
             .filter(|ip| {
@@ -657,12 +615,12 @@ fn a_name_opens_at_most_max_ips_per_name_addresses() {
 
     // Asking again changes nothing: the two open addresses cost nothing,
     // the third is refused again.
-    lookup(&rig, "10.77.0.1", "three.cap.test", "A", &all);
+    rig.lookup("10.77.0.1", "three.cap.test", "A", &all);
     assert_eq!(connectable(&rig), open);
     assert_eq!(cap() - cap_before, 2);
 
     // The cap is per name: another name under the same pattern has its own.
-    lookup(&rig, "10.77.0.1", "other.cap.test", "A", &["203.0.113.64"]);
+    rig.lookup("10.77.0.1", "other.cap.test", "A", &["203.0.113.64"]);
     rig.assert_allowed(&["tcp", "203.0.113.64:443"]);
     let mut shown = open.clone();
     shown.insert("203.0.113.64".parse().unwrap());
@@ -689,7 +647,7 @@ fn reapplying_a_policy_keeps_the_addresses_the_agent_learned() {
     const LEARNED: &str = "203.0.113.50:443";
     let policy = rig.policy().fqdn_pattern("*.pkg.test", &["443/tcp"]);
     let path = rig.apply(&policy, "policy.yaml");
-    lookup(&rig, "10.77.0.1", "mirror.pkg.test", "A", &["203.0.113.50"]);
+    rig.lookup("10.77.0.1", "mirror.pkg.test", "A", &["203.0.113.50"]);
     rig.assert_allowed(&["tcp", LEARNED]);
 
     // The same file again.

@@ -216,7 +216,7 @@ fn drop_events_carry_the_five_tuple_in_the_log_and_the_monitor() {
 
     // The monitor only sees events published after it subscribed, and
     // says nothing when it has: send throw-away drops until one shows up.
-    let mut monitor = Monitor::spawn(&rig.daemon);
+    let mut monitor = Monitor::spawn(&rig.daemon).unwrap_or_else(|e| panic!("{e:#}"));
     common::poll_until("monitor subscribed", Duration::from_secs(20), || {
         let warmup = rig.probe(&["udp", "203.0.113.99:4000", "--payload", "warm-up"]);
         let local = warmup

@@ -18,7 +18,7 @@ use std::{
     time::Duration,
 };
 
-use common::{PolicyYaml, poll_until, skip_unless_root};
+use common::{PolicyYaml, TempDir, poll_until, skip_unless_root};
 use openclaw_egress_e2e::{Daemon, Sandbox, binary_path};
 
 const SYSTEMD_ANALYZE: &str = "/usr/bin/systemd-analyze";
@@ -101,24 +101,6 @@ fn daemonset_capabilities() -> BTreeSet<String> {
     capability_set(added.iter().map(|c| c.as_str().expect("a capability name")))
 }
 
-/// A directory removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> Self {
-        let path = std::env::temp_dir().join(format!("oce-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        Self(path)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 #[test]
 fn systemd_analyze_verify_accepts_the_unit() {
     assert!(
@@ -144,7 +126,7 @@ fn systemd_analyze_verify_accepts_the_unit() {
         &format!("ExecStart={} ", binary.display()),
     );
     let dir = TempDir::new("systemd-unit");
-    let copy_path = dir.0.join("openclaw-egress.service");
+    let copy_path = dir.path().join("openclaw-egress.service");
     std::fs::write(&copy_path, copy).unwrap();
     let output = Command::new(SYSTEMD_ANALYZE)
         .arg("verify")

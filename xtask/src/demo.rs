@@ -18,16 +18,14 @@ mod retarget;
 
 use std::{
     env,
-    io::{BufRead as _, BufReader},
     path::{Path, PathBuf},
-    process::{Child, Command, Output, Stdio},
-    sync::{Arc, Mutex},
+    process::{Command, Output, Stdio},
     thread,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use anyhow::{Context as _, Result, bail};
-use openclaw_egress_e2e::{Daemon, ProbeOutcome, Sandbox, WorldConfig, probe_error};
+use openclaw_egress_e2e::{Daemon, Monitor, ProbeOutcome, Sandbox, WorldConfig, probe_error};
 use serde_json::Value;
 
 use self::narrate::{Checks, note, output, section, shell};
@@ -307,7 +305,7 @@ fn story(workspace: &Path, bin_dir: &Path, sandbox: &Sandbox, checks: &mut Check
     section("7. Blocked traffic");
     note("Watching drop events as they happen, in the background:");
     shell("host", "openclaw-egress monitor &");
-    let monitor = Monitor::start(cli_command(&egress, &socket, &["monitor"]))?;
+    let mut monitor = Monitor::spawn_human(&daemon)?;
     // The monitor subscribes once the daemon has read its request; give it a
     // moment so it sees the first drop too (it is shown, not checked).
     thread::sleep(Duration::from_millis(500));
@@ -405,7 +403,7 @@ fn story(workspace: &Path, bin_dir: &Path, sandbox: &Sandbox, checks: &mut Check
     note("What `openclaw-egress monitor` printed meanwhile (human-readable):");
     // Its events come from the same broadcast as the log lines; allow a
     // moment for the last ones to arrive.
-    monitor.wait_for(
+    monitor.next_line_matching(
         |line| line.contains(&format!("-> {EVIL_V4}:53 ")),
         EVENT_TIMEOUT,
     );
@@ -616,71 +614,6 @@ impl DropMatch {
             && log["dst_port"] == self.dst_port
             && log["reason"] == self.reason
             && self.src_port.is_none_or(|port| log["src_port"] == port)
-    }
-}
-
-/// `openclaw-egress monitor` running in the background, its lines collected
-/// by a thread.
-struct Monitor {
-    child: Child,
-    lines: Arc<Mutex<Vec<String>>>,
-}
-
-impl Monitor {
-    fn start(mut command: Command) -> Result<Self> {
-        let mut child = command
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .context("starting openclaw-egress monitor")?;
-        let stdout = child.stdout.take().expect("stdout is piped");
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let sink = Arc::clone(&lines);
-        thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                sink.lock().expect("monitor lines lock").push(line);
-            }
-        });
-        Ok(Self { child, lines })
-    }
-
-    /// Waits up to `timeout` for a line matching `predicate`.
-    fn wait_for(&self, predicate: impl Fn(&str) -> bool, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if self
-                .lines
-                .lock()
-                .expect("monitor lines lock")
-                .iter()
-                .any(|line| predicate(line))
-            {
-                return true;
-            }
-            if Instant::now() >= deadline {
-                return false;
-            }
-            thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// Stops the monitor and returns what it printed.
-    fn stop(mut self) -> Vec<String> {
-        self.kill();
-        self.lines.lock().expect("monitor lines lock").clone()
-    }
-
-    fn kill(&mut self) {
-        // Our own child, not yet reaped: the pid cannot have been reused.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Monitor {
-    fn drop(&mut self) {
-        self.kill();
     }
 }
 

@@ -44,10 +44,8 @@ pub fn run() -> Result<()> {
 }
 
 /// Whether we run with effective uid 0, which `apt-get install` and the
-/// end-to-end tests (netns, cgroups, BPF) need.
-pub fn is_root() -> bool {
-    cmd::probe(cmd::new("id").arg("-u")).as_deref() == Some("0")
-}
+/// end-to-end tests (netns, cgroups, BPF) need: the harness's own check.
+pub use openclaw_egress_e2e::is_root;
 
 fn debian_packages() -> Result<()> {
     let mut missing = Vec::new();

@@ -77,6 +77,17 @@ pub fn drop_from_port(rig: &Rig, what: &str, port: u16) -> DropEvent {
     wait_for_drop(rig, what, |e| e.src_port == port)
 }
 
+/// Panics unless `event` is a `no_rule` drop by the TC layer, i.e. on the
+/// host side of the veth (TC programs see no socket: cgroup id 0).
+#[track_caller]
+pub fn assert_dropped_on_veth(event: &DropEvent) {
+    assert_eq!(
+        (event.reason.as_str(), event.cgroup_id),
+        ("no_rule", 0),
+        "dropped on the veth: {event:?}"
+    );
+}
+
 /// The source port of a probe's socket or hand-built packet.
 #[track_caller]
 pub fn port_of(outcome: &ProbeOutcome) -> u16 {

@@ -1,8 +1,9 @@
 //! Helpers shared by the end-to-end tests of the enforcer: a sandbox with a
 //! world and a real daemon, policy YAML writers, probes that expect a drop
-//! and find its event, a Prometheus text parser, `status --json`, a
-//! `monitor --json` reader and bounded polling. (The policy writer and
-//! the Prometheus parser live in the harness library and are re-exported.)
+//! and find its event, `status --json` and metrics of the test's policy.
+//! (The policy writer, the Prometheus parser, the `monitor` reader, bounded
+//! polling, temp dirs and the root check live in the harness library and
+//! are re-exported.)
 //!
 //! Each test binary uses only some of these, so dead-code warnings are
 //! silenced for the module as a whole rather than item by item.
@@ -13,13 +14,12 @@ pub mod kube;
 
 use std::{
     collections::BTreeSet,
-    io::{BufRead as _, BufReader},
     net::{IpAddr, SocketAddr},
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     sync::mpsc,
     thread,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 // Re-exported for the test files; each uses only some of them.
@@ -28,24 +28,14 @@ use openclaw_egress_e2e::{
 };
 #[allow(unused_imports)]
 pub use openclaw_egress_e2e::{
-    Metrics, PolicyYaml,
+    Metrics, Monitor, PolicyYaml, TempDir,
     metrics::{
         AUDIT_WOULD_DROP_TOTAL, DNS_ANSWERS_TOTAL, DNS_LEARNED_TOTAL, DNS_QUERIES_TOTAL,
         DNS_REFUSED_TOTAL, DROPS_TOTAL,
     },
+    poll_until, skip_unless_root,
 };
 use serde_json::Value;
-
-/// True (after a note on stderr) when the test must be skipped: everything
-/// here needs root (network namespaces, cgroups, BPF). Use as
-/// `if skip_unless_root() { return; }`.
-pub fn skip_unless_root() -> bool {
-    if openclaw_egress_e2e::is_root() {
-        return false;
-    }
-    eprintln!("skipped: needs root (network namespaces, cgroups, BPF)");
-    true
-}
 
 /// The policy name every test uses (one daemon per test, so no clash).
 pub const POLICY: &str = openclaw_egress_e2e::DEFAULT_POLICY_NAME;
@@ -232,6 +222,22 @@ impl Rig {
             outcome.ok,
             "baseline: {args:?} should work outside the cgroup, got {outcome:?}"
         );
+    }
+
+    /// Looks `name` up (type `qtype`) through the world's resolver
+    /// `server` (e.g. `10.77.0.1` or `[fd77::1]:53`) from inside the
+    /// cgroup and asserts the answer: NOERROR with `expected` addresses,
+    /// in order.
+    #[track_caller]
+    pub fn lookup(&self, server: &str, name: &str, qtype: &str, expected: &[&str]) -> ProbeOutcome {
+        let answer = self.assert_allowed(&["dns", server, name, "--type", qtype]);
+        assert_eq!(
+            answer.rcode.as_deref(),
+            Some("NOERROR"),
+            "{name}: {answer:?}"
+        );
+        assert_eq!(answer.answers, expected, "{name}: {answer:?}");
+        answer
     }
 
     /// Asserts that `args` works.
@@ -432,6 +438,14 @@ impl Rig {
     }
 }
 
+/// How much the metric `name` of this test's policy, series with (at
+/// least) `labels`, grew from `before` to `after`.
+pub fn delta(before: &Metrics, after: &Metrics, name: &str, labels: &[(&str, &str)]) -> u64 {
+    let mut all = vec![("policy", POLICY)];
+    all.extend_from_slice(labels);
+    after.sum(name, &all) - before.sum(name, &all)
+}
+
 /// The protocol and destination of an oce-probe command line (`tcp ADDR`,
 /// `udp ADDR`, `dns SERVER [--tcp]`).
 #[track_caller]
@@ -471,147 +485,6 @@ pub fn write_file(dir: &Path, file: &str, text: &str) -> PathBuf {
     let path = dir.join(file);
     std::fs::write(&path, text).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
     path
-}
-
-/// Calls `check` until it returns `Ok`, at most for `timeout`; panics with
-/// `what` and the last `Err` otherwise. For conditions that settle
-/// asynchronously, instead of sleeping for a guessed time.
-#[track_caller]
-pub fn poll_until<T>(
-    what: &str,
-    timeout: Duration,
-    mut check: impl FnMut() -> Result<T, String>,
-) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        match check() {
-            Ok(value) => return value,
-            Err(last) if Instant::now() >= deadline => {
-                panic!("{what}: not reached within {timeout:?}; last: {last}")
-            }
-            Err(_) => thread::sleep(Duration::from_millis(50)),
-        }
-    }
-}
-
-/// A running `openclaw-egress monitor --json`, its stdout read line by line
-/// on a thread; killed on drop.
-pub struct Monitor {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    /// Every line received so far, for failure messages.
-    seen: Vec<String>,
-}
-
-impl Monitor {
-    pub fn spawn(daemon: &Daemon) -> Self {
-        Self::spawn_with(daemon, &["monitor", "--json"])
-    }
-
-    /// `openclaw-egress monitor` without `--json`: one line per event for
-    /// people (read with [`Monitor::next_line_matching`]).
-    pub fn spawn_human(daemon: &Daemon) -> Self {
-        Self::spawn_with(daemon, &["monitor"])
-    }
-
-    fn spawn_with(daemon: &Daemon, args: &[&str]) -> Self {
-        let mut child = daemon
-            .cli_command(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawning {args:?}: {e}"));
-        let stdout = child.stdout.take().expect("piped");
-        let (tx, lines) = mpsc::channel();
-        thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Self {
-            child,
-            lines,
-            seen: Vec::new(),
-        }
-    }
-
-    /// The next JSON line for which `predicate` holds (earlier lines that do
-    /// not match are skipped), waiting up to `timeout`.
-    pub fn next_matching(
-        &mut self,
-        mut predicate: impl FnMut(&Value) -> bool,
-        timeout: Duration,
-    ) -> Option<Value> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let left = deadline.checked_duration_since(Instant::now())?;
-            let line = self.lines.recv_timeout(left).ok()?;
-            self.seen.push(line.clone());
-            if let Ok(value) = serde_json::from_str::<Value>(&line)
-                && predicate(&value)
-            {
-                return Some(value);
-            }
-        }
-    }
-
-    /// The next line (JSON or not) for which `predicate` holds, waiting up
-    /// to `timeout`.
-    pub fn next_line_matching(
-        &mut self,
-        mut predicate: impl FnMut(&str) -> bool,
-        timeout: Duration,
-    ) -> Option<String> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let left = deadline.checked_duration_since(Instant::now())?;
-            let line = self.lines.recv_timeout(left).ok()?;
-            self.seen.push(line.clone());
-            if predicate(&line) {
-                return Some(line);
-            }
-        }
-    }
-
-    pub fn seen(&self) -> &[String] {
-        &self.seen
-    }
-}
-
-impl Drop for Monitor {
-    fn drop(&mut self) {
-        // Our own child, not reaped yet: the pid cannot have been reused.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A directory under $TMPDIR removed on drop, for tests that need files but
-/// no sandbox.
-pub struct TempDir(PathBuf);
-
-impl TempDir {
-    pub fn new(tag: &str) -> Self {
-        let path = std::env::temp_dir().join(format!("oce-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path)
-            .unwrap_or_else(|e| panic!("creating {}: {e}", path.display()));
-        Self(path)
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 /// Spawns `command` (stdin `/dev/null`, stdout and stderr captured) and
