@@ -53,7 +53,7 @@
 //! for `daemon --kubernetes` ([`Sandbox::bind_tcp_in_agent`],
 //! [`Sandbox::spawn_daemon_with_env`]).
 //!
-//! For the attacker's tests (`tests/tests/bypass_*.rs`), `oce-probe` also
+//! For the attacker's tests (`tests/tests/e2e/bypass_*.rs`), `oce-probe` also
 //! plays a hostile agent, root in its netns: DNS queries built byte by byte
 //! (`dns-craft`), a UDP GSO send (`dns-gso`), answers forged by the agent
 //! for itself (`dns-forge`) or sent from anywhere (`forge-answer`, e.g.

@@ -1,0 +1,753 @@
+//! The operator's commands: `exec` (one command under a policy in a fresh
+//! cgroup, exit code passed through, nothing left behind), `status` (text
+//! and `--json`), `monitor` (human lines) and `metrics` as `promtool check
+//! metrics` sees it.
+//!
+//! Root-only; skipped with a message otherwise.
+
+use crate::common;
+
+use std::{
+    collections::BTreeMap,
+    io::Write as _,
+    net::{Ipv4Addr, Ipv6Addr, SocketAddr},
+    os::unix::{fs::MetadataExt as _, process::ExitStatusExt as _},
+    path::{Path, PathBuf},
+    process::{Command, Output, Stdio},
+    time::Duration,
+};
+
+use common::{
+    DROPPED_TCP_TIMEOUT_MS, EVENT_TIMEOUT, Monitor, POLICY, PolicyYaml, Rig, poll_until,
+    skip_unless_root, spawn_and_wait, write_file,
+};
+use openclaw_egress_e2e::{
+    Daemon, ProbeOutcome, Sandbox, WorldConfig, binary_path, cgroup2_mount, probe_error,
+    remove_cgroup,
+};
+use serde_json::Value;
+
+fn world() -> WorldConfig {
+    WorldConfig::new()
+        .dns("10.77.0.1:53")
+        .dns("[fd77::1]:53")
+        .record("x.example.com", "203.0.113.10")
+        .tcp("203.0.113.10:443")
+        .record("mirror.pkg.test", "203.0.113.50")
+        .tcp("203.0.113.50:443")
+        .record("evil.example", "203.0.113.98")
+        .tcp("203.0.113.20:443")
+        .udp("203.0.113.99:7")
+        .tcp("[2001:db8:1::99]:443")
+}
+
+const X: &str = "203.0.113.10:443";
+const Y: &str = "203.0.113.20:443";
+const W_UDP: &str = "203.0.113.99:7";
+const W6_TCP: &str = "[2001:db8:1::99]:443";
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// One `openclaw-egress exec` run.
+struct ExecRun {
+    /// exec's pid, which names its cgroup and its policy.
+    pid: u32,
+    output: Output,
+}
+
+impl ExecRun {
+    fn stdout(&self) -> String {
+        text(&self.output.stdout)
+    }
+
+    fn stderr(&self) -> String {
+        text(&self.output.stderr)
+    }
+
+    fn code(&self) -> Option<i32> {
+        self.output.status.code()
+    }
+
+    /// `<name>-exec-<pid>`.
+    fn policy_name(&self) -> String {
+        format!("{POLICY}-exec-{}", self.pid)
+    }
+
+    fn cgroup(&self) -> PathBuf {
+        cgroup2_mount()
+            .expect("the cgroup2 mount")
+            .join(format!("openclaw-egress-exec-{}", self.pid))
+    }
+
+    /// The probe's report: the last line of stdout.
+    #[track_caller]
+    fn probe_outcome(&self) -> ProbeOutcome {
+        ProbeOutcome::parse(&self.stdout()).unwrap_or_else(|e| {
+            panic!(
+                "exec's stdout is not a probe report: {e:#}\nstdout:\n{}\nstderr:\n{}",
+                self.stdout(),
+                self.stderr()
+            )
+        })
+    }
+
+    /// Panics, showing the whole run, unless exec exited with `code`.
+    #[track_caller]
+    fn assert_code(&self, code: i32) -> &Self {
+        assert_eq!(
+            self.code(),
+            Some(code),
+            "exec: {:?}\nstdout:\n{}\nstderr:\n{}",
+            self.output.status,
+            self.stdout(),
+            self.stderr()
+        );
+        self
+    }
+}
+
+/// Runs `openclaw-egress exec --socket <socket> --policy <policy> -- <command>`
+/// in the agent netns, outside the sandbox cgroup: the command ends up in
+/// exec's own cgroup, so only exec's policy applies to it.
+#[track_caller]
+fn exec(sandbox: &Sandbox, socket: &Path, policy: &Path, command: &[&str]) -> ExecRun {
+    let mut cmd = exec_command(sandbox, socket, policy, command);
+    let (pid, output) = spawn_and_wait(&mut cmd, Duration::from_secs(60));
+    ExecRun { pid, output }
+}
+
+/// The command line of [`exec`], not started.
+#[track_caller]
+fn exec_command(sandbox: &Sandbox, socket: &Path, policy: &Path, command: &[&str]) -> Command {
+    let mut args = vec![
+        "exec".to_owned(),
+        "--socket".to_owned(),
+        socket.display().to_string(),
+        "--policy".to_owned(),
+        policy.display().to_string(),
+        "--".to_owned(),
+    ];
+    args.extend(command.iter().map(|a| (*a).to_owned()));
+    sandbox
+        .command_in_agent_outside_cgroup(binary_path("openclaw-egress"), &args)
+        .unwrap_or_else(|e| panic!("{e:#}"))
+}
+
+/// A rig, and a policy file for exec that allows `x.example.com` on
+/// 443/tcp (nothing is applied yet).
+fn rig_with_exec_policy() -> (Rig, PathBuf) {
+    let rig = Rig::start(&world());
+    let policy = PolicyYaml::for_sandbox(&rig.sandbox)
+        .fqdn("x.example.com", &["443/tcp"])
+        .write(rig.sandbox.scratch_dir(), "policy.yaml")
+        .unwrap();
+    (rig, policy)
+}
+
+/// Nothing of an exec run is left: its cgroup, its policy (in status, in
+/// the pins, in the records).
+#[track_caller]
+fn assert_exec_cleaned_up(rig: &Rig, run: &ExecRun) {
+    assert!(
+        !run.cgroup().exists(),
+        "exec's cgroup {} is left",
+        run.cgroup().display()
+    );
+    let names = rig.policy_names();
+    assert!(names.is_empty(), "policies left after exec: {names:?}");
+    let pins = rig.sandbox.pins_dir().join(run.policy_name());
+    assert!(!pins.exists(), "{} is left", pins.display());
+    let record = rig
+        .sandbox
+        .state_dir()
+        .join("policies")
+        .join(format!("{}.json", run.policy_name()));
+    assert!(!record.exists(), "{} is left", record.display());
+}
+
+#[test]
+fn exec_runs_one_command_under_the_policy_and_passes_its_exit_code_through() {
+    if skip_unless_root() {
+        return;
+    }
+    let (rig, policy) = rig_with_exec_policy();
+    rig.assert_reachable_without_policy(&["tcp", Y]);
+    let socket = rig.daemon.socket();
+    let probe = binary_path("oce-probe");
+    let probe = probe.to_str().unwrap();
+
+    // Allowed: the probe's own report comes out on exec's stdout.
+    let run = exec(&rig.sandbox, socket, &policy, &[probe, "tcp", X]);
+    run.assert_code(0);
+    let outcome = run.probe_outcome();
+    outcome.assert_ok();
+    assert_eq!(
+        outcome.detail.as_deref(),
+        Some("hello from 203.0.113.10:443")
+    );
+    let stderr = run.stderr();
+    assert!(
+        stderr.contains(&format!(
+            "as {}, cgroup {}",
+            run.policy_name(),
+            run.cgroup().display()
+        )),
+        "{stderr}"
+    );
+    assert_exec_cleaned_up(&rig, &run);
+
+    // Blocked: dropped under exec's policy (exec's name), from exec's cgroup.
+    let run = exec(
+        &rig.sandbox,
+        socket,
+        &policy,
+        &[probe, "tcp", Y, "--timeout-ms", DROPPED_TCP_TIMEOUT_MS],
+    );
+    run.assert_code(0);
+    let outcome = run.probe_outcome();
+    outcome.assert_error(probe_error::PERMISSION_DENIED);
+    let local = outcome.local.expect("the dropped probe's local address");
+    let event = rig.wait_for_drop_event(local);
+    assert_eq!(event["policy"], run.policy_name(), "{event}");
+    assert_eq!(event["reason"], "no_rule", "{event}");
+    assert_eq!(event["dst"], "203.0.113.20", "{event}");
+    let sandbox_cgroup_id = std::fs::metadata(rig.sandbox.cgroup_path()).unwrap().ino();
+    assert_ne!(event["cgroup_id"], 0, "{event}");
+    assert_ne!(event["cgroup_id"], sandbox_cgroup_id, "{event}");
+    assert_exec_cleaned_up(&rig, &run);
+
+    // From the inside: the command runs in exec's cgroup, the root of its
+    // own cgroup namespace (so `0::/` to itself), and the daemon shows exec's
+    // policy on it while it runs (asked from outside: the daemon refuses
+    // requests from inside a filtered cgroup, see hardening_exec.rs).
+    let release = rig.sandbox.scratch_dir().join("release");
+    let script = format!(
+        "cat /proc/self/cgroup; grep -qx $$ {}/openclaw-egress-exec-$PPID/cgroup.procs && echo joined; \
+         while [ ! -e {} ]; do sleep 0.05; done",
+        cgroup2_mount().unwrap().display(),
+        release.display()
+    );
+    let child = exec_command(&rig.sandbox, socket, &policy, &["sh", "-c", &script])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let name = format!("{POLICY}-exec-{pid}");
+    let policy_status = poll_until("exec's policy in status", EVENT_TIMEOUT, || {
+        let policies = rig.status_policies();
+        policies
+            .iter()
+            .find(|p| p["name"] == name.as_str())
+            .cloned()
+            .ok_or(format!("{policies:#?}"))
+    });
+    std::fs::write(&release, "").unwrap();
+    let run = ExecRun {
+        pid,
+        output: child.wait_with_output().unwrap(),
+    };
+    run.assert_code(0);
+    let stdout = run.stdout();
+    assert!(stdout.lines().any(|l| l == "0::/"), "{stdout}");
+    assert!(
+        stdout.lines().any(|l| l == "joined"),
+        "the command is not in exec's cgroup: {stdout}"
+    );
+    assert_eq!(
+        policy_status["source"],
+        policy.display().to_string(),
+        "{policy_status:#}"
+    );
+    assert_eq!(
+        policy_status["workloads"],
+        serde_json::json!([format!("cgroup {}", run.cgroup().display())]),
+        "{policy_status:#}"
+    );
+    assert_exec_cleaned_up(&rig, &run);
+
+    // Exit codes pass through; a signal becomes 128 + its number.
+    let run = exec(&rig.sandbox, socket, &policy, &["sh", "-c", "exit 7"]);
+    run.assert_code(7);
+    assert_exec_cleaned_up(&rig, &run);
+    let run = exec(
+        &rig.sandbox,
+        socket,
+        &policy,
+        &["sh", "-c", "kill -KILL $$"],
+    );
+    run.assert_code(128 + libc::SIGKILL);
+    assert_exec_cleaned_up(&rig, &run);
+
+    // A command that cannot be started: an error, and still nothing left.
+    let run = exec(&rig.sandbox, socket, &policy, &["/nonexistent/command"]);
+    assert!(
+        !run.output.status.success() && run.output.status.signal().is_none(),
+        "{:?}: {}",
+        run.output.status,
+        run.stderr()
+    );
+    assert!(
+        run.stderr().contains("/nonexistent/command"),
+        "{}",
+        run.stderr()
+    );
+    assert_exec_cleaned_up(&rig, &run);
+}
+
+#[test]
+fn exec_refuses_a_bad_policy_or_a_missing_daemon_without_running_the_command() {
+    if skip_unless_root() {
+        return;
+    }
+    let sandbox = Sandbox::new().expect("creating the sandbox");
+    let scratch = sandbox.scratch_dir();
+    let marker = scratch.join("ran");
+    let touch = format!("touch {}", marker.display());
+    let good = PolicyYaml::for_sandbox(&sandbox).fqdn("x.example.com", &["443/tcp"]);
+    let good_yaml = good.to_yaml();
+    let line = 1 + good_yaml
+        .lines()
+        .position(|l| l.contains("ports:"))
+        .unwrap();
+    let bad = write_file(
+        scratch,
+        "bad.yaml",
+        &good_yaml.replace("      ports:", "      portz:"),
+    );
+    // No daemon listens here.
+    let socket = scratch.join("no-daemon.sock");
+
+    // The policy is checked first, without a daemon.
+    let run = exec(&sandbox, &socket, &bad, &["sh", "-c", &touch]);
+    assert!(!run.output.status.success(), "{:?}", run.output);
+    let stderr = run.stderr();
+    assert!(
+        stderr.contains(&format!(
+            "{}:{line}:7: spec.egress[0].portz: unknown field `portz`",
+            bad.display()
+        )),
+        "expected file:line:col: field: message, got:\n{stderr}"
+    );
+    assert!(!marker.exists(), "the command ran under a bad policy");
+    assert!(!run.cgroup().exists(), "{} is left", run.cgroup().display());
+
+    let good = good.write(scratch, "good.yaml").unwrap();
+    let run = exec(&sandbox, &socket, &good, &["sh", "-c", &touch]);
+    assert!(!run.output.status.success(), "{:?}", run.output);
+    let stderr = run.stderr();
+    assert!(
+        stderr.contains(&format!("cannot reach the daemon at {}", socket.display()))
+            && stderr.contains("is `openclaw-egress daemon` running?"),
+        "{stderr}"
+    );
+    assert!(!marker.exists(), "the command ran without a daemon");
+    assert!(!run.cgroup().exists(), "{} is left", run.cgroup().display());
+}
+
+#[test]
+fn what_a_killed_exec_leaves_keeps_enforcing_until_the_next_exec_removes_it() {
+    if skip_unless_root() {
+        return;
+    }
+    let (rig, policy) = rig_with_exec_policy();
+    let socket = rig.daemon.socket();
+    let probe = binary_path("oce-probe");
+    let probe = probe.to_str().unwrap();
+
+    // An exec whose command outlives it: SIGKILL leaves exec no chance to
+    // clean up. (No pipes: the orphaned command would hold them open.)
+    let mut killed = exec_command(&rig.sandbox, socket, &policy, &["sleep", "600"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = killed.id();
+    let name = format!("{POLICY}-exec-{pid}");
+    poll_until("the exec's policy in status", EVENT_TIMEOUT, || {
+        let names = rig.policy_names();
+        names
+            .contains(&name)
+            .then_some(())
+            .ok_or(format!("{names:?}"))
+    });
+    // The policy shows before the command is in the cgroup: wait for the
+    // command, or the kill would leave an empty cgroup (which the next exec
+    // rightly removes with its policy).
+    let its_cgroup = cgroup2_mount()
+        .expect("the cgroup2 mount")
+        .join(format!("openclaw-egress-exec-{pid}"));
+    poll_until("the exec's command in its cgroup", EVENT_TIMEOUT, || {
+        let procs = std::fs::read_to_string(its_cgroup.join("cgroup.procs")).unwrap_or_default();
+        (!procs.trim().is_empty())
+            .then_some(())
+            .ok_or(format!("{procs:?}"))
+    });
+    // SAFETY: kill(2) has no memory-safety preconditions; the child is not
+    // reaped yet, so the pid is still exec's.
+    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    let output = Output {
+        status: killed.wait().unwrap(),
+        stdout: Vec::new(),
+        stderr: Vec::new(),
+    };
+    let killed = ExecRun { pid, output };
+    assert_eq!(killed.output.status.signal(), Some(libc::SIGKILL));
+    let cgroup = killed.cgroup();
+    let _orphans = RemoveOnDrop(cgroup.clone());
+
+    // Its command still runs, in its cgroup, under its policy: a later exec
+    // leaves both alone.
+    let run = exec(&rig.sandbox, socket, &policy, &[probe, "tcp", X]);
+    run.assert_code(0);
+    run.probe_outcome().assert_ok();
+    assert!(
+        cgroup.exists(),
+        "{} was removed under a running command",
+        cgroup.display()
+    );
+    let procs = std::fs::read_to_string(cgroup.join("cgroup.procs")).unwrap();
+    assert!(!procs.trim().is_empty(), "the orphaned command is gone");
+    assert_eq!(rig.policy_names(), [name.as_str()]);
+    assert!(!run.stderr().contains("left behind"), "{}", run.stderr());
+
+    // Once the command is gone too, the next exec removes what is left, and
+    // says so.
+    std::fs::write(cgroup.join("cgroup.kill"), "1").unwrap();
+    poll_until("the killed exec's cgroup to empty", EVENT_TIMEOUT, || {
+        let events = std::fs::read_to_string(cgroup.join("cgroup.events")).unwrap();
+        events
+            .lines()
+            .any(|l| l == "populated 0")
+            .then_some(())
+            .ok_or(events)
+    });
+    let run = exec(&rig.sandbox, socket, &policy, &["true"]);
+    run.assert_code(0);
+    let stderr = run.stderr();
+    assert!(
+        stderr.contains(&format!(
+            "removed what exec {pid} left behind: policy {name}, cgroup {}",
+            cgroup.display()
+        )),
+        "{stderr}"
+    );
+    assert_exec_cleaned_up(&rig, &killed);
+    assert_exec_cleaned_up(&rig, &run);
+}
+
+/// Kills whatever is left in a cgroup and removes it, should a test fail
+/// before it does so itself.
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        if let Err(error) = remove_cgroup(&self.0) {
+            eprintln!("cleanup: {error:#}");
+        }
+    }
+}
+
+#[test]
+fn status_and_monitor_show_workloads_drops_names_and_five_tuples() {
+    if skip_unless_root() {
+        return;
+    }
+    let rig = Rig::start(&world());
+    let source = rig.apply(
+        &PolicyYaml::for_sandbox(&rig.sandbox)
+            .fqdn("x.example.com", &["443/tcp"])
+            .fqdn_pattern("*.pkg.test", &["443/tcp"]),
+        "policy.yaml",
+    );
+    let lookup = rig.probe(&["dns", "10.77.0.1", "mirror.pkg.test"]);
+    assert_eq!(lookup.answers, ["203.0.113.50"], "{lookup:?}");
+    rig.assert_allowed(&["tcp", "203.0.113.50:443"]);
+    rig.assert_udp_dropped(W_UDP, "no_rule");
+    rig.assert_udp_dropped(W_UDP, "no_rule");
+    rig.assert_dropped(
+        &["dns", "10.77.0.1", "evil.example", "--timeout-ms", "500"],
+        probe_error::PERMISSION_DENIED,
+        "dns_denied",
+    );
+
+    // status --json: the policy, its workload, its drops by reason, its
+    // names with their addresses and time left.
+    let cgroup = rig.sandbox.cgroup_path().display().to_string();
+    let policies = rig.status_policies();
+    let [policy] = &policies[..] else {
+        panic!("expected one policy: {policies:#?}");
+    };
+    assert_eq!(policy["name"], POLICY);
+    assert_eq!(policy["mode"], "enforce");
+    assert_eq!(policy["source"], source.display().to_string());
+    assert_eq!(policy["cgroup"], cgroup.as_str());
+    assert_eq!(
+        policy["workloads"],
+        serde_json::json!([format!("cgroup {cgroup}")])
+    );
+    assert_eq!(policy["rules"], 2);
+    assert_eq!(policy["events_lost"], 0);
+    let drops: BTreeMap<(String, String, String), u64> = policy["drops"]
+        .as_array()
+        .expect("drops")
+        .iter()
+        .map(|d| {
+            (
+                (
+                    d["verdict"].as_str().unwrap().to_owned(),
+                    d["direction"].as_str().unwrap().to_owned(),
+                    d["reason"].as_str().unwrap().to_owned(),
+                ),
+                d["count"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let key = |reason: &str| ("dropped".to_owned(), "egress".to_owned(), reason.to_owned());
+    assert_eq!(
+        drops,
+        BTreeMap::from([(key("no_rule"), 2), (key("dns_denied"), 1)]),
+        "{policy:#}"
+    );
+    let name = |rule: &str| -> &Value {
+        policy["names"]
+            .as_array()
+            .and_then(|names| names.iter().find(|n| n["name"] == rule))
+            .unwrap_or_else(|| panic!("no name {rule:?} in {policy:#}"))
+    };
+    let addresses = |rule: &str| -> Vec<(String, u64)> {
+        name(rule)["addresses"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| {
+                (
+                    a["ip"].as_str().unwrap().to_owned(),
+                    a["expires_in_secs"].as_u64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    // Resolved by the daemon, refreshed on a schedule.
+    let x = addresses("x.example.com");
+    assert!(
+        x.len() == 1 && x[0].0 == "203.0.113.10" && x[0].1 > 0,
+        "{x:?}"
+    );
+    assert!(
+        name("x.example.com")["next_refresh_secs"]
+            .as_u64()
+            .is_some_and(|s| s > 0),
+        "{policy:#}"
+    );
+    // Learned from the agent's lookup; never resolved by the daemon.
+    let learned = addresses("*.pkg.test");
+    assert!(
+        learned.len() == 1 && learned[0].0 == "203.0.113.50" && learned[0].1 > 0,
+        "{learned:?}"
+    );
+    assert_eq!(name("*.pkg.test")["next_refresh_secs"], Value::Null);
+
+    // The same for people.
+    let human = rig
+        .daemon
+        .cli_ok(&["status"])
+        .unwrap_or_else(|e| panic!("status: {e:#}"));
+    for expected in [
+        format!("policy {POLICY} (enforce) from {}", source.display()),
+        format!("attached to: cgroup {cgroup}"),
+        "rules: 2".to_owned(),
+        "dropped egress no_rule: 2".to_owned(),
+        "dropped egress dns_denied: 1".to_owned(),
+        "x.example.com (resolved again in ".to_owned(),
+        "203.0.113.10 expires in ".to_owned(),
+        "*.pkg.test (learned from DNS answers)".to_owned(),
+        "203.0.113.50 expires in ".to_owned(),
+    ] {
+        assert!(human.contains(&expected), "{expected:?} not in:\n{human}");
+    }
+
+    // monitor: one line per drop, with the 5-tuple, the reason and the
+    // policy (and the refused name for a DNS drop). It says nothing when it
+    // has subscribed: warm up until a drop shows.
+    let mut monitor = Monitor::spawn_human(&rig.daemon).unwrap_or_else(|e| panic!("{e:#}"));
+    poll_until("monitor subscribed", Duration::from_secs(20), || {
+        let local = rig
+            .probe(&["udp", W_UDP, "--payload", "warm-up"])
+            .local
+            .ok_or("the warm-up probe had no local address")?;
+        monitor
+            .next_line_matching(
+                |l| l.contains(&format!(":{} -> ", local.port())),
+                Duration::from_millis(300),
+            )
+            .map(drop)
+            .ok_or_else(|| format!("no line yet; monitor printed {:?}", monitor.seen()))
+    });
+    // `<time> dropped egress <proto> <src> -> <dst> <reason> policy=<p>[ name=<n> type=<t>]`
+    let mut expect_line = |outcome: ProbeOutcome, proto: &str, rest: String| {
+        let local: SocketAddr = outcome.local.expect("the probe's local address");
+        let src = match local {
+            SocketAddr::V4(_) => local.to_string(),
+            SocketAddr::V6(v6) => format!("[{}]:{}", v6.ip(), v6.port()),
+        };
+        let line = monitor
+            .next_line_matching(|l| l.contains(&format!(" {src} -> ")), EVENT_TIMEOUT)
+            .unwrap_or_else(|| {
+                panic!(
+                    "no monitor line for {src}; it printed {:#?}",
+                    monitor.seen()
+                )
+            });
+        let (time, after_time) = line.split_once(' ').unwrap_or_else(|| panic!("{line}"));
+        assert!(
+            time.len() >= 20 && time.ends_with('Z') && time.contains('T'),
+            "no RFC 3339 time first: {line}"
+        );
+        assert_eq!(
+            after_time,
+            format!("dropped egress {proto} {src} -> {rest}"),
+            "monitor line {line:?}"
+        );
+    };
+    // Refused at connect(): the socket is bound to the unspecified address
+    // (the probe binds before connecting), and the line says where.
+    let udp = rig.probe(&["udp", W_UDP, "--payload", "m"]);
+    assert_eq!(
+        udp.local.map(|l| l.ip()),
+        Some(Ipv4Addr::UNSPECIFIED.into())
+    );
+    expect_line(
+        udp,
+        "udp",
+        format!("{W_UDP} no_rule policy={POLICY} (refused at connect)"),
+    );
+    let tcp6 = rig.probe(&["tcp", W6_TCP, "--timeout-ms", DROPPED_TCP_TIMEOUT_MS]);
+    assert_eq!(
+        tcp6.local.map(|l| l.ip()),
+        Some(Ipv6Addr::UNSPECIFIED.into())
+    );
+    expect_line(
+        tcp6,
+        "tcp",
+        format!("{W6_TCP} no_rule policy={POLICY} (refused at connect)"),
+    );
+    let dns = rig.probe(&["dns", "10.77.0.1", "evil.example", "--timeout-ms", "500"]);
+    expect_line(
+        dns,
+        "udp",
+        format!("10.77.0.1:53 dns_denied policy={POLICY} name=evil.example type=A"),
+    );
+}
+
+/// Runs `promtool check metrics` on `text`; panics with promtool's output
+/// (and the text) unless it passes.
+#[track_caller]
+fn promtool_check(what: &str, text: &str) {
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!("running promtool (Debian package prometheus; `cargo xtask setup`): {e}")
+        });
+    child
+        .stdin
+        .take()
+        .expect("piped")
+        .write_all(text.as_bytes())
+        .expect("writing to promtool");
+    let output = child.wait_with_output().expect("waiting for promtool");
+    assert!(
+        output.status.success(),
+        "promtool check metrics failed on {what} ({:?}):\n{}{}\n--- the metrics ---\n{text}",
+        output.status,
+        text_of(&output.stdout),
+        text_of(&output.stderr)
+    );
+}
+
+fn text_of(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn promtool_accepts_the_metrics_with_policies_and_drops() {
+    if skip_unless_root() {
+        return;
+    }
+    let rig = Rig::start(&world());
+    // Two policies, one enforcing and one auditing, so that every family
+    // has series of more than one policy.
+    rig.apply(
+        &PolicyYaml::for_sandbox(&rig.sandbox)
+            .fqdn("x.example.com", &["443/tcp"])
+            .fqdn_pattern("*.pkg.test", &["443/tcp"]),
+        "policy.yaml",
+    );
+    let child = rig.sandbox.create_cgroup("audited").unwrap();
+    let audit = PolicyYaml::for_sandbox(&rig.sandbox)
+        .name("audited")
+        .mode("audit")
+        .cgroup_path(&format!("{}/audited", rig.sandbox.cgroup_relative()))
+        .fqdn("x.example.com", &["443/tcp"]);
+    rig.apply(&audit, "audit.yaml");
+    rig.probe(&["dns", "10.77.0.1", "mirror.pkg.test"])
+        .assert_ok();
+    rig.assert_udp_dropped(W_UDP, "no_rule");
+    rig.assert_dropped(
+        &["dns", "10.77.0.1", "evil.example", "--timeout-ms", "500"],
+        probe_error::PERMISSION_DENIED,
+        "dns_denied",
+    );
+    rig.assert_dropped(
+        &[
+            "dns",
+            "203.0.113.99",
+            "x.example.com",
+            "--timeout-ms",
+            "500",
+        ],
+        probe_error::PERMISSION_DENIED,
+        "dns_resolver",
+    );
+    // In the child cgroup both apply: the audit policy counts a would-be
+    // drop. (To an address the enforcing policy learned above and the audit
+    // policy did not: a destination the enforcing policy refuses would be
+    // refused at connect(), before the audit policy sees a packet.)
+    let outcome = rig
+        .sandbox
+        .probe_in_cgroup(&child, &["tcp", "203.0.113.50:443"])
+        .unwrap();
+    outcome.assert_ok();
+
+    let text = poll_until("metrics with drops", Duration::from_secs(5), || {
+        let text = rig.daemon.metrics_text().map_err(|e| format!("{e:#}"))?;
+        let metrics = common::Metrics::parse(&text).map_err(|e| format!("{e:#}"))?;
+        let drops = metrics.sum(common::DROPS_TOTAL, &[("policy", POLICY)]);
+        let audited = metrics.sum(common::AUDIT_WOULD_DROP_TOTAL, &[("policy", "audited")]);
+        if drops >= 3 && audited >= 1 {
+            Ok(text)
+        } else {
+            Err(format!("drops {drops}, audited {audited}:\n{text}"))
+        }
+    });
+    promtool_check("`openclaw-egress metrics`", &text);
+
+    // The HTTP endpoint serves the same exposition.
+    let url = format!("http://{}/metrics", Daemon::METRICS_ADDR);
+    let mut curl = rig
+        .sandbox
+        .command_in_agent_outside_cgroup("curl", ["-sS", "--max-time", "10", &url])
+        .unwrap();
+    let output = openclaw_egress_e2e::run_with_deadline(&mut curl, Duration::from_secs(20))
+        .unwrap_or_else(|e| panic!("curl: {e:#}"));
+    assert!(output.status.success(), "curl {url}: {output:?}");
+    promtool_check("GET /metrics", &text_of(&output.stdout));
+}
