@@ -9,7 +9,7 @@
 //! on a host too: the daemon runs as the unit runs it (uid 0, bounding set =
 //! `CapabilityBoundingSet=`, no_new_privs, `--policy-dir`), applies the
 //! cgroup policy it finds there, re-reads the directory on SIGHUP and
-//! mounts nothing. (Each one is needed: `tests/tests/systemd_unit.rs` checks
+//! mounts nothing. (Each one is needed: `tests/tests/e2e/systemd_unit.rs` checks
 //! that the set is the DaemonSet's.)
 //!
 //! Needs root (it creates a cgroup and loads programs), like the kernel
