@@ -13,22 +13,30 @@
 //! blocked traffic was dropped, the daemon reported drop events for it, the
 //! drop counters moved and the sandbox was removed without leftovers.
 
+mod commands;
+mod drops;
+mod footprint;
 mod narrate;
 mod retarget;
 
 use std::{
     env,
     path::{Path, PathBuf},
-    process::{Command, Output, Stdio},
+    process::Command,
     thread,
     time::Duration,
 };
 
 use anyhow::{Context as _, Result, bail};
-use openclaw_egress_e2e::{Daemon, Monitor, ProbeOutcome, Sandbox, WorldConfig, probe_error};
+use openclaw_egress_e2e::{Daemon, Monitor, Sandbox, WorldConfig, probe_error};
 use serde_json::Value;
 
-use self::narrate::{Checks, note, output, section, shell};
+use self::{
+    commands::{agent_curl, agent_probe, cli, cli_quiet},
+    drops::{DropMatch, drops_lines, drops_total, is_drop},
+    footprint::Footprint,
+    narrate::{Checks, note, output, section, shell},
+};
 use crate::{cmd, setup, workspace};
 
 /// The policy the demo applies, relative to the workspace.
@@ -500,165 +508,4 @@ fn story(workspace: &Path, bin_dir: &Path, sandbox: &Sandbox, checks: &mut Check
     note("Stopping the world (oce-world).");
     drop(world);
     Ok(())
-}
-
-/// Runs curl in the agent netns, inside the sandbox cgroup, and prints the
-/// command and what it printed.
-fn agent_curl(sandbox: &Sandbox, args: &[&str]) -> Result<Output> {
-    let mut command = sandbox.command_in_agent("curl", args)?;
-    let line = cmd::display(Command::new("curl").args(args));
-    shell("agent", &line);
-    let result = command
-        .output()
-        .with_context(|| format!("running `{line}`"))?;
-    output(&String::from_utf8_lossy(&result.stdout));
-    output(&String::from_utf8_lossy(&result.stderr));
-    Ok(result)
-}
-
-/// Runs `oce-probe ARGS` in the agent netns, inside the sandbox cgroup, and
-/// prints the command and its JSON report.
-fn agent_probe(sandbox: &Sandbox, args: &[&str]) -> Result<ProbeOutcome> {
-    let line = cmd::display(Command::new("oce-probe").args(args));
-    shell("agent", &line);
-    let outcome = sandbox.probe(args)?;
-    output(&serde_json::to_string(&outcome)?);
-    Ok(outcome)
-}
-
-/// `openclaw-egress ARGS`, talking to the demo's daemon through
-/// `OPENCLAW_EGRESS_SOCKET` (exported in the narration).
-fn cli_command(egress: &Path, socket: &Path, args: &[&str]) -> Command {
-    let mut command = Command::new(egress);
-    command
-        .args(args)
-        .env("OPENCLAW_EGRESS_SOCKET", socket)
-        .stdin(Stdio::null());
-    command
-}
-
-/// Runs `openclaw-egress ARGS` (in `dir` if given), printing the command and
-/// its output.
-fn cli(egress: &Path, socket: &Path, args: &[&str], dir: Option<&Path>) -> Result<Output> {
-    let mut command = cli_command(egress, socket, args);
-    if let Some(dir) = dir {
-        command.current_dir(dir);
-    }
-    let line = cmd::display(Command::new("openclaw-egress").args(args));
-    shell("host", &line);
-    let result = command
-        .output()
-        .with_context(|| format!("running `{line}`"))?;
-    output(&String::from_utf8_lossy(&result.stdout));
-    output(&String::from_utf8_lossy(&result.stderr));
-    Ok(result)
-}
-
-/// Runs `openclaw-egress ARGS` without printing anything; its stdout, or an
-/// error unless it succeeded.
-fn cli_quiet(egress: &Path, socket: &Path, args: &[&str]) -> Result<String> {
-    let result = cli_command(egress, socket, args)
-        .output()
-        .with_context(|| format!("running openclaw-egress {}", args.join(" ")))?;
-    if !result.status.success() {
-        bail!(
-            "`openclaw-egress {}` failed ({}): {}",
-            args.join(" "),
-            result.status,
-            String::from_utf8_lossy(&result.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&result.stdout).into_owned())
-}
-
-/// The sum of every `openclaw_egress_drops_total` series.
-fn drops_total(egress: &Path, socket: &Path) -> Result<u64> {
-    let metrics = cli_quiet(egress, socket, &["metrics"])?;
-    Ok(drops_lines(&metrics).map(|(_, value)| value).sum())
-}
-
-/// The `openclaw_egress_drops_total` samples of a Prometheus text
-/// exposition, with their values.
-fn drops_lines(metrics: &str) -> impl Iterator<Item = (&str, u64)> {
-    metrics
-        .lines()
-        .filter(|line| line.starts_with("openclaw_egress_drops_total"))
-        .filter_map(|line| {
-            let value = line.rsplit(' ').next()?.parse::<f64>().ok()?;
-            // Counters are integers; the exposition format writes them as floats.
-            Some((line, value as u64))
-        })
-}
-
-fn is_drop(log: &Value) -> bool {
-    log["target"] == "openclaw_egress::drop"
-}
-
-/// The drop event expected for one blocked attempt.
-struct DropMatch {
-    what: String,
-    proto: &'static str,
-    dst: String,
-    dst_port: u16,
-    /// Known for the probes (they report their local address), not for curl.
-    src_port: Option<u16>,
-    reason: &'static str,
-}
-
-impl DropMatch {
-    fn matches(&self, log: &Value) -> bool {
-        is_drop(log)
-            && log["verdict"] == "dropped"
-            && log["proto"] == self.proto
-            && log["dst"] == self.dst.as_str()
-            && log["dst_port"] == self.dst_port
-            && log["reason"] == self.reason
-            && self.src_port.is_none_or(|port| log["src_port"] == port)
-    }
-}
-
-/// What a sandbox puts on the machine, to check after teardown that none of
-/// it is left.
-struct Footprint {
-    id: String,
-    netns: [String; 2],
-    paths: Vec<PathBuf>,
-}
-
-impl Footprint {
-    fn of(sandbox: &Sandbox) -> Self {
-        Self {
-            id: sandbox.id().to_owned(),
-            netns: [
-                sandbox.agent_netns().to_owned(),
-                sandbox.world_netns().to_owned(),
-            ],
-            paths: vec![
-                sandbox.cgroup_path().to_owned(),
-                Path::new("/etc/netns").join(sandbox.agent_netns()),
-                sandbox.scratch_dir().to_owned(),
-                sandbox.pins_dir().to_owned(),
-            ],
-        }
-    }
-
-    /// Whatever of the footprint still exists.
-    fn leftovers(&self) -> Vec<String> {
-        let listed = cmd::probe(cmd::new("ip").args(["netns", "list"])).unwrap_or_default();
-        let listed: Vec<&str> = listed
-            .lines()
-            .filter_map(|line| line.split_whitespace().next())
-            .collect();
-        let netns = self
-            .netns
-            .iter()
-            .filter(|name| listed.contains(&name.as_str()))
-            .map(|name| format!("netns {name}"));
-        let paths = self
-            .paths
-            .iter()
-            .filter(|path| path.exists())
-            .map(|path| path.display().to_string());
-        netns.chain(paths).collect()
-    }
 }
