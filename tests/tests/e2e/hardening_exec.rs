@@ -117,6 +117,7 @@ fn the_command_runs_without_the_capabilities_that_undo_enforcement() {
     if skip_unless_root() {
         return;
     }
+    let _turn = crate::common::exec_turn();
     let (rig, policy) = rig();
     let run = exec_sh(
         &rig,
@@ -143,6 +144,7 @@ fn keep_capabilities_keeps_them_but_not_the_way_out() {
     if skip_unless_root() {
         return;
     }
+    let _turn = crate::common::exec_turn();
     let (rig, policy) = rig();
     let mount = cgroup2_mount().unwrap();
     let script = format!(
@@ -171,6 +173,7 @@ fn the_command_cannot_leave_its_cgroup_and_stays_filtered() {
     if skip_unless_root() {
         return;
     }
+    let _turn = crate::common::exec_turn();
     let (rig, policy) = rig();
     rig.assert_reachable_without_policy(&["tcp", Y]);
     let mount = cgroup2_mount().unwrap();
@@ -212,6 +215,7 @@ fn the_daemon_refuses_requests_from_inside_a_filtered_cgroup() {
     if skip_unless_root() {
         return;
     }
+    let _turn = crate::common::exec_turn();
     let (rig, policy) = rig();
     let bin = binary_path("openclaw-egress");
     let socket = rig.daemon.socket().display().to_string();
@@ -271,6 +275,7 @@ fn the_command_cannot_unlink_the_daemons_pins() {
     if skip_unless_root() {
         return;
     }
+    let _turn = crate::common::exec_turn();
     let (rig, policy) = rig();
     rig.apply(
         &rig.policy().fqdn("x.example.com", &["443/tcp"]),

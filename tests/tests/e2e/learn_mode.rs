@@ -194,6 +194,7 @@ fn exec_learn_proposes_a_policy_the_agent_runs_under_without_a_drop() {
     if skip_unless_root() {
         return;
     }
+    let _turn = crate::common::exec_turn();
     let rig = Rig::start(&world());
     let dir = rig.sandbox.scratch_dir();
     // Learned with the sandbox's resolver (the exec runs in the agent netns
@@ -279,6 +280,7 @@ fn merge_proposes_only_what_a_policy_lacks_and_prints_the_difference() {
     if skip_unless_root() {
         return;
     }
+    let _turn = crate::common::exec_turn();
     let rig = Rig::start(&world());
     let dir = rig.sandbox.scratch_dir();
     let existing = rig

@@ -128,6 +128,7 @@ fn exec_runs_one_command_under_the_policy_and_passes_its_exit_code_through() {
     if skip_unless_root() {
         return;
     }
+    let _turn = crate::common::exec_turn();
     let (rig, policy) = rig_with_exec_policy();
     rig.assert_reachable_without_policy(&["tcp", Y]);
     let socket = rig.daemon.socket();
@@ -259,6 +260,7 @@ fn exec_refuses_a_bad_policy_or_a_missing_daemon_without_running_the_command() {
     if skip_unless_root() {
         return;
     }
+    let _turn = crate::common::exec_turn();
     let sandbox = Sandbox::new().expect("creating the sandbox");
     let scratch = sandbox.scratch_dir();
     let marker = scratch.join("ran");
@@ -309,6 +311,7 @@ fn what_a_killed_exec_leaves_keeps_enforcing_until_the_next_exec_removes_it() {
     if skip_unless_root() {
         return;
     }
+    let _turn = crate::common::exec_turn();
     let (rig, policy) = rig_with_exec_policy();
     let socket = rig.daemon.socket();
     let probe = binary_path("oce-probe");

@@ -143,3 +143,14 @@ pub fn run_cli(args: &[&str]) -> std::process::Output {
         .output()
         .unwrap_or_else(|e| panic!("running {} {args:?}: {e}", bin.display()))
 }
+
+/// A turn at running `openclaw-egress exec`, held for a whole test. Each
+/// exec removes what an earlier, killed exec left behind anywhere on the
+/// host, so tests that run exec (in this one test binary, concurrently)
+/// take turns: one's cleanup must not remove what another keeps on purpose
+/// (cli_ops' killed exec).
+pub fn exec_turn() -> std::sync::MutexGuard<'static, ()> {
+    static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    TURN.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
