@@ -65,16 +65,18 @@ use clap::Parser;
 use openclaw_egress::{
     clock,
     datapath::{Hooks, PolicyDatapath, encode, frames},
-    policy::{DnsConfig, EgressRule, Fqdn, Mode, Policy, PortSpec, Protocol, Selector, Target},
 };
-use openclaw_egress_common::{
-    Direction, DropReason, Verdict,
-    maps::{ALLOW_MAX_ENTRIES, counter_index},
-};
-use serde::Serialize;
+use openclaw_egress_common::{Direction, DropReason, Verdict, maps::counter_index};
 
+mod instance;
 mod raw_bpf;
+mod results;
 mod server_name_check;
+
+use self::{
+    instance::{Instance, policy, unchecked_policy},
+    results::{CacheCheck, EntryResult, Harness, Report, Samples, Stats, Timing},
+};
 
 /// The egress program's verdicts.
 const PASS: u32 = 1;
@@ -110,125 +112,6 @@ struct Args {
     /// Rounds the samples are split into; each round visits every entry count.
     #[arg(long, default_value_t = 10)]
     rounds: u32,
-}
-
-/// Order statistics of a set of per-run durations, in nanoseconds.
-#[derive(Serialize)]
-struct Stats {
-    samples: usize,
-    median_ns: f64,
-    p10_ns: f64,
-    p90_ns: f64,
-}
-
-impl Stats {
-    fn of(mut values: Vec<f64>) -> Self {
-        values.sort_by(f64::total_cmp);
-        let at = |q: f64| {
-            let index = ((values.len() - 1) as f64 * q).round() as usize;
-            values[index]
-        };
-        Self {
-            samples: values.len(),
-            median_ns: at(0.5),
-            p10_ns: at(0.1),
-            p90_ns: at(0.9),
-        }
-    }
-}
-
-/// [`Stats`] of one path, and its median net of the measurement's own cost
-/// (the harness's median for the same kind of run).
-#[derive(Serialize)]
-struct Timing {
-    #[serde(flatten)]
-    stats: Stats,
-    net_ns: f64,
-}
-
-impl Timing {
-    fn of(samples: Vec<f64>, harness: &Stats) -> Self {
-        let stats = Stats::of(samples);
-        let net_ns = stats.median_ns - harness.median_ns;
-        Self { stats, net_ns }
-    }
-}
-
-#[derive(Serialize)]
-struct EntryResult {
-    entries: u32,
-    cache_hit: Timing,
-    bare_lookup_warm: Timing,
-    first_packet: Timing,
-    first_packet_same_destination: Timing,
-    tc_first_packet: Timing,
-    bare_lookup_cold: Timing,
-}
-
-/// The samples of one entry count, nanoseconds per run.
-#[derive(Default)]
-struct Samples {
-    cache_hit: Vec<f64>,
-    bare_lookup_warm: Vec<f64>,
-    first_packet: Vec<f64>,
-    first_packet_same_destination: Vec<f64>,
-    tc_first_packet: Vec<f64>,
-    bare_lookup_cold: Vec<f64>,
-}
-
-impl Samples {
-    fn into_result(self, entries: u32, harness: &Harness) -> EntryResult {
-        let single = &harness.single_run;
-        EntryResult {
-            entries,
-            cache_hit: Timing::of(self.cache_hit, &harness.repeated),
-            bare_lookup_warm: Timing::of(self.bare_lookup_warm, &harness.repeated),
-            first_packet: Timing::of(self.first_packet, single),
-            first_packet_same_destination: Timing::of(self.first_packet_same_destination, single),
-            tc_first_packet: Timing::of(self.tc_first_packet, single),
-            bare_lookup_cold: Timing::of(self.bare_lookup_cold, single),
-        }
-    }
-}
-
-#[derive(Serialize)]
-struct Harness {
-    /// The trivial program, one run per syscall.
-    single_run: Stats,
-    /// The trivial program, `repeat` runs per syscall (per-run average).
-    repeated: Stats,
-}
-
-#[derive(Serialize)]
-struct CacheCheck {
-    /// How long the one long `repeat` run took, and the entry's lifetime.
-    run_ms: f64,
-    entry_lifetime_ms: f64,
-    /// The long run outlasted the entry.
-    outlasted_entry: bool,
-    /// Verdict of the last run of the long syscall (1 = pass).
-    last_verdict_in_long_run: u32,
-    /// `expired` drops counted during the long run.
-    expired_drops_in_long_run: u64,
-    /// Verdict of a new syscall (new socket) after the expiry (0 = drop).
-    fresh_socket_verdict: u32,
-    /// `expired` drops after that syscall.
-    expired_drops_after_fresh_socket: u64,
-    /// Every run after the first in one syscall took the cache-hit path.
-    repeat_runs_hit_the_cache: bool,
-}
-
-#[derive(Serialize)]
-struct Report {
-    kernel: String,
-    samples: u32,
-    repeat: u32,
-    repeat_samples: u32,
-    rounds: u32,
-    harness: Harness,
-    results: Vec<EntryResult>,
-    cache_check: CacheCheck,
-    server_name_check: server_name_check::ServerNameCheck,
 }
 
 fn main() -> Result<()> {
@@ -335,120 +218,6 @@ fn main() -> Result<()> {
     };
     println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(())
-}
-
-/// One loaded, filled, unattached datapath instance, and the bare-lookup
-/// baseline over a map holding the same entries.
-struct Instance {
-    entries: u32,
-    datapath: PolicyDatapath,
-    bare_lookup: raw_bpf::Program,
-}
-
-impl Instance {
-    /// Rule 0 is an `fqdn` rule for 443/tcp; `entries` addresses are
-    /// "resolved" for it (ALLOW entries, as the daemon writes them).
-    fn load(entries: u32) -> Result<Self> {
-        Self::load_policy(unchecked_policy(), entries)
-    }
-
-    fn load_policy(policy: Policy, entries: u32) -> Result<Self> {
-        let mut datapath = PolicyDatapath::load(Hooks {
-            cgroup: true,
-            interfaces: true,
-        })
-        .context("loading the programs (are we root?)")?;
-        let ips: Vec<IpAddr> = (0..entries).map(destination).collect();
-        let expires = clock::monotonic_ns_after(Duration::from_secs(24 * 3600));
-        let allow = encode::allow_entries(0, &policy.egress[0], &ips, expires);
-        datapath.upsert_allow(&allow)?;
-        let bare_map = raw_bpf::HashMap::allow_shaped(ALLOW_MAX_ENTRIES)
-            .context("creating the bare-lookup map")?;
-        for (key, value) in &allow {
-            bare_map.insert(key, value)?;
-        }
-        let bare_lookup = raw_bpf::bare_lookup(&bare_map, &allow[0].0)
-            .context("loading the bare-lookup program")?;
-        let static_entries = encode::static_entries(&policy)?;
-        datapath.install_static(&static_entries)?;
-        let stored = datapath.allow_entries().len();
-        ensure!(
-            stored == entries as usize,
-            "ALLOW holds {stored} entries, expected {entries}"
-        );
-        Ok(Self {
-            entries,
-            datapath,
-            bare_lookup,
-        })
-    }
-
-    /// Nanoseconds per run of the egress program, which must pass `frame`.
-    fn run_egress(&self, frame: &[u8], repeat: u32) -> Result<f64> {
-        let result = self.datapath.test_run_egress(frame, repeat)?;
-        ensure!(
-            result.return_value == PASS,
-            "the egress program dropped an allowed SYN ({} entries)",
-            self.entries
-        );
-        Ok(nanos(result.duration))
-    }
-
-    /// Nanoseconds per run of the TC program, which must pass `frame`.
-    fn run_tc(&self, frame: &[u8]) -> Result<f64> {
-        let result = self.datapath.test_run_tc_from_workload(frame)?;
-        ensure!(
-            result.return_value != TC_ACT_SHOT,
-            "the TC program dropped an allowed SYN ({} entries)",
-            self.entries
-        );
-        Ok(nanos(result.duration))
-    }
-
-    /// Nanoseconds per run of the bare lookup, which must find `frame`'s
-    /// destination.
-    fn run_bare(&self, frame: &[u8], repeat: u32) -> Result<f64> {
-        let (found, duration) = self.bare_lookup.run(frame, repeat)?;
-        ensure!(
-            found == 1,
-            "the bare lookup missed an allowed destination ({} entries)",
-            self.entries
-        );
-        Ok(nanos(duration))
-    }
-
-    /// A SYN to a random allowed destination from source port `1024 + n %
-    /// 64 000`: distinct `n` below 64 000 give distinct 5-tuples, so the TC
-    /// program's flow cache never already knows one.
-    fn random_frame(&self, rng: &mut XorShift, n: u32) -> Vec<u8> {
-        let index = u32::try_from(rng.next() % u64::from(self.entries)).expect("below entries");
-        let src_port = 1024 + u16::try_from(n % 64_000).expect("below 64 000");
-        frames::tcp_syn(AGENT, src_port, destination(index), PORT)
-    }
-}
-
-fn policy() -> Policy {
-    Policy {
-        name: "bench".into(),
-        mode: Mode::Enforce,
-        selector: Selector::default(),
-        dns: DnsConfig::with_resolvers(vec![IpAddr::V4(Ipv4Addr::new(10, 77, 0, 1))]),
-        egress: vec![EgressRule::new(
-            Target::Fqdn(Fqdn(ALLOWED_NAME.into())),
-            vec![PortSpec {
-                port: PORT,
-                protocol: Protocol::Tcp,
-            }],
-        )],
-    }
-}
-
-/// [`policy`] without the TLS check on its port: the per-packet series
-/// predate the server name check (`server_name_check` measures it).
-fn unchecked_policy() -> Policy {
-    let mut policy = policy();
-    policy.egress[0].inspection.tls_ports.clear();
-    policy
 }
 
 fn destination(index: u32) -> IpAddr {
