@@ -9,6 +9,9 @@
 //! enforces nothing until a policy is placed in /etc/openclaw-egress/policies
 //! (and started: `systemctl start openclaw-egress`).
 
+mod checks;
+mod debian_files;
+
 use std::{
     fs,
     io::Write as _,
@@ -19,6 +22,10 @@ use std::{
 
 use anyhow::{Context as _, Result, bail};
 
+use self::{
+    checks::check,
+    debian_files::{COPYRIGHT, POSTINST, POSTRM, PRERM},
+};
 use crate::{cmd, daemon_binary, workspace};
 
 const NAME: &str = "openclaw-egress";
@@ -31,13 +38,6 @@ pub struct Args {
     #[arg(long)]
     pub debug: bool,
 }
-
-/// Lintian tags we accept, and why (each one seen, none speculative).
-const LINTIAN_EXPLAINED: &[(&str, &str)] = &[(
-    "embedded-library",
-    "libyaml: serde_yaml's unsafe-libyaml, a Rust translation of libyaml compiled in as \
-     Rust links its dependencies; there is no shared library to use instead",
-)];
 
 pub fn run(args: &Args) -> Result<()> {
     let workspace = &workspace::root();
@@ -196,80 +196,6 @@ fn shared_library_packages(binary: &Path) -> Result<String> {
         .collect::<Result<_>>()?;
     Ok(depends.join(", "))
 }
-
-/// Checks the package: its files, its fields, lintian.
-fn check(deb: &Path) -> Result<()> {
-    let listing = cmd::stdout(cmd::new("dpkg-deb").arg("--contents").arg(deb))?;
-    for expected in [
-        "./usr/bin/openclaw-egress",
-        "./usr/lib/systemd/system/openclaw-egress.service",
-        "./etc/openclaw-egress/policies/",
-        "./usr/share/doc/openclaw-egress/copyright",
-        "./usr/share/doc/openclaw-egress/changelog.gz",
-        "./usr/share/doc/openclaw-egress/examples/openclaw.yaml",
-        "./usr/share/man/man1/openclaw-egress.1.gz",
-        "./usr/share/bash-completion/completions/openclaw-egress",
-        "./usr/share/zsh/vendor-completions/_openclaw-egress",
-        "./usr/share/fish/vendor_completions.d/openclaw-egress.fish",
-    ] {
-        if !listing
-            .lines()
-            .any(|line| line.split_whitespace().last() == Some(expected))
-        {
-            bail!("{} lacks {expected}:\n{listing}", deb.display());
-        }
-    }
-    if let Some(line) = listing.lines().find(|l| !l.contains(" root/root ")) {
-        bail!("not owned by root in {}: {line}", deb.display());
-    }
-    let depends = cmd::stdout(
-        cmd::new("dpkg-deb")
-            .args(["--field"])
-            .arg(deb)
-            .arg("Depends"),
-    )?;
-    if !depends.contains("libc6 (>= ") {
-        bail!("Depends lacks libc6: {depends}");
-    }
-    lintian(deb)
-}
-
-/// Runs lintian; every tag it reports must be explained in
-/// [`LINTIAN_EXPLAINED`].
-fn lintian(deb: &Path) -> Result<()> {
-    let out = cmd::new("lintian")
-        .args(["--tag-display-limit", "0"])
-        .arg(deb)
-        .output()
-        .context("running lintian (`cargo xtask setup` installs it)")?;
-    let report = String::from_utf8_lossy(&out.stdout);
-    let mut unexplained = Vec::new();
-    for line in report.lines() {
-        // "W: openclaw-egress: tag-name [details]"
-        let mut fields = line.splitn(3, ": ");
-        let (Some(level), Some(_), Some(rest)) = (fields.next(), fields.next(), fields.next())
-        else {
-            continue;
-        };
-        if !matches!(level, "E" | "W" | "I") {
-            continue;
-        }
-        let tag = rest.split_whitespace().next().unwrap_or_default();
-        match LINTIAN_EXPLAINED.iter().find(|(known, _)| *known == tag) {
-            Some((_, why)) => println!("lintian {level}: {tag} (accepted: {why})"),
-            None if level == "I" => println!("lintian {line}"),
-            None => unexplained.push(line.to_owned()),
-        }
-    }
-    if !unexplained.is_empty() {
-        bail!(
-            "lintian reports what is neither fixed nor explained:\n{}",
-            unexplained.join("\n")
-        );
-    }
-    Ok(())
-}
-
 fn gzip(data: &[u8]) -> Result<Vec<u8>> {
     let mut child = cmd::new("gzip")
         .args(["-9n", "-c"])
@@ -319,85 +245,3 @@ fn du_kib(dir: &Path) -> Result<u64> {
         .and_then(|kib| kib.parse().ok())
         .context("du's answer")
 }
-
-const COPYRIGHT: &str = "\
-Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/
-Upstream-Name: openclaw-egress
-Source: https://github.com/openclaw/openclaw-egress
-
-Files: *
-Copyright: 2026 openclaw-egress contributors
-License: MIT or Apache-2.0
-
-License: MIT
- Permission is hereby granted, free of charge, to any person obtaining a copy
- of this software and associated documentation files (the \"Software\"), to
- deal in the Software without restriction, including without limitation the
- rights to use, copy, modify, merge, publish, distribute, sublicense, and/or
- sell copies of the Software, and to permit persons to whom the Software is
- furnished to do so, subject to the following conditions:
- .
- The above copyright notice and this permission notice shall be included in
- all copies or substantial portions of the Software.
- .
- THE SOFTWARE IS PROVIDED \"AS IS\", WITHOUT WARRANTY OF ANY KIND, EXPRESS OR
- IMPLIED, INCLUDING BUT NOT LIMITED TO THE WARRANTIES OF MERCHANTABILITY,
- FITNESS FOR A PARTICULAR PURPOSE AND NONINFRINGEMENT. IN NO EVENT SHALL THE
- AUTHORS OR COPYRIGHT HOLDERS BE LIABLE FOR ANY CLAIM, DAMAGES OR OTHER
- LIABILITY, WHETHER IN AN ACTION OF CONTRACT, TORT OR OTHERWISE, ARISING
- FROM, OUT OF OR IN CONNECTION WITH THE SOFTWARE OR THE USE OR OTHER DEALINGS
- IN THE SOFTWARE.
-
-License: Apache-2.0
- On Debian systems, the full text of the Apache License, Version 2.0 can be
- found in /usr/share/common-licenses/Apache-2.0.
-";
-
-/// Enables the service (started at the next boot) but starts nothing now:
-/// with no policy placed it would enforce nothing anyway, and starting a
-/// BPF loader is the administrator's call.
-const POSTINST: &str = "\
-#!/bin/sh
-set -e
-if [ \"$1\" = configure ]; then
-    if [ -d /run/systemd/system ]; then
-        systemctl --system daemon-reload >/dev/null || true
-    fi
-    if command -v deb-systemd-helper >/dev/null 2>&1; then
-        deb-systemd-helper enable openclaw-egress.service >/dev/null || true
-    fi
-    echo \"openclaw-egress: place policies in /etc/openclaw-egress/policies, then\"
-    echo \"  systemctl start openclaw-egress\"
-fi
-exit 0
-";
-
-/// Stops the daemon on removal; what it enforces stays pinned (a removal
-/// does not open the workloads) until the package is purged.
-const PRERM: &str = "\
-#!/bin/sh
-set -e
-if [ \"$1\" = remove ] && [ -d /run/systemd/system ]; then
-    if command -v deb-systemd-invoke >/dev/null 2>&1; then
-        deb-systemd-invoke stop openclaw-egress.service >/dev/null || true
-    fi
-fi
-exit 0
-";
-
-/// On purge, the pins go: enforcement ends (what `openclaw-egress
-/// uninstall` does, without the binary, which is gone by now).
-const POSTRM: &str = "\
-#!/bin/sh
-set -e
-if [ \"$1\" = purge ]; then
-    rm -rf /sys/fs/bpf/openclaw-egress /run/openclaw-egress
-    if command -v deb-systemd-helper >/dev/null 2>&1; then
-        deb-systemd-helper purge openclaw-egress.service >/dev/null || true
-    fi
-fi
-if [ -d /run/systemd/system ]; then
-    systemctl --system daemon-reload >/dev/null || true
-fi
-exit 0
-";
