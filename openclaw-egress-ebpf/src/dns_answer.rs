@@ -20,13 +20,13 @@ use aya_ebpf::{
     programs::sk_buff::SkBuff,
 };
 use openclaw_egress_common::{
-    Addr, AllowKey, AllowValue, NO_RULE, PolicyConfig, RuleKind, RulePorts, Stage,
-    addr::as_ipv4,
+    Addr, AllowKey, AllowValue, PolicyConfig, RuleKind, RulePorts,
     dns::{DnsStat, MAX_RULE_PORTS},
     ipv4_mapped, proto, record,
 };
 
 use crate::{
+    dns_answer_record,
     dns_budget::{self, Admission},
     dns_message,
     dns_name::{self, DnsScratch, load, store},
@@ -34,7 +34,7 @@ use crate::{
     flow::{self, Flow},
     map_types::{AnswerScratch, MAX_ANSWERS},
     maps::{ALLOW, ANSWERS, CIDR_ADDRS, CONFIGS, INTERNAL_RANGES, RULE_PORTS, count_dns},
-    report::{self, Sender},
+    report,
     workload::Workload,
 };
 
@@ -170,7 +170,7 @@ fn learn_from(skb: &SkBuff, flow: &Flow) -> Result<(), ()> {
         unsafe {
             bpf_loop(
                 count,
-                record_one as *const () as *mut c_void,
+                dns_answer_record::record_one as *const () as *mut c_void,
                 ptr::from_ref(flow).cast_mut().cast(),
                 0,
             )
@@ -191,46 +191,6 @@ fn learn_from(skb: &SkBuff, flow: &Flow) -> Result<(), ()> {
         )
     };
     Ok(())
-}
-
-/// `bpf_loop` callback: reports collected address number `index` of the
-/// answer whose flow (resolver to workload) `context` points to, as the
-/// resolver's answer to the question in the scratch area.
-#[inline(never)]
-extern "C" fn record_one(index: u64, context: *mut c_void) -> i64 {
-    const STOP: i64 = 1;
-    let index = index as usize;
-    if index >= MAX_ANSWERS {
-        return STOP;
-    }
-    // SAFETY: `learn_from` lends the answer's flow for the call.
-    let answer = unsafe { &*context.cast::<Flow>() };
-    // SAFETY: only read: the question `learn_from` read, left for the loop.
-    let (Some(answers), Some(scratch)) = (ANSWERS.get_ptr_mut(0), unsafe { dns_name::scratch() })
-    else {
-        return STOP;
-    };
-    // SAFETY: per-CPU storage, used by one program run at a time on this CPU.
-    let addr = unsafe { (*answers).addresses[index] };
-    let flow = Flow {
-        src: answer.src,
-        dst: addr,
-        l4_offset: 0,
-        l3_end: 0,
-        workload: answer.workload,
-        src_port: answer.src_port,
-        dst_port: 0,
-        family: if as_ipv4(&addr).is_some() { 4 } else { 6 },
-        proto: answer.proto,
-        ip_options: false,
-    };
-    let sender = Sender {
-        slot: answer.slot(),
-        cgroup_id: 0,
-        socket_cookie: 0,
-    };
-    report::allowed(&flow, Stage::Answer, NO_RULE, sender, Some(scratch));
-    0
 }
 
 /// `bpf_loop` callback: learns collected address number `index` for the

@@ -30,6 +30,7 @@ mod cgroup_sock_addr;
 mod connect_policy;
 mod connection;
 mod dns_answer;
+mod dns_answer_record;
 mod dns_budget;
 mod dns_message;
 mod dns_name;
