@@ -19,7 +19,7 @@
 
 use core::{
     ffi::c_void,
-    ptr::{self, addr_of_mut, read_volatile, write_volatile},
+    ptr::{self, read_volatile, write_volatile},
 };
 
 use aya_ebpf::{
@@ -27,13 +27,16 @@ use aya_ebpf::{
     helpers::{bpf_skb_load_bytes, generated::bpf_loop},
     programs::sk_buff::SkBuff,
 };
-use openclaw_egress_common::dns::{DNS_NAME_KEY_LEN, NO_RULE};
+use openclaw_egress_common::dns::DNS_NAME_KEY_LEN;
 
-pub use crate::map_types::{DnsScratch, MAX_MATCHES};
-use crate::maps::{DNS_NAMES, SCRATCH};
+use crate::maps::SCRATCH;
+pub use crate::{
+    dns_name_match::matching_rules,
+    map_types::{DnsScratch, MAX_MATCHES},
+};
 
 /// Longest name in wire format, root label included.
-const MAX_WIRE_LEN: usize = 255;
+pub(crate) const MAX_WIRE_LEN: usize = 255;
 /// Most labels a name of MAX_WIRE_LEN bytes can have.
 const MAX_LABELS: usize = 128;
 
@@ -166,8 +169,8 @@ fn each(count: u32, callback: extern "C" fn(u64, *mut c_void) -> i64) {
     };
 }
 
-const GO_ON: i64 = 0;
-const STOP: i64 = 1;
+pub(crate) const GO_ON: i64 = 0;
+pub(crate) const STOP: i64 = 1;
 
 /// Zeroes word `index` of the label marks and of both keys.
 extern "C" fn clear_word(index: u64, _: *mut c_void) -> i64 {
@@ -354,7 +357,7 @@ extern "C" fn dotted_byte(index: u64, context: *mut c_void) -> i64 {
 /// `base[(i - pad) & 0xff]` into `(base - pad)[i]`, a pointer the verifier
 /// rejects for starting out of bounds).
 #[inline(always)]
-fn masked(index: usize) -> usize {
+pub(crate) fn masked(index: usize) -> usize {
     let mut slot = index;
     // SAFETY: a volatile round trip through a local.
     unsafe {
@@ -370,86 +373,5 @@ fn normalize(byte: u8) -> Option<u8> {
         b'A'..=b'Z' => Some(byte + (b'a' - b'A')),
         b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' => Some(byte),
         _ => None,
-    }
-}
-
-/// Finds the rules (up to [`MAX_MATCHES`]) allowing the name last [`read`]
-/// into `scratch`, most specific first; read them with [`DnsScratch::matched`].
-/// Returns whether there is any. Consumes `scratch.key`.
-///
-/// Suffixes are tried by zeroing the leading labels of the right-aligned key
-/// one at a time: the full name for `fqdn` rules, the name minus its first
-/// label for `*.` patterns, and every proper suffix for `**.` patterns.
-#[inline(always)]
-pub fn matching_rules(scratch: &mut DnsScratch, slot: u32) -> bool {
-    store(&mut scratch.match_count, 0);
-    let name_len = load(&scratch.name_len) as usize;
-    if name_len == 0 || name_len > MAX_WIRE_LEN {
-        return false;
-    }
-    let pad = DNS_NAME_KEY_LEN - name_len;
-    store(&mut scratch.pad, pad as u32);
-    store(
-        &mut scratch.second_label,
-        (pad + 1 + usize::from(scratch.raw[0])) as u32,
-    );
-    let Some(names) = DNS_NAMES.get(slot) else {
-        return false;
-    };
-    if let Some(rules) = names.get_ptr(&scratch.key) {
-        // SAFETY: pointer from a successful lookup, only read.
-        push(scratch, unsafe { (*rules).exact });
-    }
-    // From the name's first byte to the end of the key.
-    let mut slot = slot;
-    // SAFETY: `try_suffix` has the callback signature bpf_loop expects and
-    // reads its context as the `u32` lent here for the call.
-    unsafe {
-        bpf_loop(
-            name_len as u32,
-            try_suffix as *const () as *mut c_void,
-            ptr::from_mut(&mut slot).cast(),
-            0,
-        )
-    };
-    load(&scratch.match_count) > 0
-}
-
-/// `matching_rules`: byte `pad + index` of the key. At a label start, the
-/// key (with everything before zeroed) is a proper suffix of the name.
-extern "C" fn try_suffix(index: u64, slot: *mut c_void) -> i64 {
-    // SAFETY: a callback of this module's passes (see `scratch`).
-    let Some(scratch) = (unsafe { scratch() }) else {
-        return STOP;
-    };
-    // SAFETY: `matching_rules` lends the slot for the call.
-    let Some(names) = DNS_NAMES.get(unsafe { *slot.cast::<u32>() }) else {
-        return STOP;
-    };
-    let pad = scratch.pad as usize;
-    let i = masked(pad + index as usize);
-    if index > 0
-        && scratch.label_starts[masked(index as usize)] == 1
-        && let Some(rules) = names.get_ptr(&scratch.key)
-    {
-        // SAFETY: pointer from a successful lookup, only read.
-        let (one_label, any_depth) = unsafe { ((*rules).one_label, (*rules).any_depth) };
-        if i == scratch.second_label as usize {
-            push(scratch, one_label);
-        }
-        push(scratch, any_depth);
-    }
-    scratch.key.bytes[i] = 0;
-    GO_ON
-}
-
-#[inline(always)]
-fn push(scratch: &mut DnsScratch, rule: u32) {
-    let count = load(&scratch.match_count) as usize;
-    if rule != NO_RULE && count < MAX_MATCHES {
-        // SAFETY: in bounds (checked above); volatile keeps it out of the
-        // verifier's loop state.
-        unsafe { write_volatile(addr_of_mut!(scratch.matches[count]), rule) };
-        store(&mut scratch.match_count, count as u32 + 1);
     }
 }

@@ -34,6 +34,7 @@ mod dns_answer_record;
 mod dns_budget;
 mod dns_message;
 mod dns_name;
+mod dns_name_match;
 mod dns_pending;
 mod dns_query;
 mod dns_stream;
